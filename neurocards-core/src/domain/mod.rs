@@ -1,0 +1,18 @@
+//! Domain types. Each is parsed once at the edge ("parse, don't validate"): holding a
+//! [`Credits`], a [`VideoCount`] or a [`Prompt`] means it is valid.
+
+mod credits;
+mod ids;
+mod job;
+mod video;
+
+pub use credits::{Credits, LedgerReason, NegativeCredits};
+pub use ids::{InvalidOrderKey, JobId, LeaseToken, OrderId, OrderKey, ProductId, UserId, WorkerId};
+pub use job::{
+    parse_duration, ClaimedJob, Delivery, ErrorClass, JobProgress, JobSpec, JobStatus, Lease,
+    ProviderTaskRef, RetryPolicy, StepResult,
+};
+pub use video::{
+    AspectRatio, GenerationOptions, ImageData, ImageMime, InvalidPrompt, InvalidTemplateId,
+    InvalidVideoCount, Language, Prompt, TemplateId, VideoCount,
+};

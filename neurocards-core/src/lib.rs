@@ -1,0 +1,13 @@
+//! Neurocards core: sell AI product videos over Telegram.
+//!
+//! The crate holds the domain ([`domain`]), the ports the services depend on ([`ports`]), the
+//! services, and the adapters (PostgreSQL, KIE.AI, OpenAI, Telegram), each behind a cargo
+//! feature (all on by default). A second bot embeds the same pieces with its own front end.
+
+pub mod domain;
+pub mod ports;
+pub mod secret;
+pub mod templates;
+
+#[cfg(feature = "postgres")]
+pub mod postgres;

@@ -1,0 +1,212 @@
+//! The durable queue of orders and jobs.
+
+use crate::domain::{
+    ClaimedJob, Credits, ErrorClass, JobId, JobProgress, JobSpec, JobStatus, Lease, OrderId,
+    OrderKey, StepResult, UserId, VideoCount, WorkerId,
+};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// An order to place: `count` jobs with the same spec, charged `price_per_video` each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewOrder {
+    pub user_id: UserId,
+    pub key: OrderKey,
+    pub count: VideoCount,
+    pub price_per_video: Credits,
+    pub spec: JobSpec,
+}
+
+impl NewOrder {
+    /// The whole order's price.
+    pub fn total_price(&self) -> Credits {
+        self.price_per_video.times(self.count.get())
+    }
+}
+
+/// The result of placing an order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacedOrder {
+    pub order_id: OrderId,
+    pub jobs: Vec<JobId>,
+    pub charged: Credits,
+    /// The user's balance right after the charge (or now, for a repeated key).
+    pub balance_after: Credits,
+    /// `false` when the order key was used before: this is the first order, nothing was charged
+    /// this time.
+    pub newly_placed: bool,
+}
+
+/// Why a failure ended or postponed a job; stored on the job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFailure {
+    pub class: ErrorClass,
+    /// A short, secret-free description (provider message or our own).
+    pub message: String,
+}
+
+/// How a job goes back to the queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reschedule {
+    /// A provider retry of a retryable class: counts against that class's retry budget.
+    Retry(JobFailure),
+    /// Waiting for capacity (e.g. no API key has a free slot now): counts against nothing.
+    Snooze { reason: String },
+}
+
+/// The outcome of a final failure or cancellation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refund {
+    /// Credits returned by this call; zero when the job had already been refunded.
+    pub refunded: Credits,
+    pub balance_after: Credits,
+}
+
+/// What a rescue sweep did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RescueReport {
+    /// Jobs whose lease expired, put back to `queued`.
+    pub requeued: Vec<JobId>,
+    /// Jobs that had already been rescued the maximum number of times: failed with refund.
+    pub failed: Vec<JobId>,
+}
+
+/// Queue figures for dashboards, `/queue_stats` and `/stats`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+pub struct QueueStats {
+    /// Jobs waiting (including those scheduled for a later retry).
+    pub queued: u64,
+    /// Of those, jobs ready to run now.
+    pub ready: u64,
+    pub running: u64,
+    /// Terminal counts within the window.
+    pub succeeded: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    /// Failures within the window by error class.
+    pub failed_by_class: Vec<(ErrorClass, u64)>,
+    /// Wait from creation to first claim, for jobs first claimed within the window (seconds).
+    pub avg_wait_secs: f64,
+    pub p95_wait_secs: f64,
+    /// Distinct workers holding a lease now.
+    pub workers: u64,
+    pub window_secs: u64,
+}
+
+/// A job as stored, for admin views, tests and the invariants check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobSnapshot {
+    pub id: JobId,
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub status: JobStatus,
+    pub spec: JobSpec,
+    pub progress: JobProgress,
+    pub attempt: u32,
+    pub rescues: u32,
+    pub temporary_retries: u32,
+    pub rate_limit_retries: u32,
+    pub run_at: DateTime<Utc>,
+    /// The worker holding the lease, while `running`.
+    pub leased_by: Option<String>,
+    pub error_class: Option<ErrorClass>,
+    pub error_message: Option<String>,
+    /// Whether the job's charge has been refunded.
+    pub refunded: bool,
+    pub created_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Errors of the queue.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// The user's balance does not cover the order; nothing was written.
+    #[error("not enough credits: the order costs {needed}, the balance is {available}")]
+    InsufficientCredits { needed: Credits, available: Credits },
+    /// The caller's lease token is stale (the job was rescued, released or finished by someone
+    /// else): the write was refused and the caller must stop working on the job.
+    #[error("lease on job {0} was lost")]
+    LeaseLost(JobId),
+    /// The user, order or job does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The database could not be reached or timed out: retrying later can help.
+    #[error("queue storage unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else; not retryable.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl QueueError {
+    /// Whether retrying the same call later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, QueueError::Unavailable(_))
+    }
+}
+
+/// Durable orders and jobs.
+///
+/// Guarantees every implementation must keep (the testkit's conformance suite checks them):
+/// - `place_order` charges and enqueues atomically and is idempotent per (user, order key);
+/// - a job is held by at most one lease at a time, and every write after the claim is fenced by
+///   the lease token ([`QueueError::LeaseLost`] otherwise);
+/// - each job is refunded at most once, in the same transaction as its failure or cancellation;
+/// - expired leases are rescued back to the queue, capped by a maximum number of rescues.
+#[mockall::automock]
+#[async_trait::async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Checks the balance, writes the charge, creates the order and its jobs in one
+    /// transaction. The same (user, key) a second time returns the first order and charges
+    /// nothing. Insufficient credits write nothing.
+    async fn place_order(&self, order: &NewOrder) -> Result<PlacedOrder, QueueError>;
+
+    /// Claims up to `max` ready jobs for `worker`, fair between users, each under a fresh lease.
+    async fn claim(&self, worker: &WorkerId, max: u32) -> Result<Vec<ClaimedJob>, QueueError>;
+
+    /// Extends the leases that are still held; returns the ids of the jobs whose lease was lost.
+    async fn heartbeat(
+        &self,
+        worker: &WorkerId,
+        leases: &[Lease],
+    ) -> Result<Vec<JobId>, QueueError>;
+
+    /// Records a step result (fenced).
+    async fn record_step(&self, lease: Lease, step: &StepResult) -> Result<(), QueueError>;
+
+    /// Marks jobs succeeded (fenced per job); returns the ids that were completed. A job whose
+    /// lease was lost is left out rather than failing the batch.
+    async fn complete(&self, leases: &[Lease]) -> Result<Vec<JobId>, QueueError>;
+
+    /// Puts a running job back to `queued`, to run after `delay` (fenced).
+    async fn reschedule(
+        &self,
+        lease: Lease,
+        how: &Reschedule,
+        delay: Duration,
+    ) -> Result<(), QueueError>;
+
+    /// Fails the job for good and refunds its charge in the same transaction (fenced). The
+    /// refund happens at most once per job, ever.
+    async fn fail(&self, lease: Lease, failure: &JobFailure) -> Result<Refund, QueueError>;
+
+    /// Hands jobs back to the queue at once (graceful shutdown); not counted as a retry or a
+    /// rescue. Returns how many were released.
+    async fn release(&self, leases: &[Lease]) -> Result<u64, QueueError>;
+
+    /// Sends jobs whose lease expired back to the queue; a job over the rescue cap is failed
+    /// with refund instead. Safe to run from every worker at once.
+    async fn rescue_expired(&self, limit: u32) -> Result<RescueReport, QueueError>;
+
+    /// Cancels a queued job with refund. Returns `false` when the job is running or finished.
+    async fn cancel_job(&self, job: JobId) -> Result<bool, QueueError>;
+
+    /// Queue figures; terminal counts and waits over the last `window`.
+    async fn stats(&self, window: Duration) -> Result<QueueStats, QueueError>;
+
+    /// Returns when new work may be ready (a notification) or after `timeout`, whichever is first.
+    async fn wait_for_work(&self, timeout: Duration) -> Result<(), QueueError>;
+
+    /// The job as stored.
+    async fn job(&self, id: JobId) -> Result<Option<JobSnapshot>, QueueError>;
+}

@@ -1,0 +1,14 @@
+//! Ports: the traits the services depend on. Adapters implement them; tests use the `mockall`
+//! mocks (`MockJobQueue`, …) or the testkit's fakes.
+
+mod accounts;
+mod job_queue;
+mod notifier;
+mod prompt_engine;
+mod video_provider;
+
+pub use accounts::*;
+pub use job_queue::*;
+pub use notifier::*;
+pub use prompt_engine::*;
+pub use video_provider::*;
