@@ -11,3 +11,6 @@ pub mod templates;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+
+#[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]
+pub mod http;
