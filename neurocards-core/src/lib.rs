@@ -5,6 +5,7 @@
 //! feature (all on by default). A second bot embeds the same pieces with its own front end.
 
 pub mod domain;
+pub mod i18n;
 pub mod ports;
 pub mod secret;
 pub mod templates;
