@@ -16,5 +16,8 @@ pub mod templates;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(feature = "telegram")]
+pub mod telegram;
+
 #[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]
 pub mod http;
