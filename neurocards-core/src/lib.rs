@@ -7,8 +7,12 @@
 pub mod domain;
 pub mod i18n;
 pub mod ports;
+pub mod prompts;
 pub mod secret;
 pub mod templates;
+
+#[cfg(feature = "openai")]
+pub mod openai;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
