@@ -9,9 +9,13 @@ pub mod domain;
 pub mod i18n;
 pub mod metrics;
 pub mod ports;
+pub mod prompts;
 pub mod secret;
 pub mod telemetry;
 pub mod templates;
+
+#[cfg(feature = "openai")]
+pub mod openai;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
