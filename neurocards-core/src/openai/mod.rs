@@ -139,7 +139,10 @@ mod tests {
 
     #[test]
     fn quota_is_config_and_rate_limit_is_retryable() {
-        let quota = OpenAiError::InsufficientQuota { code: "insufficient_quota".into(), message: "x".into() };
+        let quota = OpenAiError::InsufficientQuota {
+            code: "insufficient_quota".into(),
+            message: "x".into(),
+        };
         assert!(!quota.is_retryable());
         assert!(matches!(PromptError::from(quota), PromptError::Config(_)));
         let rate = OpenAiError::RateLimited { retry_after: None, message: "x".into() };
