@@ -13,5 +13,8 @@ pub mod templates;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(feature = "kie")]
+pub mod kie;
+
 #[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]
 pub mod http;
