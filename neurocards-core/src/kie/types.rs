@@ -37,8 +37,6 @@ pub struct CreateTaskData {
 /// `data` of a recordInfo answer, and of a callback body.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct RecordInfo {
-    #[serde(default, rename = "taskId", alias = "task_id")]
-    pub task_id: Option<String>,
     #[serde(default, alias = "status")]
     pub state: Option<String>,
     /// A JSON string on the wire (`"{\"resultUrls\":[...]}"`); an object is accepted too.
@@ -123,7 +121,6 @@ mod tests {
         let env: Envelope = serde_json::from_str(body).expect("parses");
         assert_eq!(env.code, Some(200));
         let data: RecordInfo = serde_json::from_value(env.data.expect("data")).expect("record");
-        assert_eq!(data.task_id.as_deref(), Some("task_1"));
         assert_eq!(data.fail_code, None);
         assert_eq!(data.result_urls(), vec!["https://x/v.mp4".to_owned()]);
     }
