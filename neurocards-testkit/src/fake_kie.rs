@@ -162,7 +162,7 @@ impl FakeTask {
         let elapsed = self.created.elapsed();
         let by_checks = |n: u32| {
             let pct = (self.checks.min(n) * 100 / (n + 1)).min(99) as u8;
-            (self.checks > n, pct)
+            (self.checks >= n, pct)
         };
         let by_time = |d: Duration| {
             let pct = (elapsed.as_millis() * 100 / d.as_millis().max(1)).min(99) as u8;
@@ -198,7 +198,7 @@ impl FakeTask {
         let created_ms = 1_700_000_000_000i64;
         let (state, result, fail_code, fail_msg, progress) = match self.phase() {
             Phase::Pending(p) => {
-                let state = if self.checks <= 1 && p == 0 { "waiting" } else { "generating" };
+                let state = if self.checks == 0 { "waiting" } else { "generating" };
                 (state, Value::String(String::new()), String::new(), String::new(), p)
             }
             Phase::Success => {
@@ -413,8 +413,11 @@ impl Handler {
         match st.tasks.get_mut(&task_id) {
             // A task belongs to the account (key) that created it.
             Some(task) if task.key == key => {
+                // The answer reflects the checks made before this one: `SucceedAfter(n)` gives
+                // n pending answers, then success.
+                let record = task.record(&self.jobs_base);
                 task.checks += 1;
-                ok(task.record(&self.jobs_base))
+                ok(record)
             }
             _ => Failure::new(200, 404, "Task not found").response(),
         }
