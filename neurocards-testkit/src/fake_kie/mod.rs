@@ -15,6 +15,11 @@ use url::Url;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+mod requests;
+mod task;
+use requests::{mime_for, parse_multipart, validate};
+use task::FakeTask;
+
 /// Bytes of the MP4 every result URL serves.
 pub const VIDEO_BYTES: &[u8] =
     b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom\x00\x00\x00\x08free";
@@ -136,101 +141,6 @@ pub struct TaskView {
     pub checks: u32,
     pub callback_url: Option<String>,
     pub callbacks_sent: u32,
-}
-
-#[derive(Debug)]
-struct FakeTask {
-    id: String,
-    model: String,
-    key: String,
-    body: Value,
-    plan: Scenario,
-    created: Instant,
-    checks: u32,
-    callback_url: Option<String>,
-    callbacks_sent: u32,
-}
-
-enum Phase {
-    Pending(u8),
-    Success,
-    Fail(String, String),
-}
-
-impl FakeTask {
-    fn phase(&self) -> Phase {
-        let elapsed = self.created.elapsed();
-        let by_checks = |n: u32| {
-            let pct = (self.checks.min(n) * 100 / (n + 1)).min(99) as u8;
-            (self.checks >= n, pct)
-        };
-        let by_time = |d: Duration| {
-            let pct = (elapsed.as_millis() * 100 / d.as_millis().max(1)).min(99) as u8;
-            (elapsed >= d, pct)
-        };
-        match &self.plan {
-            Scenario::SucceedAfter(n) => match by_checks(*n) {
-                (true, _) => Phase::Success,
-                (false, p) => Phase::Pending(p),
-            },
-            Scenario::SucceedAfterTime(d) => match by_time(*d) {
-                (true, _) => Phase::Success,
-                (false, p) => Phase::Pending(p),
-            },
-            Scenario::FailAfter { checks, fail_code, fail_msg } => match by_checks(*checks) {
-                (true, _) => Phase::Fail(fail_code.clone(), fail_msg.clone()),
-                (false, p) => Phase::Pending(p),
-            },
-            Scenario::FailAfterTime { after, fail_code, fail_msg } => match by_time(*after) {
-                (true, _) => Phase::Fail(fail_code.clone(), fail_msg.clone()),
-                (false, p) => Phase::Pending(p),
-            },
-            Scenario::Never => Phase::Pending(0),
-        }
-    }
-
-    fn is_final(&self) -> bool {
-        !matches!(self.phase(), Phase::Pending(_))
-    }
-
-    /// The task in recordInfo / callback `data` shape.
-    fn record(&self, files_base: &str) -> Value {
-        let created_ms = 1_700_000_000_000i64;
-        let (state, result, fail_code, fail_msg, progress) = match self.phase() {
-            Phase::Pending(p) => {
-                let state = if self.checks == 0 { "waiting" } else { "generating" };
-                (state, Value::String(String::new()), String::new(), String::new(), p)
-            }
-            Phase::Success => {
-                let urls = json!({"resultUrls": [format!("{files_base}/files/{}.mp4", self.id)]});
-                ("success", Value::String(urls.to_string()), String::new(), String::new(), 100)
-            }
-            Phase::Fail(code, msg) => ("fail", Value::Null, code, msg, 100),
-        };
-        json!({
-            "taskId": self.id,
-            "model": self.model,
-            "state": state,
-            "param": self.body.to_string(),
-            "resultJson": result,
-            "failCode": fail_code,
-            "failMsg": fail_msg,
-            "costTime": 15000,
-            "completeTime": created_ms + 15000,
-            "createTime": created_ms,
-            "updateTime": created_ms + 15000,
-            "progress": progress,
-            "creditsConsumed": 30.0,
-        })
-    }
-
-    fn callback_body(&self, files_base: &str) -> Value {
-        let (code, msg) = match self.phase() {
-            Phase::Fail(..) => (501, "Playground task failed."),
-            _ => (200, "Playground task completed successfully."),
-        };
-        json!({"code": code, "msg": msg, "data": self.record(files_base)})
-    }
 }
 
 struct State {
@@ -468,134 +378,6 @@ impl Handler {
         st.uploads.push(record);
         resp
     }
-}
-
-/// Checks a createTask body the way KIE does for the models the fake knows.
-fn validate(body: &Value, model: &str, extra: &HashSet<String>) -> Result<(), Failure> {
-    let input = body
-        .get("input")
-        .filter(|i| i.is_object())
-        .ok_or_else(|| Failure::validation("input is required"))?;
-    if model.is_empty() {
-        return Err(Failure::validation("model is required"));
-    }
-    let prompt = input.get("prompt").and_then(Value::as_str).unwrap_or("");
-    if prompt.trim().is_empty() {
-        return Err(Failure::validation("prompt is required"));
-    }
-    if prompt.chars().count() > 10_000 {
-        return Err(Failure::validation("prompt exceeds range"));
-    }
-    let images = |field: &str, max: usize| -> Result<(), Failure> {
-        let urls = input
-            .get(field)
-            .and_then(Value::as_array)
-            .ok_or_else(|| Failure::validation(format!("{field} is required")))?;
-        if urls.is_empty() || urls.len() > max {
-            return Err(Failure::validation(format!("{field} must hold 1 to {max} URLs")));
-        }
-        for u in urls {
-            let u = u.as_str().unwrap_or("");
-            if !u.starts_with("http") || u.contains("api.telegram.org") || u.contains("/file/bot") {
-                return Err(Failure::validation(format!("{field} holds an unusable URL")));
-            }
-        }
-        Ok(())
-    };
-    if model.starts_with("sora-2") && model.contains("image-to-video") {
-        images("image_urls", 1)?;
-        if !matches!(input.get("n_frames").and_then(Value::as_str), Some("10" | "15")) {
-            return Err(Failure::validation("n_frames must be the string \"10\" or \"15\""));
-        }
-        if !matches!(
-            input.get("aspect_ratio").and_then(Value::as_str),
-            Some("portrait" | "landscape")
-        ) {
-            return Err(Failure::validation("aspect_ratio must be portrait or landscape"));
-        }
-    } else if model.starts_with("kling-3.0/") {
-        images("image_urls", 2)?;
-        if input.get("duration").and_then(Value::as_str).is_none() {
-            return Err(Failure::validation("duration is required"));
-        }
-    } else if model.starts_with("bytedance/seedance-2") {
-        images("reference_image_urls", 4)?;
-        if input.get("duration").and_then(Value::as_u64).is_none() {
-            return Err(Failure::validation("duration is required"));
-        }
-    } else if !extra.contains(model) {
-        return Err(Failure::validation("The model name you specified is not supported"));
-    }
-    Ok(())
-}
-
-fn mime_for(name: &str) -> String {
-    match name.rsplit('.').next().map(str::to_ascii_lowercase).as_deref() {
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("png") => "image/png",
-        Some("webp") => "image/webp",
-        Some("mp4") => "video/mp4",
-        _ => "application/octet-stream",
-    }
-    .to_owned()
-}
-
-struct Part {
-    name: String,
-    filename: Option<String>,
-    content_type: Option<String>,
-    data: Vec<u8>,
-}
-
-fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
-    if needle.is_empty() || from > hay.len() {
-        return None;
-    }
-    hay[from..].windows(needle.len()).position(|w| w == needle).map(|i| i + from)
-}
-
-/// A small multipart/form-data reader, enough for what our client sends.
-fn parse_multipart(body: &[u8], content_type: &str) -> Vec<Part> {
-    let Some(boundary) = content_type
-        .split(';')
-        .map(str::trim)
-        .find_map(|p| p.strip_prefix("boundary="))
-        .map(|b| format!("--{}", b.trim_matches('"')))
-    else {
-        return Vec::new();
-    };
-    let delim = boundary.as_bytes();
-    let mut parts = Vec::new();
-    let mut pos = match find(body, delim, 0) {
-        Some(p) => p + delim.len(),
-        None => return parts,
-    };
-    while let Some(next) = find(body, delim, pos) {
-        let chunk = &body[pos..next];
-        pos = next + delim.len();
-        let chunk = chunk.strip_prefix(b"\r\n").unwrap_or(chunk);
-        let chunk = chunk.strip_suffix(b"\r\n").unwrap_or(chunk);
-        let Some(split) = find(chunk, b"\r\n\r\n", 0) else { continue };
-        let head = String::from_utf8_lossy(&chunk[..split]).into_owned();
-        let data = chunk[split + 4..].to_vec();
-        let mut part = Part { name: String::new(), filename: None, content_type: None, data };
-        for line in head.lines() {
-            let lower = line.to_ascii_lowercase();
-            if lower.starts_with("content-disposition:") {
-                for attr in line.split(';').map(str::trim) {
-                    if let Some(v) = attr.strip_prefix("name=") {
-                        part.name = v.trim_matches('"').to_owned();
-                    } else if let Some(v) = attr.strip_prefix("filename=") {
-                        part.filename = Some(v.trim_matches('"').to_owned());
-                    }
-                }
-            } else if lower.starts_with("content-type:") {
-                part.content_type = line.split_once(':').map(|(_, v)| v.trim().to_owned());
-            }
-        }
-        parts.push(part);
-    }
-    parts
 }
 
 fn lock(state: &Arc<Mutex<State>>) -> MutexGuard<'_, State> {
