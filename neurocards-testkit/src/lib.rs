@@ -3,6 +3,7 @@
 //! database invariants check, PostgreSQL fixtures, and benchmarks.
 
 pub mod conformance;
+pub mod fake_kie;
 pub mod fake_openai;
 pub mod fake_telegram;
 pub mod invariants;
