@@ -6,6 +6,7 @@
 
 pub mod domain;
 pub mod i18n;
+pub mod pipeline;
 pub mod ports;
 pub mod secret;
 pub mod templates;
