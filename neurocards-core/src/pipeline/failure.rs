@@ -68,8 +68,7 @@ fn store_outcome(e: PipelineStoreError) -> JobOutcome {
 pub(crate) async fn handle(inner: &Inner, job: &ClaimedJob, failure: Failure) -> JobOutcome {
     let class = failure.class;
     let stored = JobFailure { class, message: failure.message.clone() };
-    let delay =
-        retry_delay(&inner.config.retry, class, job.retries_of(class), failure.retry_after);
+    let delay = retry_delay(&inner.config.retry, class, job.retries_of(class), failure.retry_after);
     if let Some(delay) = delay {
         if failure.abandon_task {
             if let Err(e) = inner.deps.signals.abandon_task(job.lease).await {

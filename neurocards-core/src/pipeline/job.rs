@@ -13,8 +13,8 @@ use super::wait::{self, WaitOutcome};
 use super::{progress, Inner};
 use crate::domain::{ClaimedJob, Delivery, ErrorClass, ImageData, JobProgress, StepResult};
 use crate::ports::{
-    AccountsError, GenerationRequest, NotifyError, PhotoError, Product, PromptError,
-    PromptRequest, ProviderError, QueueError, Recipient, TaskState, VideoMessage,
+    AccountsError, GenerationRequest, NotifyError, PhotoError, Product, PromptError, PromptRequest,
+    ProviderError, QueueError, Recipient, TaskState, VideoMessage,
 };
 use std::sync::Arc;
 use tokio::sync::watch;
@@ -322,9 +322,11 @@ async fn steps(
         };
         inner.metrics.step("wait", t.elapsed());
         let video_url = match state {
-            TaskState::Succeeded { video_urls } => video_urls.into_iter().next().ok_or_else(|| {
-                Failure::new(ErrorClass::Unknown, "the provider reported no video URL")
-            })?,
+            TaskState::Succeeded { video_urls } => {
+                video_urls.into_iter().next().ok_or_else(|| {
+                    Failure::new(ErrorClass::Unknown, "the provider reported no video URL")
+                })?
+            }
             TaskState::Failed(e) => {
                 let mut f = provider_failure(e);
                 f.abandon_task = true;

@@ -90,8 +90,7 @@ pub(crate) async fn wait_for_task(
     let callbacks = inner.config.callback_url.is_some();
     let start = Instant::now();
     let deadline = start + policy.deadline;
-    let age_at_start =
-        (chrono::Utc::now() - task.submitted_at).to_std().unwrap_or(Duration::ZERO);
+    let age_at_start = (chrono::Utc::now() - task.submitted_at).to_std().unwrap_or(Duration::ZERO);
     let mut check_errors = 0u32;
     loop {
         let age = age_at_start + start.elapsed();

@@ -103,13 +103,19 @@ pub trait OrderProgressStore: Send + Sync {
     /// Asks to show the stage of rank `rank` (higher = later) on the order's message.
     /// Atomically raises the order's shown rank when `rank` is higher, and grants the creation
     /// right when no message exists and nobody holds it yet.
-    async fn claim_stage(&self, order: OrderId, rank: u32)
-        -> Result<ProgressSlot, PipelineStoreError>;
+    async fn claim_stage(
+        &self,
+        order: OrderId,
+        rank: u32,
+    ) -> Result<ProgressSlot, PipelineStoreError>;
 
     /// Stores the message the holder of the creation right sent (or the new message an edit
     /// had to send instead). Idempotent.
-    async fn set_message(&self, order: OrderId, message: MessageRef)
-        -> Result<(), PipelineStoreError>;
+    async fn set_message(
+        &self,
+        order: OrderId,
+        message: MessageRef,
+    ) -> Result<(), PipelineStoreError>;
 
     /// Claims up to `limit` recently placed orders nobody has announced yet (all jobs still
     /// queued, no progress message): each comes back to exactly one caller, marked as shown
