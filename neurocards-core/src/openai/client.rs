@@ -24,7 +24,9 @@ const QUOTA_CODES: [&str; 3] =
 /// One structured request: the system instructions, the user's text and optionally the photo.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatInput<'a> {
+    /// The system message: the template's instructions and the answer format.
     pub system: &'a str,
+    /// The user message's text part: product, wishes, language, variant.
     pub user_text: &'a str,
     /// Sent inline as a base64 `data:` URL.
     pub image: Option<&'a ImageData>,
@@ -45,7 +47,8 @@ impl OpenAiClient {
     pub fn new(config: OpenAiConfig) -> Result<Self, OpenAiError> {
         let http =
             crate::http::client(config.timeouts).map_err(|e| OpenAiError::Setup(e.to_string()))?;
-        let endpoint = format!("{}/chat/completions", config.base_url.as_str().trim_end_matches('/'));
+        let endpoint =
+            format!("{}/chat/completions", config.base_url.as_str().trim_end_matches('/'));
         Ok(Self { http, config, endpoint })
     }
 
@@ -65,7 +68,9 @@ impl OpenAiClient {
     pub async fn prompt_answer(&self, input: &ChatInput<'_>) -> Result<PromptAnswer, OpenAiError> {
         let mut parts = vec![Part::Text { text: input.user_text }];
         if let Some(image) = input.image {
-            parts.push(Part::ImageUrl { image_url: ImageUrl { url: data_url(image), detail: "low" } });
+            parts.push(Part::ImageUrl {
+                image_url: ImageUrl { url: data_url(image), detail: "low" },
+            });
         }
         let body = ChatRequest {
             model: &self.config.model,
@@ -90,7 +95,11 @@ impl OpenAiClient {
         let request_id = header(&response, "x-request-id");
         let retry_after = header(&response, "retry-after").and_then(|v| parse_retry_after(&v));
         let text = response.text().await.map_err(|e| self.transport_error(e))?;
-        tracing::debug!(status = status.as_u16(), request_id = request_id.as_deref(), "OpenAI answered");
+        tracing::debug!(
+            status = status.as_u16(),
+            request_id = request_id.as_deref(),
+            "OpenAI answered"
+        );
 
         if !status.is_success() {
             return Err(self.classify_error(status.as_u16(), &text, retry_after));
@@ -108,17 +117,26 @@ impl OpenAiClient {
         }
     }
 
-    fn classify_error(&self, status: u16, body: &str, retry_after: Option<Duration>) -> OpenAiError {
+    fn classify_error(
+        &self,
+        status: u16,
+        body: &str,
+        retry_after: Option<Duration>,
+    ) -> OpenAiError {
         let api = serde_json::from_str::<ErrorEnvelope>(body).ok().map(|e| e.error);
         let code = api.as_ref().and_then(|a| a.code_str()).unwrap_or_default();
         let kind = api.as_ref().and_then(|a| a.kind.clone()).unwrap_or_default();
         let message = self.clean(
-            &api.and_then(|a| a.message).unwrap_or_else(|| format!("HTTP {status} without an error body")),
+            &api.and_then(|a| a.message)
+                .unwrap_or_else(|| format!("HTTP {status} without an error body")),
         );
         let quota = QUOTA_CODES.contains(&code.as_str()) || QUOTA_CODES.contains(&kind.as_str());
         match status {
             // Quota comes as a 429 but waiting does not help: check the code before the status.
-            429 if quota => OpenAiError::InsufficientQuota { code: if code.is_empty() { kind } else { code }, message },
+            429 if quota => OpenAiError::InsufficientQuota {
+                code: if code.is_empty() { kind } else { code },
+                message,
+            },
             429 => OpenAiError::RateLimited { retry_after, message },
             401 | 403 => OpenAiError::Unauthorized { status, message },
             404 => OpenAiError::NotFound { message },
@@ -201,7 +219,12 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
 
 /// `retry-after` in seconds (OpenAI sends seconds; an HTTP date is ignored).
 fn parse_retry_after(value: &str) -> Option<Duration> {
-    value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|s| s.is_finite() && *s >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 #[cfg(test)]
@@ -237,7 +260,8 @@ mod tests {
         assert!(matches!(parse_answer("<html>"), Err(OpenAiError::Malformed(_))));
         let r = parse_answer(&completion("just prose".into(), "stop", None));
         assert!(matches!(r, Err(OpenAiError::Malformed(_))));
-        let r = parse_answer(&completion(r#"{"video_prompt":" ","notes":""}"#.into(), "stop", None));
+        let r =
+            parse_answer(&completion(r#"{"video_prompt":" ","notes":""}"#.into(), "stop", None));
         assert!(matches!(r, Err(OpenAiError::Malformed(_))));
     }
 

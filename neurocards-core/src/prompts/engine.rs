@@ -69,7 +69,11 @@ impl LlmPromptEngine {
         let system = format!("{instructions}\n\n{contract}");
         let user_text = prompt_request_text(request);
         let answer = llm
-            .prompt_answer(&ChatInput { system: &system, user_text: &user_text, image: request.image })
+            .prompt_answer(&ChatInput {
+                system: &system,
+                user_text: &user_text,
+                image: request.image,
+            })
             .await
             .map_err(Fallback::Llm)?;
         log_notes(answer.notes.as_deref());

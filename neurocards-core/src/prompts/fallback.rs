@@ -18,7 +18,10 @@ pub const IDEA_MAX_CHARS: usize = 3_000;
 /// The template-only prompt for one video. The `{setting}` rotates with the request's
 /// variant so the videos of one order differ; an own-idea template takes the approved idea.
 /// Fails only when nothing at all is left to say (no template text, idea or description).
-pub fn template_prompt(request: &PromptRequest<'_>, max_chars: usize) -> Result<Prompt, PromptError> {
+pub fn template_prompt(
+    request: &PromptRequest<'_>,
+    max_chars: usize,
+) -> Result<Prompt, PromptError> {
     let t = request.template;
     let description = sanitize_user_text(request.description, DESCRIPTION_MAX_CHARS);
     let wishes = normalize_wishes(request.wishes)
@@ -29,7 +32,13 @@ pub fn template_prompt(request: &PromptRequest<'_>, max_chars: usize) -> Result<
         .map(|i| sanitize_user_text(i, IDEA_MAX_CHARS))
         .filter(|i| !i.is_empty())
         .map(|i| sentence(&i))
-        .unwrap_or_else(|| if t.kind == TemplateKind::OwnIdea { wishes.clone() } else { String::new() });
+        .unwrap_or_else(|| {
+            if t.kind == TemplateKind::OwnIdea {
+                wishes.clone()
+            } else {
+                String::new()
+            }
+        });
     let setting = t.setting_for_variant(request.variant).unwrap_or_default();
 
     let body = render(&t.fallback_prompt, |name| match name {
@@ -161,8 +170,8 @@ mod tests {
     #[test]
     fn ugc_fallback_names_the_product_the_wishes_and_the_language() {
         let t = template("ugc");
-        let p = template_prompt(&request(&t, Some("рыжая девушка, юмор"), 1), 10_000)
-            .expect("prompt");
+        let p =
+            template_prompt(&request(&t, Some("рыжая девушка, юмор"), 1), 10_000).expect("prompt");
         let s = p.as_str();
         assert!(s.contains("Blue ceramic kettle"));
         assert!(s.contains("рыжая девушка, юмор."));

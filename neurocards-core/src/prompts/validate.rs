@@ -65,8 +65,14 @@ const SECTION_LABELS: [&str; 6] = [
 ];
 
 /// Labels a model puts before the prompt itself; removed, not refused.
-const LEADING_LABELS: [&str; 6] =
-    ["video prompt:", "sora prompt:", "prompt:", "промпт для видео:", "промпт:", "prompt for sora:"];
+const LEADING_LABELS: [&str; 6] = [
+    "video prompt:",
+    "sora prompt:",
+    "prompt:",
+    "промпт для видео:",
+    "промпт:",
+    "prompt for sora:",
+];
 
 /// Cleans text a user typed (description, wishes, idea): control characters dropped,
 /// whitespace collapsed, cut to `max_chars` at a word boundary. Never fails; may return "".
@@ -218,7 +224,8 @@ mod tests {
 
     #[test]
     fn the_old_three_part_answer_is_refused() {
-        let raw = format!("Текст озвучки: «Привет!»\nОписание блогера: девушка\nМини-промпт: {GOOD}");
+        let raw =
+            format!("Текст озвучки: «Привет!»\nОписание блогера: девушка\nМини-промпт: {GOOD}");
         assert!(matches!(clean_llm_prompt(&raw, &[]), Err(PromptRejection::WholeAnswer(_))));
         let raw = format!("## Voice\nhello there\n## Scene\n{GOOD}");
         assert!(matches!(clean_llm_prompt(&raw, &[]), Err(PromptRejection::WholeAnswer(_))));
