@@ -4,8 +4,8 @@
 
 use crate::domain::{Credits, Language, OrderId, UserId};
 use crate::ports::{
-    MessageRef, OrderProgressStore, OrderStatus, OrderToAnnounce, PipelineStoreError,
-    ProgressSlot, QueuePosition,
+    MessageRef, OrderProgressStore, OrderStatus, OrderToAnnounce, PipelineStoreError, ProgressSlot,
+    QueuePosition,
 };
 use sqlx::{PgPool, Row};
 

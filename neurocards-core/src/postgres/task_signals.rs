@@ -21,15 +21,8 @@ const CHANNEL: &str = "neurocards_task_updates";
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 enum StoredState {
-    Succeeded {
-        video_urls: Vec<String>,
-    },
-    Failed {
-        class: ErrorClass,
-        message: String,
-        code: Option<String>,
-        retry_after_ms: Option<u64>,
-    },
+    Succeeded { video_urls: Vec<String> },
+    Failed { class: ErrorClass, message: String, code: Option<String>, retry_after_ms: Option<u64> },
 }
 
 impl StoredState {
@@ -204,19 +197,22 @@ impl TaskSignals for PgTaskSignals {
         timeout: Duration,
     ) -> Result<Option<TaskState>, PipelineStoreError> {
         self.ensure_listener();
+        let deadline = tokio::time::Instant::now() + timeout;
         let notify = Arc::clone(locked(&self.waiters).entry(task_id.to_owned()).or_default());
         let _guard = WaiterGuard { waiters: &self.waiters, task_id };
-        // Registered before reading, so an update stored after the read still wakes us.
-        let notified = notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(state) = self.stored(task_id).await? {
-            return Ok(Some(state));
+        loop {
+            // Registered before reading, so an update stored after the read still wakes us.
+            let notified = notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(state) = self.stored(task_id).await? {
+                return Ok(Some(state));
+            }
+            // A wake-up without a row (the listener reconnected) just waits on.
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return Ok(None);
+            }
         }
-        if tokio::time::timeout(timeout, notified).await.is_err() {
-            return Ok(None);
-        }
-        self.stored(task_id).await
     }
 
     async fn abandon_task(&self, lease: Lease) -> Result<(), PipelineStoreError> {
