@@ -114,8 +114,7 @@ mod tests {
         CallbackQuery, File, Me, Message, True, Update, UpdateKind, WebhookInfo,
     };
 
-    /// Parses from text, as teloxide reads Bot API answers (its `Update` cannot be read from a
-    /// `serde_json::Value`).
+    /// Parsed from text, as teloxide parses answers (`Update` cannot be read from a `Value`).
     fn parse<T: serde::de::DeserializeOwned>(v: Value) -> T {
         serde_json::from_str(&v.to_string()).unwrap_or_else(|e| panic!("{e}: {v}"))
     }

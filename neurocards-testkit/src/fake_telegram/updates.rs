@@ -117,7 +117,8 @@ mod tests {
     use super::*;
     use teloxide::types::{Update, UpdateKind};
 
-    /// Parses from text, as the webhook route and teloxide's polling do.
+    /// Parsed from text as teloxide does: `Update` cannot be read from a `serde_json::Value`
+    /// (its deserializer wants borrowed keys).
     fn parse(v: Value) -> Update {
         serde_json::from_str(&v.to_string()).unwrap_or_else(|e| panic!("{e}: {v}"))
     }
