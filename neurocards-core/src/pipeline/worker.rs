@@ -48,11 +48,13 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
     let mut report = RunReport::default();
     let mut to_release: Vec<Lease> = Vec::new();
 
-    let background = [
+    // Aborted when this future ends or is dropped: a host that drops the run must not leave
+    // heartbeats extending leases of jobs nobody works on.
+    let _background = AbortOnDrop(vec![
         tokio::spawn(heartbeat_loop(Arc::clone(&inner), Arc::clone(&held))),
         tokio::spawn(rescue_loop(Arc::clone(&inner))),
         tokio::spawn(announce_loop(Arc::clone(&inner))),
-    ];
+    ]);
 
     tokio::pin!(shutdown);
     // Whether the last claim may have left ready work behind (it returned a full batch, or a
@@ -157,11 +159,18 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
             Err(e) => tracing::error!(error = %e, "release failed; leases will expire instead"),
         }
     }
-    for task in background {
-        task.abort();
-    }
     tracing::info!(?report, "pipeline stopped");
     report
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 fn job_id_of(held: &Held, task: tokio::task::Id) -> JobId {
