@@ -65,7 +65,7 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
 
     loop {
         while let Some(done) = tasks.try_join_next_with_id() {
-            reap(done, &held, &mut report, &mut to_release);
+            reap(&inner, done, &held, &mut report, &mut to_release);
         }
         let free = concurrency.saturating_sub(tasks.len());
         if free > 0 && work_maybe_ready {
@@ -121,7 +121,7 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
         tokio::select! {
             () = &mut shutdown => break,
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                reap(done, &held, &mut report, &mut to_release);
+                reap(&inner, done, &held, &mut report, &mut to_release);
             }
             () = wait_for_work => work_maybe_ready = true,
             () = tokio::time::sleep_until(next_poll) => {}
@@ -137,7 +137,7 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
         tokio::select! {
             () = &mut grace => break,
             done = tasks.join_next_with_id() => match done {
-                Some(done) => reap(done, &held, &mut report, &mut to_release),
+                Some(done) => reap(&inner, done, &held, &mut report, &mut to_release),
                 None => break,
             },
         }
@@ -148,7 +148,7 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
         to_release.extend(locked(&held).values().map(|(l, _)| *l));
         tasks.abort_all();
         while let Some(done) = tasks.join_next_with_id().await {
-            reap(done, &held, &mut report, &mut to_release);
+            reap(&inner, done, &held, &mut report, &mut to_release);
         }
     }
     to_release.sort_by_key(|l| l.job_id);
@@ -195,6 +195,7 @@ fn spawn_job(
 }
 
 fn reap(
+    inner: &Inner,
     done: Result<(tokio::task::Id, (Lease, JobOutcome)), tokio::task::JoinError>,
     held: &Held,
     report: &mut RunReport,
@@ -204,6 +205,7 @@ fn reap(
     match done {
         Ok((_, (lease, outcome))) => {
             locked(held).remove(&lease.job_id);
+            inner.take_settled(lease.job_id);
             if outcome == JobOutcome::Stopped {
                 to_release.push(lease);
             }
@@ -211,6 +213,7 @@ fn reap(
         Err(e) => {
             let id = job_id_of(held, e.id());
             locked(held).remove(&id);
+            inner.take_settled(id);
             if e.is_panic() {
                 // Not released: the lease expires and the rescue cap ends a job that keeps
                 // crashing workers.
@@ -235,6 +238,10 @@ async fn heartbeat_loop(inner: Arc<Inner>, held: Held) {
             Ok(lost) => {
                 let mut held = locked(&held);
                 for id in lost {
+                    if inner.is_settled(id) {
+                        // Finished here; only its notices are still on their way.
+                        continue;
+                    }
                     if let Some((_, task)) = held.remove(&id) {
                         tracing::warn!(job_id = %id, "lease lost; stopping the job");
                         task.abort();
