@@ -29,3 +29,6 @@ pub mod telegram;
 
 #[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]
 pub mod http;
+
+#[cfg(all(feature = "postgres", feature = "kie", feature = "openai", feature = "telegram"))]
+pub mod wiring;

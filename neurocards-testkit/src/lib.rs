@@ -2,9 +2,11 @@
 //! harness that starts the whole system in one test, conformance suites for the ports, the
 //! database invariants check, PostgreSQL fixtures, and benchmarks.
 
+pub mod callback_receiver;
 pub mod conformance;
 pub mod fake_kie;
 pub mod fake_openai;
 pub mod fake_telegram;
 pub mod invariants;
 pub mod pg;
+pub mod system;

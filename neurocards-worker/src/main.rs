@@ -1,1 +1,159 @@
-fn main() {}
+//! The Neurocards worker: claims generation jobs from PostgreSQL and runs them through the
+//! pipeline, `WORKER_CONCURRENCY` at a time, until SIGTERM or Ctrl-C. Serves `/healthz` and
+//! `/metrics` on `WORKER_HTTP_ADDR`.
+//!
+//! `neurocards-worker migrate` applies the database migrations and exits.
+
+use anyhow::Context as _;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use neurocards_core::config::Settings;
+use neurocards_core::kie::KieProvider;
+use neurocards_core::metrics::Metrics;
+use neurocards_core::pipeline::{Pipeline, PipelineMetrics};
+use neurocards_core::wiring::{self, Adapters};
+use neurocards_core::{postgres, telemetry};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // A missing .env file is normal (production sets the environment itself).
+    let _ = dotenvy::dotenv();
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        return migrate().await;
+    }
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("neurocards-worker: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(settings.log_format);
+    match run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "worker stopped with an error");
+            eprintln!("neurocards-worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `migrate`: needs only `DATABASE_URL`.
+async fn migrate() -> ExitCode {
+    telemetry::init(telemetry::LogFormat::Text);
+    let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()) else {
+        eprintln!("neurocards-worker: configuration error: DATABASE_URL is not set");
+        return ExitCode::from(2);
+    };
+    let result = async {
+        let pool = postgres::connect(&url, 2).await?;
+        postgres::migrate(&pool).await?;
+        anyhow::Ok(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::info!("migrations applied");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("neurocards-worker: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    // Checked before touching the database: without a key there is nothing to do.
+    let provider = wiring::kie_provider_from_env(&settings)?;
+    let pool =
+        postgres::connect(settings.database_url.expose(), settings.database_max_connections)
+            .await?;
+    postgres::migrate(&pool).await?;
+    let adapters = Adapters::build(&settings, pool, provider)?;
+
+    let config = wiring::pipeline_config(&settings);
+    tracing::info!(
+        worker = %config.worker_id,
+        concurrency = config.concurrency,
+        callbacks = config.callback_url.is_some(),
+        llm = adapters.prompts.has_llm(),
+        "worker starting"
+    );
+    let metrics = Arc::new(PipelineMetrics::default());
+    let pipeline = Pipeline::with_metrics(adapters.pipeline_deps(), config, metrics.clone());
+
+    let listener = tokio::net::TcpListener::bind(settings.worker_http_addr)
+        .await
+        .with_context(|| format!("WORKER_HTTP_ADDR {} cannot be bound", settings.worker_http_addr))?;
+    let http_state = HttpState { metrics, provider: adapters.provider.clone() };
+    let app = Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/metrics", get(render_metrics))
+        .with_state(http_state);
+    let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = http_stopped.await;
+            })
+            .await
+    });
+
+    let report = pipeline.run(shutdown_signal()).await;
+    tracing::info!(?report, "pipeline finished");
+    let _ = stop_http.send(());
+    match server.await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(anyhow::Error::new(e).context("HTTP server failed")),
+        Err(e) => Err(anyhow::Error::new(e).context("HTTP server task failed")),
+    }
+}
+
+#[derive(Clone)]
+struct HttpState {
+    metrics: Arc<PipelineMetrics>,
+    provider: Arc<KieProvider>,
+}
+
+async fn render_metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    let global = Metrics::global();
+    wiring::publish_key_health(&state.provider, global);
+    let mut body = global.render();
+    body.push_str(&state.metrics.render());
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+}
+
+/// Resolves on SIGTERM (systemd, Docker, Kubernetes) or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
+        () = term => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

@@ -80,6 +80,7 @@ pub(crate) async fn handle(inner: &Inner, job: &ClaimedJob, failure: Failure) ->
         {
             return queue_outcome(e);
         }
+        inner.settle(job.lease.job_id);
         tracing::info!(class = %class, delay_ms = delay.as_millis() as u64, message = %failure.message, "job will be retried");
         super::progress::job_retrying(inner, job, class).await;
         return JobOutcome::Retried(class);
@@ -89,6 +90,7 @@ pub(crate) async fn handle(inner: &Inner, job: &ClaimedJob, failure: Failure) ->
         Ok(refund) => refund,
         Err(e) => return queue_outcome(e),
     };
+    inner.settle(job.lease.job_id);
     tracing::warn!(class = %class, refunded = refund.refunded.get(), message = %failure.message, "job failed");
     // Only the worker whose fenced `fail` went through gets here, so the notice goes out once.
     let notice = FailureNotice {

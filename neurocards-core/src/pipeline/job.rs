@@ -383,6 +383,7 @@ async fn steps(
     if !completed.contains(&lease.job_id) {
         return Err(StepError::End(JobOutcome::LeaseLost));
     }
+    inner.settle(lease.job_id);
     progress::job_finished(inner, job.order_id, job.user_id, job.spec.language).await;
     Ok(match delivery {
         Delivery::Sent { .. } => JobOutcome::Succeeded,

@@ -116,6 +116,26 @@ pub(crate) struct Inner {
     pub(crate) deps: PipelineDeps,
     pub(crate) config: PipelineConfig,
     pub(crate) metrics: Arc<PipelineMetrics>,
+    /// Jobs whose final write for this claim (complete, fail, retry) went through while their
+    /// task still sends notices: the heartbeat then sees the lease gone and must not abort the
+    /// task, or the user's failure notice and the last progress edit would be lost.
+    pub(crate) settled: std::sync::Mutex<std::collections::HashSet<crate::domain::JobId>>,
+}
+
+impl Inner {
+    /// Records that `job`'s claim ended with a final write of this process.
+    pub(crate) fn settle(&self, job: crate::domain::JobId) {
+        self.settled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job);
+    }
+
+    /// Forgets `job` after its task ended; returns whether it was settled.
+    pub(crate) fn take_settled(&self, job: crate::domain::JobId) -> bool {
+        self.settled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&job)
+    }
+
+    pub(crate) fn is_settled(&self, job: crate::domain::JobId) -> bool {
+        self.settled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).contains(&job)
+    }
 }
 
 impl Pipeline {
@@ -130,7 +150,7 @@ impl Pipeline {
         config: PipelineConfig,
         metrics: Arc<PipelineMetrics>,
     ) -> Self {
-        Self { inner: Arc::new(Inner { deps, config, metrics }) }
+        Self { inner: Arc::new(Inner { deps, config, metrics, settled: Default::default() }) }
     }
 
     /// The pipeline's counters, for `/metrics`.

@@ -192,6 +192,7 @@ impl Mocks {
             deps: self.deps(),
             config: PipelineConfig { worker_id: WorkerId::new("test"), ..Default::default() },
             metrics: Arc::new(PipelineMetrics::default()),
+            settled: Default::default(),
         })
     }
 }

@@ -48,11 +48,13 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
     let mut report = RunReport::default();
     let mut to_release: Vec<Lease> = Vec::new();
 
-    let background = [
+    // Aborted when this future ends or is dropped: a host that drops the run must not leave
+    // heartbeats extending leases of jobs nobody works on.
+    let _background = AbortOnDrop(vec![
         tokio::spawn(heartbeat_loop(Arc::clone(&inner), Arc::clone(&held))),
         tokio::spawn(rescue_loop(Arc::clone(&inner))),
         tokio::spawn(announce_loop(Arc::clone(&inner))),
-    ];
+    ]);
 
     tokio::pin!(shutdown);
     // Whether the last claim may have left ready work behind (it returned a full batch, or a
@@ -63,7 +65,7 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
 
     loop {
         while let Some(done) = tasks.try_join_next_with_id() {
-            reap(done, &held, &mut report, &mut to_release);
+            reap(&inner, done, &held, &mut report, &mut to_release);
         }
         let free = concurrency.saturating_sub(tasks.len());
         if free > 0 && work_maybe_ready {
@@ -119,7 +121,7 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
         tokio::select! {
             () = &mut shutdown => break,
             Some(done) = tasks.join_next_with_id(), if !tasks.is_empty() => {
-                reap(done, &held, &mut report, &mut to_release);
+                reap(&inner, done, &held, &mut report, &mut to_release);
             }
             () = wait_for_work => work_maybe_ready = true,
             () = tokio::time::sleep_until(next_poll) => {}
@@ -135,7 +137,7 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
         tokio::select! {
             () = &mut grace => break,
             done = tasks.join_next_with_id() => match done {
-                Some(done) => reap(done, &held, &mut report, &mut to_release),
+                Some(done) => reap(&inner, done, &held, &mut report, &mut to_release),
                 None => break,
             },
         }
@@ -146,7 +148,7 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
         to_release.extend(locked(&held).values().map(|(l, _)| *l));
         tasks.abort_all();
         while let Some(done) = tasks.join_next_with_id().await {
-            reap(done, &held, &mut report, &mut to_release);
+            reap(&inner, done, &held, &mut report, &mut to_release);
         }
     }
     to_release.sort_by_key(|l| l.job_id);
@@ -157,11 +159,18 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
             Err(e) => tracing::error!(error = %e, "release failed; leases will expire instead"),
         }
     }
-    for task in background {
-        task.abort();
-    }
     tracing::info!(?report, "pipeline stopped");
     report
+}
+
+struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
+    }
 }
 
 fn job_id_of(held: &Held, task: tokio::task::Id) -> JobId {
@@ -186,6 +195,7 @@ fn spawn_job(
 }
 
 fn reap(
+    inner: &Inner,
     done: Result<(tokio::task::Id, (Lease, JobOutcome)), tokio::task::JoinError>,
     held: &Held,
     report: &mut RunReport,
@@ -195,6 +205,7 @@ fn reap(
     match done {
         Ok((_, (lease, outcome))) => {
             locked(held).remove(&lease.job_id);
+            inner.take_settled(lease.job_id);
             if outcome == JobOutcome::Stopped {
                 to_release.push(lease);
             }
@@ -202,6 +213,7 @@ fn reap(
         Err(e) => {
             let id = job_id_of(held, e.id());
             locked(held).remove(&id);
+            inner.take_settled(id);
             if e.is_panic() {
                 // Not released: the lease expires and the rescue cap ends a job that keeps
                 // crashing workers.
@@ -226,6 +238,10 @@ async fn heartbeat_loop(inner: Arc<Inner>, held: Held) {
             Ok(lost) => {
                 let mut held = locked(&held);
                 for id in lost {
+                    if inner.is_settled(id) {
+                        // Finished here; only its notices are still on their way.
+                        continue;
+                    }
                     if let Some((_, task)) = held.remove(&id) {
                         tracing::warn!(job_id = %id, "lease lost; stopping the job");
                         task.abort();

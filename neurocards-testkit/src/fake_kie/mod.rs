@@ -112,6 +112,8 @@ pub struct RecordedCreate {
     pub body: Value,
     /// The task created, if one was.
     pub task_id: Option<String>,
+    /// When the request arrived (for checking retry delays).
+    pub received_at: Instant,
 }
 
 /// A recordInfo request as received.
@@ -163,6 +165,7 @@ struct State {
     credits: f64,
     callback_mode: CallbackMode,
     callback_hmac: Option<String>,
+    retry_after_header: Option<u64>,
 }
 
 impl State {
@@ -241,6 +244,7 @@ impl Respond for Handler {
     fn respond(&self, req: &Request) -> ResponseTemplate {
         let mut st = lock(&self.state);
         let delay = st.delays.get(&self.endpoint).copied();
+        let retry_after = st.retry_after_header;
         let resp = match self.endpoint {
             Endpoint::Create => self.create(&mut st, req),
             Endpoint::Status => self.status(&mut st, req),
@@ -249,6 +253,10 @@ impl Respond for Handler {
                 let key = bearer(req);
                 st.common_failure(Endpoint::Credit, &key).unwrap_or_else(|| ok(json!(st.credits)))
             }
+        };
+        let resp = match retry_after {
+            Some(secs) => resp.insert_header("Retry-After", secs.to_string().as_str()),
+            None => resp,
         };
         match delay {
             Some(d) => resp.set_delay(d),
@@ -267,6 +275,7 @@ impl Handler {
             model: model.clone(),
             body: body.clone(),
             task_id: None,
+            received_at: Instant::now(),
         });
         if let Some(resp) = st.common_failure(Endpoint::Create, &key) {
             return resp;
@@ -453,6 +462,7 @@ impl FakeKie {
             credits: 1000.0,
             callback_mode: CallbackMode::Off,
             callback_hmac: None,
+            retry_after_header: None,
         }));
         let handler = |endpoint| Handler {
             endpoint,
@@ -567,6 +577,12 @@ impl FakeKie {
             Some(l) => st.limits.insert(endpoint, l),
             None => st.limits.remove(&endpoint),
         };
+    }
+
+    /// Every answer from now on carries `Retry-After: secs` (as a 429 from KIE's gateway may),
+    /// or none with `None`.
+    pub fn retry_after_header(&self, secs: Option<u64>) {
+        lock(&self.state).retry_after_header = secs;
     }
 
     pub fn set_credits(&self, credits: f64) {

@@ -1,0 +1,182 @@
+//! Building the production adapters from [`Settings`]: one place that turns configuration into
+//! the PostgreSQL stores, the KIE provider, the prompt engine and the Telegram adapters, so that
+//! the worker, the bot and any other host wire them the same way.
+//!
+//! Nothing here runs anything: the host decides what to start with the pieces.
+
+use crate::config::Settings;
+use crate::kie::{collect_keys, KeyState, KieConfig, KieError, KieProvider};
+use crate::metrics::Metrics;
+use crate::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
+use crate::pipeline::{PipelineConfig, PipelineDeps, WaitPolicy};
+use crate::postgres::{
+    PgAccounts, PgJobQueue, PgOrderProgress, PgProducts, PgQueueConfig, PgTaskSignals,
+};
+use crate::prompts::LlmPromptEngine;
+use crate::secret::Secret;
+use crate::telegram::{build_bot, BotOptions, BuildBotError, TelegramNotifier, TelegramPhotos};
+use crate::templates::{CatalogueError, TemplateCatalogue};
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why the adapters could not be built. None of these is retryable: fix the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    /// No KIE key in `KIE_API_KEY`, `KIE_API_KEYS` or `KIE_API_KEY_1..N`, a bad model name, or
+    /// an HTTP client that could not be built.
+    #[error(transparent)]
+    Kie(#[from] KieError),
+    /// The OpenAI client could not be built.
+    #[error("OpenAI client: {0}")]
+    OpenAi(#[from] OpenAiError),
+    /// The Telegram client could not be built (`TELEGRAM_API_URL`).
+    #[error(transparent)]
+    Telegram(#[from] BuildBotError),
+    /// The template catalogue (`TEMPLATES_PATH`) could not be read.
+    #[error("TEMPLATES_PATH: {0}")]
+    Templates(#[from] CatalogueError),
+    /// An HTTP client could not be built.
+    #[error("cannot build an HTTP client: {0}")]
+    Http(String),
+}
+
+/// The queue settings from the configuration (`JOB_LEASE`, `PER_USER_IN_FLIGHT`,
+/// `MAX_RESCUES`).
+pub fn queue_config(settings: &Settings) -> PgQueueConfig {
+    PgQueueConfig {
+        lease: settings.job_lease,
+        per_user_cap: settings.per_user_in_flight,
+        max_rescues: settings.max_rescues,
+        ..PgQueueConfig::default()
+    }
+}
+
+/// The KIE adapter settings from the configuration and the given keys.
+pub fn kie_config(settings: &Settings, keys: Vec<Secret>) -> KieConfig {
+    let mut config = KieConfig::new(keys);
+    config.base_url = settings.kie_base_url.clone();
+    config.upload_url = settings.kie_upload_url.clone();
+    config.models = settings.kie_models.clone();
+    config.callback_hmac_key = settings.kie_callback_hmac_key.clone();
+    config
+}
+
+/// The KIE provider with the keys of the process environment (see [`collect_keys`]).
+/// Fails with [`KieError::NoKeys`] when none is set.
+pub fn kie_provider_from_env(settings: &Settings) -> Result<KieProvider, WiringError> {
+    let keys = collect_keys(|k| std::env::var(k).ok());
+    Ok(KieProvider::new(kie_config(settings, keys))?)
+}
+
+/// The pipeline settings from the configuration: concurrency, retry schedules, heartbeats at a
+/// third of the lease, the generation deadline, and callbacks when a public URL is set.
+pub fn pipeline_config(settings: &Settings) -> PipelineConfig {
+    let lease = settings.job_lease;
+    PipelineConfig {
+        concurrency: settings.worker_concurrency as usize,
+        heartbeat_interval: (lease / 3).max(Duration::from_millis(100)),
+        rescue_interval: (lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(15)),
+        retry: settings.retry.clone(),
+        wait: WaitPolicy { deadline: settings.generation_deadline, ..WaitPolicy::default() },
+        callback_url: settings.kie_callback_url(),
+        ..PipelineConfig::default()
+    }
+}
+
+/// Every adapter a host needs, built over one database pool.
+#[derive(Clone)]
+pub struct Adapters {
+    pub pool: PgPool,
+    pub queue: Arc<PgJobQueue>,
+    pub accounts: Arc<PgAccounts>,
+    pub products: Arc<PgProducts>,
+    pub progress: Arc<PgOrderProgress>,
+    pub signals: Arc<PgTaskSignals>,
+    pub provider: Arc<KieProvider>,
+    pub prompts: Arc<LlmPromptEngine>,
+    pub notifier: Arc<TelegramNotifier>,
+    pub photos: Arc<TelegramPhotos>,
+    pub templates: Arc<TemplateCatalogue>,
+}
+
+impl std::fmt::Debug for Adapters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Adapters").finish_non_exhaustive()
+    }
+}
+
+impl Adapters {
+    /// Builds every adapter from `settings` over `pool`, with the KIE provider given (see
+    /// [`kie_provider_from_env`]). The LLM is used only when `OPENAI_API_KEY` is set. Must be
+    /// called inside a Tokio runtime (the Telegram throttle is spawned on it).
+    pub fn build(
+        settings: &Settings,
+        pool: PgPool,
+        provider: KieProvider,
+    ) -> Result<Self, WiringError> {
+        let templates = TemplateCatalogue::from_env_or_builtin(settings.templates_path.as_deref())?;
+        let llm = match &settings.openai_api_key {
+            Some(key) => {
+                let mut config = OpenAiConfig::new(key.clone());
+                config.base_url = settings.openai_base_url.clone();
+                config.model = settings.openai_model.clone();
+                Some(OpenAiClient::new(config)?)
+            }
+            None => None,
+        };
+        let prompts = LlmPromptEngine::new(llm, crate::domain::Prompt::MAX_CHARS)
+            .with_catalogue(&templates);
+        let bot = build_bot(&settings.bot_token, &settings.telegram_api_url, &BotOptions::default())?;
+        let downloads = crate::http::client(crate::http::HttpTimeouts {
+            connect: Duration::from_secs(10),
+            request: Duration::from_secs(180),
+        })
+        .map_err(|e| WiringError::Http(e.to_string()))?;
+        Ok(Self {
+            queue: Arc::new(PgJobQueue::new(pool.clone(), queue_config(settings))),
+            accounts: Arc::new(PgAccounts::new(pool.clone())),
+            products: Arc::new(PgProducts::new(pool.clone())),
+            progress: Arc::new(PgOrderProgress::new(pool.clone())),
+            signals: Arc::new(PgTaskSignals::new(pool.clone())),
+            provider: Arc::new(provider),
+            prompts: Arc::new(prompts),
+            notifier: Arc::new(TelegramNotifier::new(bot.clone(), downloads)),
+            photos: Arc::new(TelegramPhotos::new(bot)),
+            templates: Arc::new(templates),
+            pool,
+        })
+    }
+
+    /// The adapters as the pipeline takes them.
+    pub fn pipeline_deps(&self) -> PipelineDeps {
+        PipelineDeps {
+            queue: self.queue.clone(),
+            accounts: self.accounts.clone(),
+            products: self.products.clone(),
+            provider: self.provider.clone(),
+            prompts: self.prompts.clone(),
+            notifier: self.notifier.clone(),
+            photos: self.photos.clone(),
+            progress: self.progress.clone(),
+            signals: self.signals.clone(),
+            templates: self.templates.clone(),
+        }
+    }
+}
+
+/// Publishes the health of every KIE key as gauges (`neurocards_kie_key_healthy`,
+/// `neurocards_kie_key_creates`, `neurocards_kie_key_checks`), labelled by the key's id (a hash
+/// prefix, never the key).
+pub fn publish_key_health(provider: &KieProvider, metrics: &Metrics) {
+    metrics.describe("neurocards_kie_key_healthy", "1 when the KIE key takes new tasks.");
+    metrics.describe("neurocards_kie_key_creates", "createTask requests sent with the key.");
+    metrics.describe("neurocards_kie_key_checks", "recordInfo requests sent with the key.");
+    for key in provider.key_health() {
+        let labels = [("key", key.id.as_str())];
+        let healthy = if matches!(key.state, KeyState::Healthy) { 1.0 } else { 0.0 };
+        metrics.gauge_set("neurocards_kie_key_healthy", &labels, healthy);
+        metrics.gauge_set("neurocards_kie_key_creates", &labels, key.creates as f64);
+        metrics.gauge_set("neurocards_kie_key_checks", &labels, key.checks as f64);
+    }
+}
