@@ -13,5 +13,11 @@ pub mod templates;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(feature = "telegram")]
+pub mod conversation;
+
+#[cfg(feature = "web")]
+pub mod web;
+
 #[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]
 pub mod http;
