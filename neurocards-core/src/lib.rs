@@ -4,14 +4,24 @@
 //! services, and the adapters (PostgreSQL, KIE.AI, OpenAI, Telegram), each behind a cargo
 //! feature (all on by default). A second bot embeds the same pieces with its own front end.
 
+pub mod config;
 pub mod domain;
 pub mod i18n;
+pub mod metrics;
 pub mod ports;
+pub mod prompts;
 pub mod secret;
+pub mod telemetry;
 pub mod templates;
+
+#[cfg(feature = "openai")]
+pub mod openai;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+
+#[cfg(feature = "telegram")]
+pub mod telegram;
 
 #[cfg(feature = "telegram")]
 pub mod conversation;

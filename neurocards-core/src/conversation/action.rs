@@ -1,7 +1,10 @@
 //! The conversation's buttons: callback data parsed into [`Action`] at the edge, so handlers
-//! never match raw strings. Every encoded form fits Telegram's 64-byte limit.
+//! never match raw strings. Every encoded form fits Telegram's 64-byte limit. The buttons the
+//! worker sends ([`CallbackData`]: make another, main menu, retry) keep their own wire forms and
+//! parse into the same enum, so one tree handles every button the bot ever sends.
 
 use crate::domain::{Language, OrderId, ProductId, TemplateId, VideoCount};
+use crate::telegram::keyboards::CallbackData;
 
 /// Telegram's limit on `callback_data`, in bytes.
 pub const MAX_CALLBACK_BYTES: usize = 64;
@@ -50,7 +53,7 @@ impl Action {
     pub fn encode(&self) -> String {
         match self {
             Action::AcceptTerms => "terms".into(),
-            Action::MainMenu => "menu".into(),
+            Action::MainMenu => CallbackData::MainMenu.encode(),
             Action::CreateVideo => "create".into(),
             Action::Account => "account".into(),
             Action::Help => "help".into(),
@@ -62,21 +65,33 @@ impl Action {
             Action::ExtendIdea => "idea:more".into(),
             Action::Count(c) => format!("cnt:{}", c.get()),
             Action::Start { key } => format!("go:{key}"),
-            Action::MakeAnother { product_id } => format!("again:{product_id}"),
-            Action::Retry { order_id } => format!("retry:{order_id}"),
+            Action::MakeAnother { product_id } => {
+                CallbackData::MakeAnother { product_id: *product_id }.encode()
+            }
+            Action::Retry { order_id } => CallbackData::Retry { order_id: *order_id }.encode(),
         }
     }
 
     /// Parses `callback_data`; `None` for anything this bot never sent (or no longer sends).
     pub fn parse(data: &str) -> Option<Self> {
+        if let Ok(worker_button) = CallbackData::parse(data) {
+            return match worker_button {
+                CallbackData::MainMenu => Some(Action::MainMenu),
+                CallbackData::MakeAnother { product_id } if product_id.get() > 0 => {
+                    Some(Action::MakeAnother { product_id })
+                }
+                CallbackData::Retry { order_id } if order_id.get() > 0 => {
+                    Some(Action::Retry { order_id })
+                }
+                _ => None,
+            };
+        }
         let (head, arg) = match data.split_once(':') {
             Some((h, a)) => (h, Some(a)),
             None => (data, None),
         };
-        let id = |a: Option<&str>| a.and_then(|s| s.parse::<i64>().ok()).filter(|v| *v > 0);
         Some(match (head, arg) {
             ("terms", None) => Action::AcceptTerms,
-            ("menu", None) => Action::MainMenu,
             ("create", None) => Action::CreateVideo,
             ("account", None) => Action::Account,
             ("help", None) => Action::Help,
@@ -88,8 +103,6 @@ impl Action {
             ("idea", Some("more")) => Action::ExtendIdea,
             ("cnt", Some(n)) => Action::Count(VideoCount::parse(n.parse().ok()?).ok()?),
             ("go", Some(k)) if is_order_token(k) => Action::Start { key: k.to_owned() },
-            ("again", a) => Action::MakeAnother { product_id: ProductId(id(a)?) },
-            ("retry", a) => Action::Retry { order_id: OrderId(id(a)?) },
             _ => return None,
         })
     }
@@ -142,10 +155,11 @@ mod tests {
     fn unknown_or_malformed_data_is_rejected() {
         for data in [
             "",
-            "again",
-            "again:",
-            "again:-1",
-            "again:abc",
+            "mk",
+            "mk:",
+            "mk:-1",
+            "mk:abc",
+            "rt:0",
             "cnt:2",
             "cnt:x",
             "lang:de",

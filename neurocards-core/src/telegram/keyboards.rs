@@ -1,0 +1,140 @@
+//! Inline keyboards the worker sends, and the typed callback data of their buttons.
+//!
+//! Callback data is parsed into [`CallbackData`] at the edge and never matched as raw strings
+//! deeper in. The wire form is short (`tag` or `tag:id`) because Telegram allows 1–64 bytes.
+
+use super::texts::NotifyTexts;
+use crate::domain::{ErrorClass, Language, OrderId, ProductId};
+use std::fmt;
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
+
+/// What a button press asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CallbackData {
+    /// "Make another with this product": start a new order from the stored product.
+    MakeAnother { product_id: ProductId },
+    /// "Main menu".
+    MainMenu,
+    /// "Retry": place the failed order's request again.
+    Retry { order_id: OrderId },
+}
+
+/// Callback data that is not one of ours (an old button, or forged data).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown callback data {0:?}")]
+pub struct InvalidCallbackData(pub String);
+
+/// Telegram's limit on callback data, in bytes.
+pub const MAX_CALLBACK_BYTES: usize = 64;
+
+impl CallbackData {
+    /// The wire form put into the button (at most [`MAX_CALLBACK_BYTES`] bytes).
+    pub fn encode(&self) -> String {
+        match self {
+            CallbackData::MakeAnother { product_id } => format!("mk:{product_id}"),
+            CallbackData::MainMenu => "menu".to_owned(),
+            CallbackData::Retry { order_id } => format!("rt:{order_id}"),
+        }
+    }
+
+    /// Parses the wire form; the only way from a callback query's data to a `CallbackData`.
+    pub fn parse(data: &str) -> Result<Self, InvalidCallbackData> {
+        let invalid = || InvalidCallbackData(data.to_owned());
+        let (tag, arg) = match data.split_once(':') {
+            Some((tag, arg)) => (tag, Some(arg)),
+            None => (data, None),
+        };
+        let id = || -> Result<i64, InvalidCallbackData> {
+            arg.and_then(|a| a.parse::<i64>().ok()).ok_or_else(invalid)
+        };
+        match (tag, arg) {
+            ("mk", Some(_)) => Ok(CallbackData::MakeAnother { product_id: ProductId(id()?) }),
+            ("menu", None) => Ok(CallbackData::MainMenu),
+            ("rt", Some(_)) => Ok(CallbackData::Retry { order_id: OrderId(id()?) }),
+            _ => Err(invalid()),
+        }
+    }
+
+    /// A button with `text` carrying this data.
+    pub fn button(&self, text: impl Into<String>) -> InlineKeyboardButton {
+        InlineKeyboardButton::callback(text, self.encode())
+    }
+}
+
+impl fmt::Display for CallbackData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.encode())
+    }
+}
+
+/// Under a finished video: "Make another with this product" (when the product is stored) and
+/// "Main menu".
+pub fn video_keyboard(
+    texts: &NotifyTexts,
+    language: Language,
+    product_id: Option<ProductId>,
+) -> InlineKeyboardMarkup {
+    let mut rows = Vec::new();
+    if let Some(product_id) = product_id {
+        rows.push(vec![
+            CallbackData::MakeAnother { product_id }.button(texts.button(language, "make_another"))
+        ]);
+    }
+    rows.push(vec![CallbackData::MainMenu.button(texts.button(language, "main_menu"))]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// Under a failure message: "Retry" unless the failure was the user's content (the same
+/// request would fail the same way; the text says what to change), then "Main menu".
+pub fn failure_keyboard(
+    texts: &NotifyTexts,
+    language: Language,
+    class: ErrorClass,
+    order_id: OrderId,
+) -> InlineKeyboardMarkup {
+    let mut rows = Vec::new();
+    if class != ErrorClass::UserViolation {
+        rows.push(vec![CallbackData::Retry { order_id }.button(texts.button(language, "retry"))]);
+    }
+    rows.push(vec![CallbackData::MainMenu.button(texts.button(language, "main_menu"))]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn all_examples() -> Vec<CallbackData> {
+        vec![
+            CallbackData::MakeAnother { product_id: ProductId(i64::MAX) },
+            CallbackData::MainMenu,
+            CallbackData::Retry { order_id: OrderId(i64::MIN) },
+            CallbackData::Retry { order_id: OrderId(42) },
+        ]
+    }
+
+    #[test]
+    fn every_variant_round_trips_within_telegrams_limit() {
+        for data in all_examples() {
+            let wire = data.encode();
+            assert!(!wire.is_empty() && wire.len() <= MAX_CALLBACK_BYTES, "{wire}");
+            assert_eq!(CallbackData::parse(&wire), Ok(data));
+        }
+    }
+
+    #[test]
+    fn foreign_data_is_refused() {
+        for wire in ["", "mk", "mk:", "mk:x", "menu:1", "rt", "again:5", "retry:12"] {
+            assert!(CallbackData::parse(wire).is_err(), "{wire}");
+        }
+    }
+
+    #[test]
+    fn user_violation_offers_no_retry() {
+        let texts = NotifyTexts::builtin();
+        let kb = failure_keyboard(&texts, Language::En, ErrorClass::UserViolation, OrderId(1));
+        assert_eq!(kb.inline_keyboard.len(), 1);
+        let kb = failure_keyboard(&texts, Language::En, ErrorClass::Temporary, OrderId(1));
+        assert_eq!(kb.inline_keyboard.len(), 2);
+    }
+}

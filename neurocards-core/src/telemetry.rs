@@ -1,0 +1,35 @@
+//! Logging setup shared by the binaries: `tracing` with an env filter (`RUST_LOG`, default
+//! `info`) and text or JSON output (`LOG_FORMAT`).
+
+use tracing_subscriber::EnvFilter;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// Human-readable lines (development).
+    #[default]
+    Text,
+    /// One JSON object per line, with span fields (`job_id`, `order_id`, `user_id`) attached.
+    Json,
+}
+
+impl LogFormat {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "text" | "" => Some(LogFormat::Text),
+            "json" => Some(LogFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// Installs the global subscriber. Safe to call more than once (later calls do nothing), so
+/// tests and embedding hosts can call it freely.
+pub fn init(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
+    };
+}
