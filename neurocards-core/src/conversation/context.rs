@@ -1,7 +1,8 @@
 //! What the handlers depend on: the ports, the template catalogue and the settings, injected
 //! into the handler tree as one `Arc<BotContext>`.
 
-use crate::domain::{Credits, UserId};
+use super::state::Draft;
+use crate::domain::{Credits, OrderId, UserId};
 use crate::i18n::Texts;
 use crate::ports::{Accounts, AccountsError, JobQueue, Products, PromptEngine};
 use crate::templates::TemplateCatalogue;
@@ -97,6 +98,18 @@ pub trait StatsSource: Send + Sync {
     async fn daily(&self, since: DateTime<Utc>) -> Result<DailyStats, AccountsError>;
 }
 
+/// Reads back what a past order asked for, so "Retry" can order it again.
+#[async_trait::async_trait]
+pub trait OrderHistory: Send + Sync {
+    /// The order's product, template, wishes and prompt, if the order exists and belongs to
+    /// `owner`.
+    async fn order_request(
+        &self,
+        order: OrderId,
+        owner: UserId,
+    ) -> Result<Option<Draft>, AccountsError>;
+}
+
 /// Counters the bot exports on `/metrics`.
 #[derive(Debug, Default)]
 pub struct BotCounters {
@@ -151,6 +164,8 @@ pub struct BotContext {
     pub texts: &'static Texts,
     /// Extra `/stats` figures; without it `/stats` shows the queue only.
     pub stats: Option<Arc<dyn StatsSource>>,
+    /// Past orders for "Retry"; without it "Retry" starts a fresh order.
+    pub history: Option<Arc<dyn OrderHistory>>,
     pub counters: BotCounters,
 }
 
@@ -179,6 +194,7 @@ impl BotContext {
             settings,
             texts: Texts::builtin(),
             stats: None,
+            history: None,
             counters: BotCounters::default(),
         }
     }
@@ -186,6 +202,12 @@ impl BotContext {
     /// Adds the source of `/stats` user and order figures.
     pub fn with_stats(mut self, stats: Arc<dyn StatsSource>) -> Self {
         self.stats = Some(stats);
+        self
+    }
+
+    /// Adds the order history "Retry" reads.
+    pub fn with_history(mut self, history: Arc<dyn OrderHistory>) -> Self {
+        self.history = Some(history);
         self
     }
 

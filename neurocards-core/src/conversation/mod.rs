@@ -22,7 +22,8 @@ mod state;
 pub use action::{new_order_token, Action, MAX_CALLBACK_BYTES};
 pub use command::{AdminCommand, Command, ADMIN_COMMANDS, MAX_GRANT, PUBLIC_COMMANDS};
 pub use context::{
-    BotContext, BotCounters, ConversationSettings, DailyStats, OrderRateLimit, StatsSource,
+    BotContext, BotCounters, ConversationSettings, DailyStats, OrderHistory, OrderRateLimit,
+    StatsSource,
 };
 pub use handlers::{ConversationError, HandlerResult};
 pub use runner::{dependencies, dispatcher, register_commands, Conversation, ALLOWED_UPDATES};

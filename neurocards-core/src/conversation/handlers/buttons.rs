@@ -114,10 +114,8 @@ async fn run(
             create::make_another(bot, ctx, s, product_id).await?;
             Answer::Ack
         }
-        Action::Retry { .. } => {
-            // A failed order's product is not reachable from its id here; a fresh flow is the
-            // honest retry.
-            create::begin(bot, ctx, s).await?;
+        Action::Retry { order_id } => {
+            create::retry(bot, ctx, s, order_id).await?;
             Answer::Ack
         }
     })

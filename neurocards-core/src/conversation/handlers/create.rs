@@ -7,7 +7,7 @@ use crate::conversation::input::{self, PictureRejection, TextRejection};
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
 use crate::conversation::state::{Draft, ProductSource, State};
-use crate::domain::{ProductId, TemplateId, VideoCount};
+use crate::domain::{OrderId, ProductId, TemplateId, VideoCount};
 use crate::i18n::escape_html;
 use crate::ports::{NewProduct, PhotoRef};
 use crate::templates::TemplateKind;
@@ -435,6 +435,24 @@ pub(super) async fn make_another(
             send(bot, s, t(ctx, s.lang, "bot.create.product_missing"), None).await?;
             begin(bot, ctx, s).await
         }
+        Err(_) => unavailable(bot, ctx, s).await,
+    }
+}
+
+/// "Retry" under a failed order: the same product, template and wishes, back at the count.
+pub(super) async fn retry(
+    bot: &Bot,
+    ctx: &BotContext,
+    s: &Session,
+    order_id: OrderId,
+) -> HandlerResult {
+    let Some(history) = &ctx.history else { return begin(bot, ctx, s).await };
+    match history.order_request(order_id, s.user_id).await {
+        Ok(Some(draft)) if ctx.templates.get(&draft.template).is_some() => {
+            ask_count(bot, ctx, s, draft).await
+        }
+        Ok(Some(draft)) => choose_template(bot, ctx, s, draft.product_id).await,
+        Ok(None) => begin(bot, ctx, s).await,
         Err(_) => unavailable(bot, ctx, s).await,
     }
 }
