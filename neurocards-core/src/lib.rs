@@ -20,6 +20,9 @@ pub mod openai;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 
+#[cfg(feature = "kie")]
+pub mod kie;
+
 #[cfg(feature = "telegram")]
 pub mod telegram;
 

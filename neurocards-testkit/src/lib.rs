@@ -1,4 +1,10 @@
 //! Test kit: fakes of the external APIs (Telegram Bot API, KIE.AI, OpenAI) on wiremock, a
-//! harness that starts the whole system in one test, and conformance suites for the ports.
+//! harness that starts the whole system in one test, conformance suites for the ports, the
+//! database invariants check, PostgreSQL fixtures, and benchmarks.
 
+pub mod conformance;
+pub mod fake_kie;
+pub mod fake_openai;
 pub mod fake_telegram;
+pub mod invariants;
+pub mod pg;

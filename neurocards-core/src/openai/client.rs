@@ -24,7 +24,9 @@ const QUOTA_CODES: [&str; 3] =
 /// One structured request: the system instructions, the user's text and optionally the photo.
 #[derive(Debug, Clone, Copy)]
 pub struct ChatInput<'a> {
+    /// The system message: the template's instructions and the answer format.
     pub system: &'a str,
+    /// The user message's text part: product, wishes, language, variant.
     pub user_text: &'a str,
     /// Sent inline as a base64 `data:` URL.
     pub image: Option<&'a ImageData>,

@@ -25,11 +25,14 @@ pub const DEFAULT_MODEL: &str = "gpt-4.1-mini";
 /// Settings of the OpenAI client.
 #[derive(Debug, Clone)]
 pub struct OpenAiConfig {
+    /// `OPENAI_API_KEY`; sent only in the `Authorization` header, redacted from every error.
     pub api_key: Secret,
     /// API base including the version path, e.g. `https://api.openai.com/v1` or a
     /// compatible gateway; `/chat/completions` is appended.
     pub base_url: Url,
+    /// `OPENAI_MODEL`: any chat model that accepts images and JSON-schema output.
     pub model: String,
+    /// Connect and whole-request timeouts; a timeout falls back to the template prompt.
     pub timeouts: HttpTimeouts,
     /// The video provider's prompt limit in characters; the model is asked to stay well under
     /// it and the engine cuts anything longer.
@@ -74,8 +77,10 @@ pub enum OpenAiError {
     /// 5xx or 408/409: OpenAI's side; retryable.
     #[error("OpenAI server error (HTTP {status}): {message}")]
     Server { status: u16, message: String },
+    /// No answer within the configured timeout; retryable.
     #[error("OpenAI did not answer in time")]
     Timeout,
+    /// Connection or transfer failure; retryable.
     #[error("cannot reach OpenAI: {0}")]
     Network(String),
     /// The model declined the task (`message.refusal`).

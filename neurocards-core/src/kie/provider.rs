@@ -1,0 +1,266 @@
+//! [`KieProvider`]: the [`VideoProvider`] on KIE, with key switching and model fallback.
+
+use super::callback;
+use super::classify::is_model_unsupported;
+use super::client::{CallError, JobsApi};
+use super::keys::{KeyHealth, KeyPool, PoolKey, PoolSettings};
+use super::models::VideoModel;
+use super::upload::{upload_file_name, UploadApi};
+use super::{KieConfig, KieError};
+use crate::domain::{ErrorClass, ImageData, ImageMime, ProviderTaskRef};
+use crate::ports::{
+    CallbackError, CallbackHeaders, GenerationRequest, ProviderError, TaskState, TaskUpdate,
+    VideoProvider,
+};
+use crate::secret::Secret;
+use chrono::Utc;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The KIE video provider. Share one per process (it holds the key pool and its budgets).
+#[derive(Debug)]
+pub struct KieProvider {
+    jobs: JobsApi,
+    upload: UploadApi,
+    models: Vec<VideoModel>,
+    pool: KeyPool,
+    callback_hmac_key: Option<Secret>,
+    callback_max_age: Duration,
+    remove_watermark: bool,
+    paused_model_ttl: Duration,
+    /// Models that answered "paused", and until when they are skipped.
+    paused: Mutex<HashMap<String, Instant>>,
+}
+
+/// One key's account balance, or why it could not be read (never a false zero).
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyCredits {
+    pub key_id: String,
+    pub credits: Result<f64, ProviderError>,
+}
+
+impl KieProvider {
+    /// Builds the provider. Fails when there is no key, no model, or a model we have no input
+    /// mapping for.
+    pub fn new(config: KieConfig) -> Result<Self, KieError> {
+        if config.keys.is_empty() {
+            return Err(KieError::NoKeys);
+        }
+        if config.models.is_empty() {
+            return Err(KieError::NoModels);
+        }
+        let models =
+            config.models.iter().map(|m| VideoModel::parse(m)).collect::<Result<Vec<_>, _>>()?;
+        let http = crate::http::client(config.timeouts).map_err(KieError::HttpClient)?;
+        let pool = KeyPool::new(
+            &config.keys,
+            PoolSettings {
+                cooldown: config.key_cooldown,
+                block: config.key_block,
+                create_limit: config.create_limit,
+                status_limit: config.status_limit,
+            },
+        );
+        Ok(Self {
+            jobs: JobsApi { http: http.clone(), base: config.base_url },
+            upload: UploadApi { http, base: config.upload_url, upload_path: config.upload_path },
+            models,
+            pool,
+            callback_hmac_key: config.callback_hmac_key,
+            callback_max_age: config.callback_max_age,
+            remove_watermark: config.remove_watermark,
+            paused_model_ttl: config.paused_model_ttl,
+            paused: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Each key's health: healthy, cooling or blocked (with until when), and request counts.
+    pub fn key_health(&self) -> Vec<KeyHealth> {
+        self.pool.health()
+    }
+
+    /// Puts every key back into rotation, e.g. after the operator topped up the account.
+    pub fn reset_keys(&self) {
+        self.pool.reset();
+    }
+
+    /// The configured model slugs, primary first.
+    pub fn models(&self) -> Vec<String> {
+        self.models.iter().map(|m| m.slug().to_owned()).collect()
+    }
+
+    /// Each key's remaining KIE credits (`GET /api/v1/chat/credit`).
+    pub async fn credits(&self) -> Vec<KeyCredits> {
+        let secrets = self.pool.secrets();
+        let mut out = Vec::new();
+        for key in self.pool.all_keys() {
+            let credits = self.jobs.credits(&key, &secrets).await.map_err(CallError::into_error);
+            out.push(KeyCredits { key_id: key.id.clone(), credits });
+        }
+        out
+    }
+
+    /// Models to try, primary first; recently paused ones are skipped while another remains.
+    fn models_to_try(&self) -> Vec<&VideoModel> {
+        let now = Instant::now();
+        let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+        paused.retain(|_, until| *until > now);
+        let live: Vec<&VideoModel> =
+            self.models.iter().filter(|m| !paused.contains_key(m.slug())).collect();
+        if live.is_empty() {
+            self.models.iter().collect()
+        } else {
+            live
+        }
+    }
+
+    fn remember_paused(&self, model: &VideoModel) {
+        let until = Instant::now() + self.paused_model_ttl;
+        self.paused
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(model.slug().to_owned(), until);
+    }
+
+    /// Creates the task with one model, switching keys while the failure is the key's.
+    async fn submit_with_model(
+        &self,
+        model: &VideoModel,
+        request: &GenerationRequest,
+    ) -> Result<ProviderTaskRef, ProviderError> {
+        let secrets = self.pool.secrets();
+        let input = model.input(
+            request.prompt.as_str(),
+            &request.image_url,
+            &request.options,
+            self.remove_watermark,
+        );
+        let mut tried: Vec<usize> = Vec::new();
+        loop {
+            let key = self.pool.acquire_create(&tried).await?;
+            let result = self
+                .jobs
+                .create_task(
+                    &key,
+                    model.slug(),
+                    input.clone(),
+                    request.callback_url.as_deref(),
+                    &secrets,
+                )
+                .await;
+            match result {
+                Ok(task_id) => {
+                    tracing::info!(task_id, model = model.slug(), key_id = %key.id, "KIE task created");
+                    return Ok(ProviderTaskRef {
+                        task_id,
+                        model: model.slug().to_owned(),
+                        key_id: key.id.clone(),
+                        submitted_at: Utc::now(),
+                    });
+                }
+                // KIE refused before billing: another key may take it.
+                Err(CallError::Rejected(e)) if self.pool.report_failure(&key, &e) => {
+                    tracing::warn!(key_id = %key.id, class = %e.class, "KIE key refused the task; trying another key");
+                    tried.push(key.index);
+                }
+                Err(CallError::Rejected(e)) => return Err(e),
+                // The task may exist: never send it again within this attempt.
+                Err(CallError::Unclear { error, answered }) => {
+                    let error = if answered {
+                        ProviderError { class: ErrorClass::Unknown, ..error }
+                    } else {
+                        error
+                    };
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl VideoProvider for KieProvider {
+    #[tracing::instrument(skip_all, fields(bytes = image.bytes.len()))]
+    async fn upload_image(
+        &self,
+        image: &ImageData,
+        file_stem: &str,
+    ) -> Result<String, ProviderError> {
+        if image.bytes.len() > ImageMime::MAX_BYTES {
+            return Err(ProviderError::new(
+                ErrorClass::UserViolation,
+                "the photo is larger than 10 MB",
+            ));
+        }
+        let secrets = self.pool.secrets();
+        let file_name = upload_file_name(file_stem, image);
+        let mut tried: Vec<usize> = Vec::new();
+        loop {
+            let key = self.pool.any_key(&tried)?;
+            match self.upload.upload(&key, image, &file_name, &secrets).await {
+                Ok(url) => return Ok(url),
+                Err(CallError::Rejected(e)) if self.pool.report_failure(&key, &e) => {
+                    tried.push(key.index);
+                }
+                // Uploading twice is free and harmless, so an unclear answer is just temporary.
+                Err(e) => return Err(e.into_error()),
+            }
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(model))]
+    async fn submit(&self, request: &GenerationRequest) -> Result<ProviderTaskRef, ProviderError> {
+        let mut last: Option<ProviderError> = None;
+        for model in self.models_to_try() {
+            tracing::Span::current().record("model", model.slug());
+            match self.submit_with_model(model, request).await {
+                Ok(task) => return Ok(task),
+                Err(e)
+                    if e.class == ErrorClass::ProviderPaused
+                        || (e.class == ErrorClass::Config && is_model_unsupported(&e.message)) =>
+                {
+                    tracing::warn!(model = model.slug(), reason = %e.message, "KIE model unavailable; trying the next model");
+                    self.remember_paused(model);
+                    last = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ProviderError::new(ErrorClass::ProviderPaused, "no KIE model is available")
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(task_id = %task.task_id, key_id = %task.key_id))]
+    async fn check(&self, task: &ProviderTaskRef) -> Result<TaskState, ProviderError> {
+        let secrets = self.pool.secrets();
+        let key: PoolKey = self.pool.acquire_status(&task.key_id).await?;
+        match self.jobs.record_info(&key, &task.task_id, &secrets).await {
+            Ok(record) => Ok(super::client::record_to_state(&record)),
+            Err(CallError::Rejected(e)) => {
+                self.pool.report_failure(&key, &e);
+                Err(e)
+            }
+            // Asking again is harmless, so an unreadable status is temporary.
+            Err(CallError::Unclear { error, .. }) => {
+                Err(ProviderError { class: ErrorClass::Temporary, ..error })
+            }
+        }
+    }
+
+    fn parse_callback(
+        &self,
+        headers: &CallbackHeaders,
+        body: &[u8],
+    ) -> Result<TaskUpdate, CallbackError> {
+        callback::parse_callback(
+            self.callback_hmac_key.as_ref(),
+            self.callback_max_age,
+            Utc::now().timestamp(),
+            headers,
+            body,
+        )
+    }
+}

@@ -1,0 +1,104 @@
+//! Claiming ready jobs and keeping their leases alive.
+
+use super::{lease_arrays, PgJobQueue};
+use crate::domain::{ClaimedJob, JobId, Lease, WorkerId};
+use crate::ports::QueueError;
+use crate::postgres::codec::{job_columns, JobRow};
+use std::collections::HashSet;
+
+/// One statement: count running jobs per user, lock up to `2 × max` ready jobs of users below
+/// their cap (lowest fair rank first, skipping rows other claimers hold), keep at most the
+/// cap's remaining room per user, and lease the first `max` of those. Rows locked but not
+/// chosen are free again when the statement's transaction ends, a moment later.
+const CLAIM: &str = concat!(
+    "WITH busy AS MATERIALIZED ( \
+         SELECT user_id, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY user_id \
+     ), locked AS MATERIALIZED ( \
+         SELECT id, user_id, fair_rank, run_at FROM jobs \
+         WHERE state = 'queued' AND run_at <= now() \
+           AND user_id NOT IN (SELECT user_id FROM busy WHERE n >= $4) \
+         ORDER BY fair_rank, run_at, id \
+         LIMIT $3 \
+         FOR UPDATE SKIP LOCKED \
+     ), chosen AS MATERIALIZED ( \
+         SELECT c.id FROM ( \
+             SELECT l.id, l.user_id, l.fair_rank, l.run_at, \
+                    row_number() OVER (PARTITION BY l.user_id \
+                                       ORDER BY l.fair_rank, l.run_at, l.id) AS rn \
+             FROM locked l \
+         ) c \
+         LEFT JOIN busy b ON b.user_id = c.user_id \
+         WHERE coalesce(b.n, 0) + c.rn <= $4 \
+         ORDER BY c.fair_rank, c.run_at, c.id \
+         LIMIT $2 \
+     ) \
+     UPDATE jobs j \
+     SET state = 'running', attempt = j.attempt + 1, lease_token = j.lease_token + 1, \
+         leased_by = $1, lease_expires_at = now() + make_interval(secs => $5), \
+         first_claimed_at = coalesce(j.first_claimed_at, now()) \
+     FROM chosen c, orders o \
+     WHERE j.id = c.id AND o.id = j.order_id \
+     RETURNING ",
+    job_columns!()
+);
+
+pub(super) async fn claim(
+    q: &PgJobQueue,
+    worker: &WorkerId,
+    max: u32,
+) -> Result<Vec<ClaimedJob>, QueueError> {
+    if max == 0 {
+        return Ok(Vec::new());
+    }
+    let scan = i64::from(max).saturating_mul(2);
+    let rows: Vec<JobRow> = sqlx::query_as(CLAIM)
+        .bind(worker.as_str())
+        .bind(i64::from(max))
+        .bind(scan)
+        .bind(i64::from(q.config.per_user_cap))
+        .bind(q.lease_secs())
+        .fetch_all(&q.pool)
+        .await?;
+    let mut jobs = rows
+        .into_iter()
+        .map(JobRow::into_claimed)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(QueueError::Unexpected)?;
+    jobs.sort_by_key(|j| j.lease.job_id);
+    if !jobs.is_empty() {
+        tracing::debug!(worker = %worker, claimed = jobs.len(), "claimed jobs");
+    }
+    Ok(jobs)
+}
+
+/// Extends, in one statement, every lease in `leases` that `worker` still holds; the rest are
+/// returned as lost.
+pub(super) async fn heartbeat(
+    q: &PgJobQueue,
+    worker: &WorkerId,
+    leases: &[Lease],
+) -> Result<Vec<JobId>, QueueError> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, tokens) = lease_arrays(leases);
+    let kept: Vec<i64> = sqlx::query_scalar(
+        "UPDATE jobs j SET lease_expires_at = now() + make_interval(secs => $4) \
+         FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token) \
+         WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running' \
+           AND j.leased_by = $3 \
+         RETURNING j.id",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .bind(worker.as_str())
+    .bind(q.lease_secs())
+    .fetch_all(&q.pool)
+    .await?;
+    let kept: HashSet<i64> = kept.into_iter().collect();
+    let lost: Vec<JobId> = ids.into_iter().filter(|id| !kept.contains(id)).map(JobId).collect();
+    if !lost.is_empty() {
+        tracing::warn!(worker = %worker, lost = ?lost, "leases lost");
+    }
+    Ok(lost)
+}

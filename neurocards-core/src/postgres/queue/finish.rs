@@ -1,0 +1,281 @@
+//! Fenced writes after a claim: step results, completion, retry, failure with refund, release;
+//! and cancelling a queued job with refund.
+
+use super::place::credits;
+use super::{clip, lease_arrays, lease_lost_or_missing, PgJobQueue};
+use crate::domain::{Delivery, JobId, Lease, StepResult};
+use crate::ports::{JobFailure, QueueError, Refund, Reschedule};
+use sqlx::postgres::PgQueryResult;
+use sqlx::PgConnection;
+use std::time::Duration;
+
+pub(super) async fn record_step(
+    q: &PgJobQueue,
+    lease: Lease,
+    step: &StepResult,
+) -> Result<(), QueueError> {
+    let id = lease.job_id.get();
+    let token = lease.token.0;
+    let result: PgQueryResult = match step {
+        StepResult::ImageUploaded { image_url } => {
+            sqlx::query(
+                "UPDATE jobs SET image_url = $3 \
+                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(token)
+            .bind(image_url)
+            .execute(&q.pool)
+            .await?
+        }
+        StepResult::PromptBuilt { prompt } => {
+            sqlx::query(
+                "UPDATE jobs SET prompt = $3 \
+                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(token)
+            .bind(prompt.as_str())
+            .execute(&q.pool)
+            .await?
+        }
+        StepResult::Submitted { task } => {
+            sqlx::query(
+                "UPDATE jobs SET provider_task_id = $3, provider_model = $4, \
+                                 provider_key_id = $5, provider_submitted_at = $6 \
+                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(token)
+            .bind(&task.task_id)
+            .bind(&task.model)
+            .bind(&task.key_id)
+            .bind(task.submitted_at)
+            .execute(&q.pool)
+            .await?
+        }
+        StepResult::Generated { video_url } => {
+            sqlx::query(
+                "UPDATE jobs SET video_url = $3 \
+                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(token)
+            .bind(video_url)
+            .execute(&q.pool)
+            .await?
+        }
+        StepResult::Delivered { delivery } => {
+            let (message_id, file_id, undeliverable) = match delivery {
+                Delivery::Sent { message_id, file_id } => {
+                    (Some(*message_id), file_id.clone(), None)
+                }
+                Delivery::Undeliverable { reason } => (None, None, Some(clip(reason))),
+            };
+            sqlx::query(
+                "UPDATE jobs SET delivered_message_id = $3, delivered_file_id = $4, \
+                                 undeliverable_reason = $5 \
+                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+            )
+            .bind(id)
+            .bind(token)
+            .bind(message_id)
+            .bind(file_id)
+            .bind(undeliverable)
+            .execute(&q.pool)
+            .await?
+        }
+    };
+    if result.rows_affected() == 0 {
+        return Err(lease_lost_or_missing(&q.pool, lease.job_id).await);
+    }
+    Ok(())
+}
+
+/// One statement for the whole batch; only jobs whose token still matches change.
+pub(super) async fn complete(q: &PgJobQueue, leases: &[Lease]) -> Result<Vec<JobId>, QueueError> {
+    if leases.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (ids, tokens) = lease_arrays(leases);
+    let mut done: Vec<i64> = sqlx::query_scalar(
+        "UPDATE jobs j \
+         SET state = 'succeeded', finished_at = now(), leased_by = NULL, lease_expires_at = NULL \
+         FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token) \
+         WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running' \
+         RETURNING j.id",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .fetch_all(&q.pool)
+    .await?;
+    done.sort_unstable();
+    if done.len() < leases.len() {
+        tracing::warn!(
+            completed = done.len(),
+            asked = leases.len(),
+            "some completions refused: lease lost"
+        );
+    }
+    Ok(done.into_iter().map(JobId).collect())
+}
+
+pub(super) async fn reschedule(
+    q: &PgJobQueue,
+    lease: Lease,
+    how: &Reschedule,
+    delay: Duration,
+) -> Result<(), QueueError> {
+    let (class, message) = match how {
+        Reschedule::Retry(failure) => (Some(failure.class.as_str()), clip(&failure.message)),
+        Reschedule::Snooze { reason } => (None, clip(reason)),
+    };
+    let mut tx = q.pool.begin().await?;
+    // A retry counts against its class's budget and records the error; a snooze counts
+    // against nothing and leaves the last error as it was.
+    let result = sqlx::query(
+        "UPDATE jobs \
+         SET state = 'queued', run_at = now() + make_interval(secs => $3), \
+             leased_by = NULL, lease_expires_at = NULL, \
+             temporary_retries = temporary_retries \
+                 + CASE WHEN $4::text = 'temporary' THEN 1 ELSE 0 END, \
+             rate_limit_retries = rate_limit_retries \
+                 + CASE WHEN $4::text = 'rate_limit' THEN 1 ELSE 0 END, \
+             error_class = coalesce($4, error_class), \
+             error_message = CASE WHEN $4 IS NULL THEN error_message ELSE $5 END \
+         WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+    )
+    .bind(lease.job_id.get())
+    .bind(lease.token.0)
+    .bind(delay.as_secs_f64())
+    .bind(class)
+    .bind(&message)
+    .execute(&mut *tx)
+    .await?;
+    if result.rows_affected() == 0 {
+        drop(tx);
+        return Err(lease_lost_or_missing(&q.pool, lease.job_id).await);
+    }
+    notify(&mut tx, &q.config.notify_channel).await?;
+    tx.commit().await?;
+    tracing::info!(job_id = lease.job_id.get(), class, delay_secs = delay.as_secs_f64(), %message, "job rescheduled");
+    Ok(())
+}
+
+pub(super) async fn fail(
+    q: &PgJobQueue,
+    lease: Lease,
+    failure: &JobFailure,
+) -> Result<Refund, QueueError> {
+    let mut tx = q.pool.begin().await?;
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE jobs \
+         SET state = 'failed', finished_at = now(), leased_by = NULL, lease_expires_at = NULL, \
+             error_class = $3, error_message = $4 \
+         WHERE id = $1 AND lease_token = $2 AND state = 'running' \
+         RETURNING user_id, order_id",
+    )
+    .bind(lease.job_id.get())
+    .bind(lease.token.0)
+    .bind(failure.class.as_str())
+    .bind(clip(&failure.message))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((user, order)) = row else {
+        drop(tx);
+        return Err(lease_lost_or_missing(&q.pool, lease.job_id).await);
+    };
+    let refund = refund_job(&mut tx, lease.job_id, user, order).await?;
+    tx.commit().await?;
+    tracing::info!(
+        job_id = lease.job_id.get(),
+        user_id = user,
+        class = failure.class.as_str(),
+        refunded = refund.refunded.get(),
+        "job failed"
+    );
+    Ok(refund)
+}
+
+pub(super) async fn release(q: &PgJobQueue, leases: &[Lease]) -> Result<u64, QueueError> {
+    if leases.is_empty() {
+        return Ok(0);
+    }
+    let (ids, tokens) = lease_arrays(leases);
+    let mut tx = q.pool.begin().await?;
+    let released = sqlx::query(
+        "UPDATE jobs j \
+         SET state = 'queued', run_at = now(), leased_by = NULL, lease_expires_at = NULL \
+         FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token) \
+         WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running'",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if released > 0 {
+        notify(&mut tx, &q.config.notify_channel).await?;
+    }
+    tx.commit().await?;
+    Ok(released)
+}
+
+pub(super) async fn cancel_job(q: &PgJobQueue, job: JobId) -> Result<bool, QueueError> {
+    let mut tx = q.pool.begin().await?;
+    let row: Option<(i64, i64)> = sqlx::query_as(
+        "UPDATE jobs SET state = 'cancelled', finished_at = now() \
+         WHERE id = $1 AND state = 'queued' \
+         RETURNING user_id, order_id",
+    )
+    .bind(job.get())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((user, order)) = row else {
+        drop(tx);
+        return match lease_lost_or_missing(&q.pool, job).await {
+            QueueError::LeaseLost(_) => Ok(false),
+            other => Err(other),
+        };
+    };
+    let refund = refund_job(&mut tx, job, user, order).await?;
+    tx.commit().await?;
+    tracing::info!(
+        job_id = job.get(),
+        user_id = user,
+        refunded = refund.refunded.get(),
+        "job cancelled"
+    );
+    Ok(true)
+}
+
+/// Returns the job's price to its user, unless it was refunded before (the unique index on
+/// refunds turns a second attempt into a no-op), and reads the balance after.
+async fn refund_job(
+    tx: &mut PgConnection,
+    job: JobId,
+    user: i64,
+    order: i64,
+) -> Result<Refund, QueueError> {
+    let refunded: Option<i64> = sqlx::query_scalar(
+        "INSERT INTO ledger (user_id, delta, reason, order_id, job_id) \
+         SELECT $1, o.price_per_video, 'refund', o.id, $3 FROM orders o WHERE o.id = $2 \
+         ON CONFLICT (job_id) WHERE reason = 'refund' DO NOTHING \
+         RETURNING delta",
+    )
+    .bind(user)
+    .bind(order)
+    .bind(job.get())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let balance: i64 = sqlx::query_scalar("SELECT balance FROM users WHERE id = $1")
+        .bind(user)
+        .fetch_one(&mut *tx)
+        .await?;
+    Ok(Refund { refunded: credits(refunded.unwrap_or(0))?, balance_after: credits(balance)? })
+}
+
+pub(super) async fn notify(tx: &mut PgConnection, channel: &str) -> Result<(), QueueError> {
+    sqlx::query("SELECT pg_notify($1, 'requeued')").bind(channel).execute(&mut *tx).await?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Wake-ups: one `LISTEN` connection per queue, shared by every waiting task through a
+//! [`Notify`]. The caller's timeout is the polling fallback, so a lost notification (or a
+//! listener that cannot connect) only delays work, never strands it.
+
+use sqlx::postgres::PgListener;
+use sqlx::PgPool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+
+const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+#[derive(Debug)]
+pub(super) struct Listener {
+    pool: PgPool,
+    channel: String,
+    notify: Arc<Notify>,
+    task: Mutex<Option<AbortHandle>>,
+}
+
+impl Listener {
+    pub(super) fn new(pool: PgPool, channel: String) -> Self {
+        Self { pool, channel, notify: Arc::new(Notify::new()), task: Mutex::new(None) }
+    }
+
+    /// Returns on the next notification or after `timeout`.
+    pub(super) async fn wait(&self, timeout: Duration) {
+        let notified = self.notify.notified();
+        self.ensure_started();
+        let _ = tokio::time::timeout(timeout, notified).await;
+    }
+
+    fn ensure_started(&self) {
+        // A poisoned lock only means another waiter panicked mid-start; the slot is still usable.
+        let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        if task.is_none() {
+            let handle =
+                tokio::spawn(listen(self.pool.clone(), self.channel.clone(), self.notify.clone()));
+            *task = Some(handle.abort_handle());
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+async fn listen(pool: PgPool, channel: String, notify: Arc<Notify>) {
+    loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => match listener.listen(&channel).await {
+                Ok(()) => {
+                    // Anything sent while we were not listening is lost: let waiters look.
+                    notify.notify_waiters();
+                    loop {
+                        match listener.try_recv().await {
+                            Ok(Some(_)) => notify.notify_waiters(),
+                            // The connection dropped; sqlx reconnects and re-listens on the
+                            // next call. Notifications in between are lost, so wake everyone.
+                            Ok(None) => notify.notify_waiters(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "queue listener failed; reconnecting");
+                                break;
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "queue listener cannot LISTEN; retrying"),
+            },
+            Err(e) => tracing::warn!(error = %e, "queue listener cannot connect; retrying"),
+        }
+        tokio::time::sleep(RECONNECT_PAUSE).await;
+    }
+}

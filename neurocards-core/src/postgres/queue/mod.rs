@@ -1,0 +1,181 @@
+//! [`JobQueue`] on PostgreSQL.
+//!
+//! - Placing an order locks the user's row, writes the order, its jobs and the ledger charge in
+//!   one transaction; the unique (user, order key) makes a repeat a no-op.
+//! - Claims are one statement: `FOR UPDATE SKIP LOCKED` over the partial index of queued jobs,
+//!   in fair-queueing order (see `place.rs`), skipping users at their in-flight cap. Each claim
+//!   bumps the job's lease token; every later write presents it.
+//! - Failures and cancellations refund in the same transaction; the ledger's unique index on
+//!   refunds makes "at most once per job" a database fact.
+//! - No transaction is ever held open while a worker waits on a provider: every method is a
+//!   short statement or transaction.
+
+mod claim;
+mod finish;
+mod listener;
+mod place;
+mod rescue;
+mod stats;
+
+use crate::domain::StepResult;
+use crate::domain::{ClaimedJob, JobId, Lease, WorkerId};
+use crate::ports::{
+    JobFailure, JobQueue, JobSnapshot, NewOrder, PlacedOrder, QueueError, QueueStats, Refund,
+    Reschedule, RescueReport,
+};
+use listener::Listener;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// Settings of the PostgreSQL queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgQueueConfig {
+    /// How long a claim holds a job without a heartbeat. Default 60 s; workers heartbeat every
+    /// third of it, so a dead worker's jobs run again elsewhere within about 1.5 leases.
+    pub lease: Duration,
+    /// Jobs of one user running at once, across all workers. Default 10: a user's order of 5 runs
+    /// entirely in parallel, while an admin's bulk order of 100 cannot occupy every slot. The cap
+    /// is checked against the claim's snapshot, so two claims racing may exceed it by a few.
+    pub per_user_cap: u32,
+    /// How many times a job may be rescued after its lease expired; the next expiry fails it
+    /// with refund (a job that keeps killing workers). Default 3.
+    pub max_rescues: u32,
+    /// The LISTEN/NOTIFY channel that wakes waiting workers. Default `neurocards_jobs`.
+    pub notify_channel: String,
+}
+
+impl Default for PgQueueConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            per_user_cap: 10,
+            max_rescues: 3,
+            notify_channel: "neurocards_jobs".to_owned(),
+        }
+    }
+}
+
+/// The PostgreSQL [`JobQueue`]. Cheap to share behind an `Arc`; its listener (one dedicated
+/// connection, started on the first [`JobQueue::wait_for_work`]) stops when it is dropped.
+///
+/// The listener needs a session-level `LISTEN`, so it cannot go through PgBouncer in
+/// transaction mode; everything else can.
+#[derive(Debug)]
+pub struct PgJobQueue {
+    pool: PgPool,
+    config: PgQueueConfig,
+    listener: Listener,
+}
+
+impl PgJobQueue {
+    pub fn new(pool: PgPool, config: PgQueueConfig) -> Self {
+        let listener = Listener::new(pool.clone(), config.notify_channel.clone());
+        Self { pool, config, listener }
+    }
+
+    /// The pool the queue runs on.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn config(&self) -> &PgQueueConfig {
+        &self.config
+    }
+
+    fn lease_secs(&self) -> f64 {
+        self.config.lease.as_secs_f64()
+    }
+}
+
+/// Decides between "lease lost" and "no such job" after a fenced write changed nothing.
+async fn lease_lost_or_missing(pool: &PgPool, job: JobId) -> QueueError {
+    match sqlx::query_scalar::<_, i64>("SELECT id FROM jobs WHERE id = $1")
+        .bind(job.get())
+        .fetch_optional(pool)
+        .await
+    {
+        Ok(Some(_)) => QueueError::LeaseLost(job),
+        Ok(None) => QueueError::NotFound(format!("job {job}")),
+        Err(e) => e.into(),
+    }
+}
+
+/// Splits leases into the parallel arrays the `unnest` statements take.
+fn lease_arrays(leases: &[Lease]) -> (Vec<i64>, Vec<i64>) {
+    leases.iter().map(|l| (l.job_id.get(), l.token.0)).unzip()
+}
+
+/// Error messages are stored for support; a runaway provider text is cut.
+fn clip(message: &str) -> String {
+    const MAX: usize = 2000;
+    if message.chars().count() <= MAX {
+        message.to_owned()
+    } else {
+        message.chars().take(MAX).collect()
+    }
+}
+
+#[async_trait::async_trait]
+impl JobQueue for PgJobQueue {
+    async fn place_order(&self, order: &NewOrder) -> Result<PlacedOrder, QueueError> {
+        place::place_order(self, order).await
+    }
+
+    async fn claim(&self, worker: &WorkerId, max: u32) -> Result<Vec<ClaimedJob>, QueueError> {
+        claim::claim(self, worker, max).await
+    }
+
+    async fn heartbeat(
+        &self,
+        worker: &WorkerId,
+        leases: &[Lease],
+    ) -> Result<Vec<JobId>, QueueError> {
+        claim::heartbeat(self, worker, leases).await
+    }
+
+    async fn record_step(&self, lease: Lease, step: &StepResult) -> Result<(), QueueError> {
+        finish::record_step(self, lease, step).await
+    }
+
+    async fn complete(&self, leases: &[Lease]) -> Result<Vec<JobId>, QueueError> {
+        finish::complete(self, leases).await
+    }
+
+    async fn reschedule(
+        &self,
+        lease: Lease,
+        how: &Reschedule,
+        delay: Duration,
+    ) -> Result<(), QueueError> {
+        finish::reschedule(self, lease, how, delay).await
+    }
+
+    async fn fail(&self, lease: Lease, failure: &JobFailure) -> Result<Refund, QueueError> {
+        finish::fail(self, lease, failure).await
+    }
+
+    async fn release(&self, leases: &[Lease]) -> Result<u64, QueueError> {
+        finish::release(self, leases).await
+    }
+
+    async fn rescue_expired(&self, limit: u32) -> Result<RescueReport, QueueError> {
+        rescue::rescue_expired(self, limit).await
+    }
+
+    async fn cancel_job(&self, job: JobId) -> Result<bool, QueueError> {
+        finish::cancel_job(self, job).await
+    }
+
+    async fn stats(&self, window: Duration) -> Result<QueueStats, QueueError> {
+        stats::stats(self, window).await
+    }
+
+    async fn wait_for_work(&self, timeout: Duration) -> Result<(), QueueError> {
+        self.listener.wait(timeout).await;
+        Ok(())
+    }
+
+    async fn job(&self, id: JobId) -> Result<Option<JobSnapshot>, QueueError> {
+        stats::job(self, id).await
+    }
+}

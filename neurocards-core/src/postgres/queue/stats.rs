@@ -1,0 +1,88 @@
+//! Queue statistics and single-job reads.
+
+use super::PgJobQueue;
+use crate::domain::JobId;
+use crate::ports::{JobSnapshot, QueueError, QueueStats};
+use crate::postgres::codec::{job_columns, parse_error_class, JobRow};
+use anyhow::anyhow;
+use std::time::Duration;
+
+const JOB: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", EXISTS (SELECT 1 FROM ledger l WHERE l.job_id = j.id AND l.reason = 'refund') \
+       AS refunded \
+     FROM jobs j JOIN orders o ON o.id = j.order_id WHERE j.id = $1"
+);
+
+pub(super) async fn job(q: &PgJobQueue, id: JobId) -> Result<Option<JobSnapshot>, QueueError> {
+    let row = sqlx::query(JOB).bind(id.get()).fetch_optional(&q.pool).await?;
+    let Some(row) = row else { return Ok(None) };
+    use sqlx::{FromRow, Row};
+    let refunded: bool = row.try_get("refunded")?;
+    let job = JobRow::from_row(&row)?;
+    Ok(Some(job.into_snapshot(refunded).map_err(QueueError::Unexpected)?))
+}
+
+fn count(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+pub(super) async fn stats(q: &PgJobQueue, window: Duration) -> Result<QueueStats, QueueError> {
+    let secs = window.as_secs_f64();
+    let (queued, ready, running, workers): (i64, i64, i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE state = 'queued'), \
+                count(*) FILTER (WHERE state = 'queued' AND run_at <= now()), \
+                count(*) FILTER (WHERE state = 'running'), \
+                count(DISTINCT leased_by) \
+         FROM jobs WHERE state IN ('queued', 'running')",
+    )
+    .fetch_one(&q.pool)
+    .await?;
+
+    let finished: Vec<(String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT state, error_class, count(*) FROM jobs \
+         WHERE finished_at >= now() - make_interval(secs => $1) \
+         GROUP BY state, error_class ORDER BY state, error_class",
+    )
+    .bind(secs)
+    .fetch_all(&q.pool)
+    .await?;
+
+    let (avg_wait, p95_wait): (f64, f64) = sqlx::query_as(
+        "SELECT coalesce(avg(w), 0)::float8, \
+                coalesce(percentile_cont(0.95) WITHIN GROUP (ORDER BY w), 0)::float8 \
+         FROM (SELECT extract(epoch FROM first_claimed_at - created_at)::float8 AS w \
+               FROM jobs WHERE first_claimed_at >= now() - make_interval(secs => $1)) AS waits",
+    )
+    .bind(secs)
+    .fetch_one(&q.pool)
+    .await?;
+
+    let mut stats = QueueStats {
+        queued: count(queued),
+        ready: count(ready),
+        running: count(running),
+        workers: count(workers),
+        avg_wait_secs: avg_wait,
+        p95_wait_secs: p95_wait,
+        window_secs: window.as_secs(),
+        ..QueueStats::default()
+    };
+    for (state, class, n) in finished {
+        let n = count(n);
+        match state.as_str() {
+            "succeeded" => stats.succeeded += n,
+            "cancelled" => stats.cancelled += n,
+            "failed" => {
+                stats.failed += n;
+                let class = parse_error_class(class.as_deref())
+                    .map_err(QueueError::Unexpected)?
+                    .ok_or_else(|| anyhow!("a failed job has no error class"))?;
+                stats.failed_by_class.push((class, n));
+            }
+            other => return Err(QueueError::Unexpected(anyhow!("finished job in state {other}"))),
+        }
+    }
+    Ok(stats)
+}

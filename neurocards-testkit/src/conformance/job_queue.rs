@@ -1,0 +1,506 @@
+//! The [`JobQueue`] conformance suite. Each function states one guarantee and panics when it
+//! does not hold. A backend's tests build a fresh [`QueueFixture`] per test and call them.
+
+use neurocards_core::domain::{
+    Credits, Delivery, ErrorClass, GenerationOptions, JobId, JobSpec, JobStatus, Language, Lease,
+    LeaseToken, OrderKey, Prompt, ProviderTaskRef, StepResult, TemplateId, UserId, VideoCount,
+    WorkerId,
+};
+use neurocards_core::ports::{JobFailure, JobQueue, NewOrder, QueueError, Reschedule};
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// What the suite needs besides the queue: users with credits, and ways to move time forward
+/// for one job (a backend decides how "the lease expired" or "the retry is due" is faked).
+#[async_trait::async_trait]
+pub trait QueueFixture: Send + Sync {
+    type Queue: JobQueue;
+
+    fn queue(&self) -> &Self::Queue;
+
+    /// The queue's per-user in-flight cap.
+    fn per_user_cap(&self) -> u32;
+
+    /// The queue's maximum number of rescues before a job is failed.
+    fn max_rescues(&self) -> u32;
+
+    /// Creates a new user holding `credits`.
+    async fn funded_user(&self, credits: i64) -> UserId;
+
+    /// The user's balance as the accounts store reports it.
+    async fn balance(&self, user: UserId) -> Credits;
+
+    /// Makes the job's current lease expire, as if its worker died a long time ago.
+    async fn expire_lease(&self, job: JobId);
+
+    /// Makes a queued job's `run_at` due now, as if its retry delay had passed.
+    async fn make_due(&self, job: JobId);
+}
+
+/// A plain spec for test orders.
+pub fn spec() -> JobSpec {
+    JobSpec {
+        product_id: None,
+        template: TemplateId::parse("ugc").expect("valid template id"),
+        wishes: Some("on a kitchen table".to_owned()),
+        user_prompt: None,
+        options: GenerationOptions::default(),
+        language: Language::En,
+    }
+}
+
+/// An order of `count` videos at `price` each, with a fresh key.
+pub fn order(user: UserId, count: u32, price: i64) -> NewOrder {
+    NewOrder {
+        user_id: user,
+        key: OrderKey::random(),
+        count: VideoCount::bulk(count).expect("count within 1..=1000"),
+        price_per_video: Credits::new(price).expect("non-negative price"),
+        spec: spec(),
+    }
+}
+
+fn failure(class: ErrorClass, message: &str) -> JobFailure {
+    JobFailure { class, message: message.to_owned() }
+}
+
+fn credits(n: i64) -> Credits {
+    Credits::new(n).expect("non-negative")
+}
+
+async fn claim_all<Q: JobQueue>(
+    q: &Q,
+    worker: &WorkerId,
+) -> Vec<neurocards_core::domain::ClaimedJob> {
+    let mut all = Vec::new();
+    loop {
+        let batch = q.claim(worker, 50).await.expect("claim");
+        if batch.is_empty() {
+            return all;
+        }
+        all.extend(batch);
+    }
+}
+
+/// Placing an order charges `count × price` once and creates `count` queued jobs.
+pub async fn place_order_charges_and_enqueues<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(10).await;
+    let placed = f.queue().place_order(&order(user, 3, 2)).await.expect("order placed");
+    assert!(placed.newly_placed);
+    assert_eq!(placed.charged, credits(6));
+    assert_eq!(placed.balance_after, credits(4));
+    assert_eq!(placed.jobs.len(), 3);
+    assert_eq!(f.balance(user).await, credits(4));
+    for job in &placed.jobs {
+        let snap = f.queue().job(*job).await.expect("read").expect("job exists");
+        assert_eq!(snap.status, JobStatus::Queued);
+        assert_eq!(snap.order_id, placed.order_id);
+        assert_eq!(snap.user_id, user);
+        assert_eq!(snap.spec, spec());
+        assert!(!snap.refunded);
+    }
+}
+
+/// The same order key a second time returns the first order and charges nothing.
+pub async fn repeated_order_key_places_one_order<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(10).await;
+    let new = order(user, 3, 1);
+    let first = f.queue().place_order(&new).await.expect("first placement");
+    let second = f.queue().place_order(&new).await.expect("second placement");
+    assert!(first.newly_placed);
+    assert!(!second.newly_placed);
+    assert_eq!(second.order_id, first.order_id);
+    assert_eq!(second.jobs, first.jobs);
+    assert_eq!(second.charged, Credits::ZERO);
+    assert_eq!(second.balance_after, credits(7));
+    assert_eq!(f.balance(user).await, credits(7));
+}
+
+/// Not enough credits is a typed error and writes nothing.
+pub async fn insufficient_credits_write_nothing<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(2).await;
+    let err = f.queue().place_order(&order(user, 3, 1)).await.expect_err("must be refused");
+    match err {
+        QueueError::InsufficientCredits { needed, available } => {
+            assert_eq!(needed, credits(3));
+            assert_eq!(available, credits(2));
+        }
+        other => panic!("expected InsufficientCredits, got {other:?}"),
+    }
+    assert_eq!(f.balance(user).await, credits(2));
+    let claimed = f.queue().claim(&WorkerId::new("w"), 10).await.expect("claim");
+    assert!(claimed.is_empty(), "a refused order must create no jobs");
+}
+
+/// An order for a user that does not exist is refused as not found.
+pub async fn order_for_unknown_user_is_not_found<F: QueueFixture>(f: &F) {
+    let err = f.queue().place_order(&order(UserId(-42), 1, 1)).await.expect_err("refused");
+    assert!(matches!(err, QueueError::NotFound(_)), "got {err:?}");
+}
+
+/// Each job is claimed once; a claimed job carries its order's spec and position.
+pub async fn each_job_is_claimed_once<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(10).await;
+    let placed = f.queue().place_order(&order(user, 5, 1)).await.expect("order");
+    let worker = WorkerId::new("w1");
+    let claimed = claim_all(f.queue(), &worker).await;
+    let ids: Vec<JobId> = claimed.iter().map(|c| c.lease.job_id).collect();
+    assert_eq!(ids.len(), 5.min(f.per_user_cap() as usize));
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "no job claimed twice");
+    for c in &claimed {
+        assert!(placed.jobs.contains(&c.lease.job_id));
+        assert_eq!(c.order_id, placed.order_id);
+        assert_eq!(c.order_size, 5);
+        assert_eq!(c.attempt, 1);
+        assert_eq!(c.spec, spec());
+        assert!(c.lease_expires_at > chrono::Utc::now());
+        let snap = f.queue().job(c.lease.job_id).await.expect("read").expect("exists");
+        assert_eq!(snap.status, JobStatus::Running);
+        assert_eq!(snap.leased_by.as_deref(), Some("w1"));
+    }
+    let positions: HashSet<u32> = claimed.iter().map(|c| c.index_in_order).collect();
+    assert!(positions.iter().all(|p| (1..=5).contains(p)));
+    assert!(f.queue().claim(&WorkerId::new("w2"), 10).await.expect("claim").len() <= 5 - ids.len());
+}
+
+/// The lease token changes on every claim, and writes with an older token are refused.
+pub async fn lease_token_changes_on_every_claim<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(1).await;
+    f.queue().place_order(&order(user, 1, 1)).await.expect("order");
+    let first = f.queue().claim(&WorkerId::new("a"), 1).await.expect("claim").remove(0);
+    assert_eq!(f.queue().release(&[first.lease]).await.expect("release"), 1);
+    let second = f.queue().claim(&WorkerId::new("b"), 1).await.expect("claim").remove(0);
+    assert_eq!(second.lease.job_id, first.lease.job_id);
+    assert_ne!(second.lease.token, first.lease.token);
+    assert_eq!(second.attempt, 2);
+    let step = StepResult::ImageUploaded { image_url: "https://img/1.jpg".to_owned() };
+    let err = f.queue().record_step(first.lease, &step).await.expect_err("stale token");
+    assert!(matches!(err, QueueError::LeaseLost(id) if id == first.lease.job_id), "got {err:?}");
+    f.queue().record_step(second.lease, &step).await.expect("current token works");
+}
+
+/// Every write with a stale token fails with `LeaseLost` and changes nothing; `complete`
+/// leaves such jobs out instead of failing the batch.
+pub async fn stale_token_writes_are_refused<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(2).await;
+    f.queue().place_order(&order(user, 2, 1)).await.expect("order");
+    let jobs = f.queue().claim(&WorkerId::new("w"), 2).await.expect("claim");
+    assert_eq!(jobs.len(), 2);
+    let (a, b) = (jobs[0].lease, jobs[1].lease);
+    let stale = Lease { job_id: a.job_id, token: LeaseToken(a.token.0 - 1) };
+    let q = f.queue();
+
+    let step = StepResult::Generated { video_url: "https://v/1.mp4".to_owned() };
+    assert!(matches!(q.record_step(stale, &step).await, Err(QueueError::LeaseLost(_))));
+    assert!(matches!(
+        q.fail(stale, &failure(ErrorClass::Unknown, "x")).await,
+        Err(QueueError::LeaseLost(_))
+    ));
+    assert!(matches!(
+        q.reschedule(stale, &Reschedule::Snooze { reason: "x".into() }, Duration::ZERO).await,
+        Err(QueueError::LeaseLost(_))
+    ));
+    assert_eq!(q.release(&[stale]).await.expect("release"), 0);
+    let done = q.complete(&[stale, b]).await.expect("complete");
+    assert_eq!(done, vec![b.job_id], "only the job with a current token completes");
+
+    let snap = q.job(a.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Running);
+    assert_eq!(snap.progress.video_url, None);
+    assert_eq!(f.balance(user).await, Credits::ZERO, "no refund through a stale token");
+
+    let missing = Lease { job_id: JobId(i64::MAX), token: LeaseToken(1) };
+    assert!(matches!(q.record_step(missing, &step).await, Err(QueueError::NotFound(_))));
+}
+
+/// Step results are recorded and come back to the worker that claims the job next.
+pub async fn steps_are_recorded_and_resumed<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(1).await;
+    f.queue().place_order(&order(user, 1, 1)).await.expect("order");
+    let job = f.queue().claim(&WorkerId::new("a"), 1).await.expect("claim").remove(0);
+    let task = ProviderTaskRef {
+        task_id: "task-1".to_owned(),
+        model: "sora-2-image-to-video".to_owned(),
+        key_id: "key-1".to_owned(),
+        submitted_at: chrono::Utc::now(),
+    };
+    let prompt = Prompt::parse("A bottle on a table, slow pan").expect("valid prompt");
+    let steps = [
+        StepResult::ImageUploaded { image_url: "https://img/1.jpg".to_owned() },
+        StepResult::PromptBuilt { prompt: prompt.clone() },
+        StepResult::Submitted { task: task.clone() },
+    ];
+    for step in &steps {
+        f.queue().record_step(job.lease, step).await.expect("record step");
+    }
+    f.expire_lease(job.lease.job_id).await;
+    let report = f.queue().rescue_expired(10).await.expect("rescue");
+    assert_eq!(report.requeued, vec![job.lease.job_id]);
+    let again = f.queue().claim(&WorkerId::new("b"), 1).await.expect("claim").remove(0);
+    assert_eq!(again.rescues, 1);
+    assert_eq!(again.progress.image_url.as_deref(), Some("https://img/1.jpg"));
+    assert_eq!(again.progress.prompt, Some(prompt));
+    let got = again.progress.provider_task.expect("task recorded");
+    assert_eq!(got.task_id, task.task_id);
+    assert_eq!(got.key_id, task.key_id);
+    assert_eq!(got.model, task.model);
+
+    let q = f.queue();
+    q.record_step(again.lease, &StepResult::Generated { video_url: "https://v/1.mp4".into() })
+        .await
+        .expect("generated");
+    let delivery = Delivery::Sent { message_id: 77, file_id: Some("file-1".to_owned()) };
+    q.record_step(again.lease, &StepResult::Delivered { delivery: delivery.clone() })
+        .await
+        .expect("delivered");
+    assert_eq!(q.complete(&[again.lease]).await.expect("complete"), vec![again.lease.job_id]);
+    let snap = q.job(again.lease.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Succeeded);
+    assert_eq!(snap.progress.delivery, Some(delivery));
+    assert_eq!(snap.progress.video_url.as_deref(), Some("https://v/1.mp4"));
+    assert!(snap.finished_at.is_some());
+    assert_eq!(snap.leased_by, None);
+}
+
+/// A completed batch is succeeded; completing again changes nothing.
+pub async fn complete_finishes_a_batch_once<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(3).await;
+    f.queue().place_order(&order(user, 3, 1)).await.expect("order");
+    let jobs = f.queue().claim(&WorkerId::new("w"), 3).await.expect("claim");
+    let leases: Vec<Lease> = jobs.iter().map(|j| j.lease).collect();
+    let mut done = f.queue().complete(&leases).await.expect("complete");
+    done.sort();
+    let mut expected: Vec<JobId> = leases.iter().map(|l| l.job_id).collect();
+    expected.sort();
+    assert_eq!(done, expected);
+    assert!(f.queue().complete(&leases).await.expect("again").is_empty());
+    for l in &leases {
+        let snap = f.queue().job(l.job_id).await.expect("read").expect("exists");
+        assert_eq!(snap.status, JobStatus::Succeeded);
+        assert!(!snap.refunded);
+    }
+    assert_eq!(f.balance(user).await, Credits::ZERO);
+}
+
+/// A retry puts the job back with a later `run_at`, counts against its class only, and the job
+/// is not claimable before it is due.
+pub async fn retry_is_durable_and_counted<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(1).await;
+    f.queue().place_order(&order(user, 1, 1)).await.expect("order");
+    let w = WorkerId::new("w");
+    let job = f.queue().claim(&w, 1).await.expect("claim").remove(0);
+    let retry = Reschedule::Retry(failure(ErrorClass::Temporary, "HTTP 503"));
+    f.queue().reschedule(job.lease, &retry, Duration::from_secs(3600)).await.expect("retry");
+    let snap = f.queue().job(job.lease.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Queued);
+    assert_eq!(snap.temporary_retries, 1);
+    assert_eq!(snap.rate_limit_retries, 0);
+    assert_eq!(snap.error_class, Some(ErrorClass::Temporary));
+    assert!(snap.run_at > chrono::Utc::now() + chrono::Duration::minutes(50));
+    assert!(f.queue().claim(&w, 1).await.expect("claim").is_empty(), "not due yet");
+
+    f.make_due(job.lease.job_id).await;
+    let again = f.queue().claim(&w, 1).await.expect("claim").remove(0);
+    assert_eq!(again.temporary_retries, 1);
+    assert_eq!(again.retries_of(ErrorClass::Temporary), 1);
+    let rate = Reschedule::Retry(failure(ErrorClass::RateLimit, "429"));
+    f.queue().reschedule(again.lease, &rate, Duration::ZERO).await.expect("retry");
+    let third = f.queue().claim(&w, 1).await.expect("claim").remove(0);
+    assert_eq!((third.temporary_retries, third.rate_limit_retries), (1, 1));
+    assert_eq!(third.rescues, 0);
+    assert_eq!(third.attempt, 3);
+}
+
+/// A snooze re-queues without touching retry counters or the last error.
+pub async fn snooze_counts_nothing<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(1).await;
+    f.queue().place_order(&order(user, 1, 1)).await.expect("order");
+    let w = WorkerId::new("w");
+    let job = f.queue().claim(&w, 1).await.expect("claim").remove(0);
+    let snooze = Reschedule::Snooze { reason: "no key has a free slot".to_owned() };
+    f.queue().reschedule(job.lease, &snooze, Duration::ZERO).await.expect("snooze");
+    let again = f.queue().claim(&w, 1).await.expect("claim").remove(0);
+    assert_eq!((again.temporary_retries, again.rate_limit_retries, again.rescues), (0, 0, 0));
+    let snap = f.queue().job(again.lease.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.error_class, None);
+}
+
+/// A failure refunds the job's price in the same call, once; a second attempt is refused.
+pub async fn fail_refunds_exactly_once<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(6).await;
+    f.queue().place_order(&order(user, 3, 2)).await.expect("order");
+    let job = f.queue().claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
+    let fail = failure(ErrorClass::UserViolation, "content policy");
+    let refund = f.queue().fail(job.lease, &fail).await.expect("fail");
+    assert_eq!(refund.refunded, credits(2));
+    assert_eq!(refund.balance_after, credits(2));
+    let again = f.queue().fail(job.lease, &fail).await.expect_err("second fail refused");
+    assert!(matches!(again, QueueError::LeaseLost(_)), "got {again:?}");
+    assert_eq!(f.balance(user).await, credits(2));
+    let snap = f.queue().job(job.lease.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Failed);
+    assert!(snap.refunded);
+    assert_eq!(snap.error_class, Some(ErrorClass::UserViolation));
+    assert_eq!(snap.error_message.as_deref(), Some("content policy"));
+    assert_eq!(snap.leased_by, None);
+}
+
+/// A queued job can be cancelled with refund; a running or finished one cannot; an unknown
+/// one is not found.
+pub async fn cancel_refunds_queued_jobs_only<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(2).await;
+    let placed = f.queue().place_order(&order(user, 2, 1)).await.expect("order");
+    let running = f.queue().claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
+    let queued = *placed.jobs.iter().find(|j| **j != running.lease.job_id).expect("other job");
+    assert!(f.queue().cancel_job(queued).await.expect("cancel"));
+    assert!(!f.queue().cancel_job(queued).await.expect("cancel again"));
+    assert!(!f.queue().cancel_job(running.lease.job_id).await.expect("cancel running"));
+    assert_eq!(f.balance(user).await, credits(1));
+    let snap = f.queue().job(queued).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Cancelled);
+    assert!(snap.refunded);
+    assert!(matches!(f.queue().cancel_job(JobId(i64::MAX)).await, Err(QueueError::NotFound(_))));
+}
+
+/// A heartbeat extends the leases still held and reports the lost ones.
+pub async fn heartbeat_extends_and_reports_lost<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(2).await;
+    f.queue().place_order(&order(user, 2, 1)).await.expect("order");
+    let w = WorkerId::new("w");
+    let jobs = f.queue().claim(&w, 2).await.expect("claim");
+    let (kept, lost) = (jobs[0].lease, jobs[1].lease);
+    f.queue().release(&[lost]).await.expect("release");
+    let reported = f.queue().heartbeat(&w, &[kept, lost]).await.expect("heartbeat");
+    assert_eq!(reported, vec![lost.job_id]);
+    let other = f.queue().heartbeat(&WorkerId::new("other"), &[kept]).await.expect("heartbeat");
+    assert_eq!(other, vec![kept.job_id], "another worker cannot extend a lease it does not hold");
+    // The kept lease expired and was extended again: it survives a rescue sweep.
+    f.expire_lease(kept.job_id).await;
+    assert!(f.queue().heartbeat(&w, &[kept]).await.expect("heartbeat").is_empty());
+    assert!(f.queue().rescue_expired(10).await.expect("rescue").requeued.is_empty());
+}
+
+/// Expired leases go back to the queue (counted as rescues, not retries) until the cap, then
+/// the job fails with refund. The dead worker's late writes are refused.
+pub async fn rescue_requeues_then_fails_at_cap<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(1).await;
+    f.queue().place_order(&order(user, 1, 1)).await.expect("order");
+    let mut last = None;
+    for round in 0..=f.max_rescues() {
+        let job = f.queue().claim(&WorkerId::new(format!("w{round}")), 1).await.expect("claim");
+        let job = job.into_iter().next().expect("the rescued job is claimable again");
+        assert_eq!(job.rescues, round);
+        f.expire_lease(job.lease.job_id).await;
+        let report = f.queue().rescue_expired(10).await.expect("rescue");
+        if round < f.max_rescues() {
+            assert_eq!(report.requeued, vec![job.lease.job_id]);
+            assert!(report.failed.is_empty());
+        } else {
+            assert_eq!(report.failed, vec![job.lease.job_id]);
+            assert!(report.requeued.is_empty());
+        }
+        let late = f.queue().complete(&[job.lease]).await.expect("late completion");
+        assert!(late.is_empty(), "a rescued job's old lease completes nothing");
+        last = Some(job.lease.job_id);
+    }
+    let id = last.expect("at least one round");
+    let snap = f.queue().job(id).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Failed);
+    assert!(snap.refunded);
+    assert_eq!(snap.temporary_retries + snap.rate_limit_retries, 0);
+    assert_eq!(f.balance(user).await, credits(1));
+    assert!(f.queue().claim(&WorkerId::new("late"), 1).await.expect("claim").is_empty());
+}
+
+/// With one user holding many queued jobs and ten users holding one each, the ten are among
+/// the first claims.
+pub async fn claims_interleave_users<F: QueueFixture>(f: &F) {
+    let heavy = f.funded_user(500).await;
+    for _ in 0..5 {
+        f.queue().place_order(&order(heavy, 100, 1)).await.expect("bulk order");
+    }
+    let mut light = HashSet::new();
+    for _ in 0..10 {
+        let user = f.funded_user(1).await;
+        f.queue().place_order(&order(user, 1, 1)).await.expect("order");
+        light.insert(user);
+    }
+    let first = f.queue().claim(&WorkerId::new("w"), 13).await.expect("claim");
+    let claimed_light: HashSet<UserId> =
+        first.iter().map(|j| j.user_id).filter(|u| light.contains(u)).collect();
+    assert_eq!(claimed_light, light, "every light user is among the first 13 claims");
+}
+
+/// No user has more than the cap of jobs running; other users' jobs still run.
+pub async fn per_user_cap_limits_jobs_in_flight<F: QueueFixture>(f: &F) {
+    let cap = f.per_user_cap();
+    let heavy = f.funded_user(i64::from(cap) * 3).await;
+    f.queue().place_order(&order(heavy, cap * 3, 1)).await.expect("bulk order");
+    let other = f.funded_user(1).await;
+    f.queue().place_order(&order(other, 1, 1)).await.expect("order");
+    let w = WorkerId::new("w");
+    let claimed = claim_all(f.queue(), &w).await;
+    let heavy_running = claimed.iter().filter(|j| j.user_id == heavy).count();
+    assert_eq!(heavy_running, cap as usize);
+    assert!(claimed.iter().any(|j| j.user_id == other));
+    // Finishing one frees one slot.
+    let one = claimed.iter().find(|j| j.user_id == heavy).expect("a heavy job").lease;
+    f.queue().complete(&[one]).await.expect("complete");
+    let next = f.queue().claim(&w, 10).await.expect("claim");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].user_id, heavy);
+}
+
+/// Release hands jobs back at once, counted as neither a retry nor a rescue.
+pub async fn release_requeues_without_counting<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(2).await;
+    f.queue().place_order(&order(user, 2, 1)).await.expect("order");
+    let w = WorkerId::new("w");
+    let jobs = f.queue().claim(&w, 2).await.expect("claim");
+    let leases: Vec<Lease> = jobs.iter().map(|j| j.lease).collect();
+    assert_eq!(f.queue().release(&leases).await.expect("release"), 2);
+    assert_eq!(f.queue().release(&leases).await.expect("release again"), 0);
+    let again = f.queue().claim(&w, 2).await.expect("claim");
+    assert_eq!(again.len(), 2);
+    for j in again {
+        assert_eq!((j.rescues, j.temporary_retries, j.rate_limit_retries), (0, 0, 0));
+    }
+}
+
+/// Statistics count jobs by state and report waits.
+pub async fn stats_count_by_state<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(5).await;
+    f.queue().place_order(&order(user, 5, 1)).await.expect("order");
+    let w = WorkerId::new("w");
+    let jobs = f.queue().claim(&w, 3).await.expect("claim");
+    f.queue().complete(&[jobs[0].lease]).await.expect("complete");
+    f.queue().fail(jobs[1].lease, &failure(ErrorClass::Config, "bad key")).await.expect("fail");
+    let stats = f.queue().stats(Duration::from_secs(3600)).await.expect("stats");
+    assert_eq!(stats.queued, 2);
+    assert_eq!(stats.ready, 2);
+    assert_eq!(stats.running, 1);
+    assert_eq!(stats.succeeded, 1);
+    assert_eq!(stats.failed, 1);
+    assert_eq!(stats.failed_by_class, vec![(ErrorClass::Config, 1)]);
+    assert_eq!(stats.workers, 1);
+    assert!(stats.avg_wait_secs >= 0.0 && stats.p95_wait_secs >= stats.avg_wait_secs * 0.0);
+}
+
+/// A waiting worker wakes up when an order is placed, well before its polling timeout.
+pub async fn new_order_wakes_waiting_worker<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(1).await;
+    // The first wait starts the listener; give it a moment to subscribe.
+    f.queue().wait_for_work(Duration::from_millis(300)).await.expect("wait");
+    let q = f.queue();
+    let waiter = q.wait_for_work(Duration::from_secs(60));
+    let placer = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        q.place_order(&order(user, 1, 1)).await.expect("order");
+    };
+    let woke = tokio::time::timeout(Duration::from_secs(20), async {
+        let (w, ()) = tokio::join!(waiter, placer);
+        w
+    })
+    .await;
+    assert!(woke.is_ok(), "the waiter must wake on the notification, not on its 60 s timeout");
+}

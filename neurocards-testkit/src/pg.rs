@@ -1,0 +1,90 @@
+//! PostgreSQL fixtures: the [`QueueFixture`] the conformance suite runs against, and small
+//! helpers for tests that need funded users.
+
+use crate::conformance::job_queue::QueueFixture;
+use neurocards_core::domain::{Credits, JobId, Language, LedgerReason, UserId};
+use neurocards_core::ports::{Accounts, NewUser};
+use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgQueueConfig};
+use sqlx::PgPool;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+static NEXT_USER: AtomicI64 = AtomicI64::new(1_000);
+
+/// Registers a new user (a fresh id) and grants them `credits`.
+pub async fn funded_user(accounts: &PgAccounts, credits: i64) -> UserId {
+    let id = UserId(NEXT_USER.fetch_add(1, Ordering::Relaxed));
+    let user = NewUser {
+        id,
+        username: Some(format!("user{id}")),
+        first_name: Some("Test".to_owned()),
+        language: Language::En,
+    };
+    accounts.register(&user, Credits::ZERO).await.expect("register user");
+    if credits > 0 {
+        let amount = Credits::new(credits).expect("non-negative credits");
+        accounts.credit(id, amount, LedgerReason::Grant, "test funds").await.expect("grant");
+    }
+    id
+}
+
+/// A queue, accounts and the pool under them, on one test database.
+#[derive(Debug)]
+pub struct PgQueueFixture {
+    pub pool: PgPool,
+    pub queue: PgJobQueue,
+    pub accounts: PgAccounts,
+}
+
+impl PgQueueFixture {
+    pub fn new(pool: PgPool, config: PgQueueConfig) -> Self {
+        Self {
+            queue: PgJobQueue::new(pool.clone(), config),
+            accounts: PgAccounts::new(pool.clone()),
+            pool,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl QueueFixture for PgQueueFixture {
+    type Queue = PgJobQueue;
+
+    fn queue(&self) -> &PgJobQueue {
+        &self.queue
+    }
+
+    fn per_user_cap(&self) -> u32 {
+        self.queue.config().per_user_cap
+    }
+
+    fn max_rescues(&self) -> u32 {
+        self.queue.config().max_rescues
+    }
+
+    async fn funded_user(&self, credits: i64) -> UserId {
+        funded_user(&self.accounts, credits).await
+    }
+
+    async fn balance(&self, user: UserId) -> Credits {
+        self.accounts.balance(user).await.expect("read balance")
+    }
+
+    async fn expire_lease(&self, job: JobId) {
+        sqlx::query(
+            "UPDATE jobs SET lease_expires_at = now() - interval '1 second' \
+             WHERE id = $1 AND state = 'running'",
+        )
+        .bind(job.get())
+        .execute(&self.pool)
+        .await
+        .expect("expire lease");
+    }
+
+    async fn make_due(&self, job: JobId) {
+        sqlx::query("UPDATE jobs SET run_at = now() WHERE id = $1 AND state = 'queued'")
+            .bind(job.get())
+            .execute(&self.pool)
+            .await
+            .expect("make job due");
+    }
+}

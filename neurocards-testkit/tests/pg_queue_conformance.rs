@@ -1,0 +1,41 @@
+//! The JobQueue conformance suite against PostgreSQL; every test ends with the invariants check.
+
+use neurocards_core::postgres::PgQueueConfig;
+use neurocards_testkit::conformance::job_queue as suite;
+use neurocards_testkit::invariants::assert_invariants;
+use neurocards_testkit::pg::PgQueueFixture;
+use sqlx::PgPool;
+
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {$(
+        #[sqlx::test(migrations = "../migrations")]
+        async fn $name(pool: PgPool) {
+            let fixture = PgQueueFixture::new(pool.clone(), PgQueueConfig::default());
+            suite::$name(&fixture).await;
+            assert_invariants(&pool).await;
+        }
+    )*};
+}
+
+conformance!(
+    place_order_charges_and_enqueues,
+    repeated_order_key_places_one_order,
+    insufficient_credits_write_nothing,
+    order_for_unknown_user_is_not_found,
+    each_job_is_claimed_once,
+    lease_token_changes_on_every_claim,
+    stale_token_writes_are_refused,
+    steps_are_recorded_and_resumed,
+    complete_finishes_a_batch_once,
+    retry_is_durable_and_counted,
+    snooze_counts_nothing,
+    fail_refunds_exactly_once,
+    cancel_refunds_queued_jobs_only,
+    heartbeat_extends_and_reports_lost,
+    rescue_requeues_then_fails_at_cap,
+    claims_interleave_users,
+    per_user_cap_limits_jobs_in_flight,
+    release_requeues_without_counting,
+    stats_count_by_state,
+    new_order_wakes_waiting_worker,
+);
