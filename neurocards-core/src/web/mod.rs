@@ -48,6 +48,16 @@ impl MetricsSource for crate::conversation::BotContext {
     }
 }
 
+/// The process-wide registry ([`crate::metrics::Metrics::global`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GlobalMetrics;
+
+impl MetricsSource for GlobalMetrics {
+    fn render(&self) -> String {
+        crate::metrics::Metrics::global().render()
+    }
+}
+
 /// Where Telegram updates from the webhook go.
 #[async_trait::async_trait]
 pub trait UpdateSink: Send + Sync {
