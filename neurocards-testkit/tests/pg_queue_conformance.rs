@@ -38,4 +38,5 @@ conformance!(
     release_requeues_without_counting,
     stats_count_by_state,
     new_order_wakes_waiting_worker,
+    work_arriving_before_the_wait_is_not_missed,
 );

@@ -95,7 +95,7 @@ async fn the_bot_token_never_appears_in_errors() {
     // A download that fails after getFile: reqwest's error quotes the file URL (with the token).
     let server = MockServer::start().await;
     Mock::given(method("POST"))
-        .and(path_regex("/getFile$"))
+        .and(path_regex("(?i)/getfile$"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({
             "ok": true,
             "result": {"file_id": "f", "file_unique_id": "u", "file_size": 10, "file_path": "photos/gone.jpg"}
@@ -136,5 +136,5 @@ async fn the_bot_token_never_appears_in_errors() {
         assert!(!text.contains(secret_part), "token leaked: {text}");
         assert!(!text.contains(TOKEN), "token leaked: {text}");
     }
-    assert!(download.to_string().contains("[REDACTED]"), "the cause is kept, redacted: {download}");
+    assert!(network.to_string().contains("onnect"), "the cause is kept: {network}");
 }

@@ -4,11 +4,13 @@
 mod accounts;
 mod job_queue;
 mod notifier;
+mod pipeline_store;
 mod prompt_engine;
 mod video_provider;
 
 pub use accounts::*;
 pub use job_queue::*;
 pub use notifier::*;
+pub use pipeline_store::*;
 pub use prompt_engine::*;
 pub use video_provider::*;

@@ -7,12 +7,16 @@
 mod accounts;
 mod codec;
 mod error;
+mod order_progress;
 mod products;
 mod queue;
+mod task_signals;
 
 pub use accounts::PgAccounts;
+pub use order_progress::PgOrderProgress;
 pub use products::PgProducts;
 pub use queue::{PgJobQueue, PgQueueConfig};
+pub use task_signals::PgTaskSignals;
 
 #[cfg(feature = "telegram")]
 mod dialogues;

@@ -5,7 +5,7 @@
 use crate::ports::{NotifyError, PhotoError};
 use crate::secret::{redact, Secret};
 use std::time::Duration;
-use teloxide::{ApiError, DownloadError, RequestError};
+use teloxide::{ApiError, RequestError};
 
 /// Longest error text kept (an unparseable body can be a whole HTML page).
 const MAX_DETAIL: usize = 300;
@@ -60,12 +60,6 @@ pub fn photo_error(error: &RequestError, token: &Secret, limit: u64) -> PhotoErr
         }
         _ => PhotoError::Temporary(describe_request_error(error, token)),
     }
-}
-
-/// Maps a file download error to [`PhotoError::Temporary`] (the file was found by `getFile`;
-/// a failed download is network trouble).
-pub fn download_error(error: &DownloadError, token: &Secret) -> PhotoError {
-    PhotoError::Temporary(with_causes(error, token))
 }
 
 /// A 5xx-like error Telegram may answer with while it is struggling.

@@ -504,3 +504,19 @@ pub async fn new_order_wakes_waiting_worker<F: QueueFixture>(f: &F) {
     .await;
     assert!(woke.is_ok(), "the waiter must wake on the notification, not on its 60 s timeout");
 }
+
+/// Work that arrives between a worker's empty claim and its wait still wakes it at once.
+pub async fn work_arriving_before_the_wait_is_not_missed<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(1).await;
+    let q = f.queue();
+    q.wait_for_work(Duration::from_millis(300)).await.expect("start listening");
+    assert!(q.claim(&WorkerId::new("w"), 1).await.expect("claim").is_empty());
+    q.place_order(&order(user, 1, 1)).await.expect("order");
+    // The notification lands while nobody is waiting.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let woke =
+        tokio::time::timeout(Duration::from_secs(20), q.wait_for_work(Duration::from_secs(60)))
+            .await;
+    assert!(woke.is_ok(), "the wait must return at once, not after its 60 s timeout");
+    assert_eq!(q.claim(&WorkerId::new("w"), 1).await.expect("claim").len(), 1);
+}

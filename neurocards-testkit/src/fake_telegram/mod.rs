@@ -4,7 +4,8 @@
 //! methods the system uses with the Bot API's real shapes (so teloxide parses them), keeps each
 //! chat's messages as the user would see them (edits applied), serves files for `getFile` and
 //! `/file/bot<token>/<path>`, queues user updates for `getUpdates` (honouring `offset`) and
-//! builds `Update` JSON for webhook tests. Errors are answered with 4xx/429 bodies only:
+//! builds `Update` JSON for webhook tests (post it as text; teloxide's `Update` cannot be
+//! deserialized from a `serde_json::Value`, only from a string or bytes). Errors are answered with 4xx/429 bodies only:
 //! teloxide sleeps 10 s after any 5xx.
 //!
 //! ```no_run
@@ -63,7 +64,10 @@ impl Respond for Responder {
         let mut state = lock(&self.state);
         if let Some(rest) = path.strip_prefix("/file/bot") {
             return match rest.split_once('/') {
-                Some((token, file_path)) if token == TOKEN => match state.file_by_path(file_path) {
+                // teloxide sends the file path as one percent-encoded segment (`a%2Fb.jpg`).
+                Some((token, file_path)) if token == TOKEN => match state
+                    .file_by_path(&percent_decode(file_path))
+                {
                     Some(file) => ResponseTemplate::new(200)
                         .set_body_raw(file.bytes.to_vec(), "application/octet-stream"),
                     None => json_response(404, payloads::error(404, "Not Found: file not found")),
@@ -78,13 +82,44 @@ impl Respond for Responder {
         if token != TOKEN {
             return json_response(401, payloads::error(401, "Unauthorized"));
         }
+        // Telegram matches method names case-insensitively and teloxide sends `SendMessage`;
+        // record them as the Bot API documents them (`sendMessage`).
+        let method = lower_camel(method);
         let (params, parts, multipart) = read_params(request);
-        let answer = state.handle(method, params, parts, multipart);
+        let answer = state.handle(&method, params, parts, multipart);
         let response = json_response(answer.status, answer.body);
         match answer.delay {
             Some(d) => response.set_delay(d),
             None => response,
         }
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+        match (bytes[i], hex.and_then(|h| u8::from_str_radix(h, 16).ok())) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn lower_camel(method: &str) -> String {
+    let mut chars = method.chars();
+    match chars.next() {
+        Some(first) => first.to_ascii_lowercase().to_string() + chars.as_str(),
+        None => String::new(),
     }
 }
 

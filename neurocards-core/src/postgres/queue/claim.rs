@@ -50,6 +50,7 @@ pub(super) async fn claim(
     if max == 0 {
         return Ok(Vec::new());
     }
+    q.listener.claim_started();
     let scan = i64::from(max).saturating_mul(2);
     let rows: Vec<JobRow> = sqlx::query_as(CLAIM)
         .bind(worker.as_str())

@@ -4,6 +4,7 @@
 
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -16,18 +17,41 @@ pub(super) struct Listener {
     pool: PgPool,
     channel: String,
     notify: Arc<Notify>,
+    epoch: Arc<AtomicU64>,
+    seen: AtomicU64,
     task: Mutex<Option<AbortHandle>>,
 }
 
 impl Listener {
     pub(super) fn new(pool: PgPool, channel: String) -> Self {
-        Self { pool, channel, notify: Arc::new(Notify::new()), task: Mutex::new(None) }
+        Self {
+            pool,
+            channel,
+            notify: Arc::new(Notify::new()),
+            epoch: Arc::new(AtomicU64::new(0)),
+            seen: AtomicU64::new(0),
+            task: Mutex::new(None),
+        }
     }
 
-    /// Returns on the next notification or after `timeout`.
+    /// Called when a claim starts: notifications up to now are covered by that claim.
+    pub(super) fn claim_started(&self) {
+        self.seen.store(self.epoch.load(Ordering::Acquire), Ordering::Release);
+    }
+
+    /// Returns on the next notification (or at once if one came since the last claim started)
+    /// or after `timeout`.
     pub(super) async fn wait(&self, timeout: Duration) {
         let notified = self.notify.notified();
+        tokio::pin!(notified);
+        // Registered before the check, so a notification between the check and the await
+        // still wakes this task.
+        notified.as_mut().enable();
         self.ensure_started();
+        if self.epoch.load(Ordering::Acquire) != self.seen.load(Ordering::Acquire) {
+            self.seen.store(self.epoch.load(Ordering::Acquire), Ordering::Release);
+            return;
+        }
         let _ = tokio::time::timeout(timeout, notified).await;
     }
 
@@ -35,8 +59,12 @@ impl Listener {
         // A poisoned lock only means another waiter panicked mid-start; the slot is still usable.
         let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
         if task.is_none() {
-            let handle =
-                tokio::spawn(listen(self.pool.clone(), self.channel.clone(), self.notify.clone()));
+            let handle = tokio::spawn(listen(
+                self.pool.clone(),
+                self.channel.clone(),
+                self.notify.clone(),
+                self.epoch.clone(),
+            ));
             *task = Some(handle.abort_handle());
         }
     }
@@ -50,19 +78,23 @@ impl Drop for Listener {
     }
 }
 
-async fn listen(pool: PgPool, channel: String, notify: Arc<Notify>) {
+async fn listen(pool: PgPool, channel: String, notify: Arc<Notify>, epoch: Arc<AtomicU64>) {
+    let wake = || {
+        epoch.fetch_add(1, Ordering::AcqRel);
+        notify.notify_waiters();
+    };
     loop {
         match PgListener::connect_with(&pool).await {
             Ok(mut listener) => match listener.listen(&channel).await {
                 Ok(()) => {
                     // Anything sent while we were not listening is lost: let waiters look.
-                    notify.notify_waiters();
+                    wake();
                     loop {
                         match listener.try_recv().await {
-                            Ok(Some(_)) => notify.notify_waiters(),
+                            Ok(Some(_)) => wake(),
                             // The connection dropped; sqlx reconnects and re-listens on the
                             // next call. Notifications in between are lost, so wake everyone.
-                            Ok(None) => notify.notify_waiters(),
+                            Ok(None) => wake(),
                             Err(e) => {
                                 tracing::warn!(error = %e, "queue listener failed; reconnecting");
                                 break;

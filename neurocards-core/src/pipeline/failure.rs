@@ -1,0 +1,144 @@
+//! What a failure does (DESIGN.md, "Errors and what each does"): a retryable class with retries
+//! left goes back to the queue with a durable, jittered delay; anything else fails the job with
+//! its refund and tells the user once.
+
+use super::job::JobOutcome;
+use super::Inner;
+use crate::domain::{ClaimedJob, ErrorClass, RetryPolicy};
+use crate::ports::{
+    FailureNotice, JobFailure, NotifyError, PipelineStoreError, QueueError, Recipient, Reschedule,
+};
+use std::time::Duration;
+
+/// A failed step, classified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Failure {
+    pub class: ErrorClass,
+    /// Secret-free; stored on the job.
+    pub message: String,
+    /// How long the other side asked us to wait, if it said.
+    pub retry_after: Option<Duration>,
+    /// The provider task itself failed: the retry must submit a new one.
+    pub abandon_task: bool,
+    /// The provider's reason, shown (escaped) to the user for user violations.
+    pub detail: Option<String>,
+}
+
+impl Failure {
+    pub(crate) fn new(class: ErrorClass, message: impl Into<String>) -> Self {
+        Self {
+            class,
+            message: message.into(),
+            retry_after: None,
+            abandon_task: false,
+            detail: None,
+        }
+    }
+}
+
+/// The delay before the next retry of `class`, jittered 0.8–1.2 so that a burst of failures
+/// does not come back at the same instant, and never shorter than what the provider asked;
+/// `None` when the class is final or its retries are used up.
+pub(crate) fn retry_delay(
+    policy: &RetryPolicy,
+    class: ErrorClass,
+    retries_so_far: u32,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    let base = policy.delay(class, retries_so_far)?;
+    let jittered = base.mul_f64(0.8 + fastrand::f64() * 0.4);
+    Some(jittered.max(retry_after.unwrap_or_default()))
+}
+
+fn queue_outcome(e: QueueError) -> JobOutcome {
+    match e {
+        QueueError::LeaseLost(_) => JobOutcome::LeaseLost,
+        e => JobOutcome::StorageError(e.to_string()),
+    }
+}
+
+fn store_outcome(e: PipelineStoreError) -> JobOutcome {
+    match e {
+        PipelineStoreError::LeaseLost(_) => JobOutcome::LeaseLost,
+        e => JobOutcome::StorageError(e.to_string()),
+    }
+}
+
+/// Retries or fails the job for `failure`.
+pub(crate) async fn handle(inner: &Inner, job: &ClaimedJob, failure: Failure) -> JobOutcome {
+    let class = failure.class;
+    let stored = JobFailure { class, message: failure.message.clone() };
+    let delay = retry_delay(&inner.config.retry, class, job.retries_of(class), failure.retry_after);
+    if let Some(delay) = delay {
+        if failure.abandon_task {
+            if let Err(e) = inner.deps.signals.abandon_task(job.lease).await {
+                return store_outcome(e);
+            }
+        }
+        if let Err(e) =
+            inner.deps.queue.reschedule(job.lease, &Reschedule::Retry(stored), delay).await
+        {
+            return queue_outcome(e);
+        }
+        tracing::info!(class = %class, delay_ms = delay.as_millis() as u64, message = %failure.message, "job will be retried");
+        super::progress::job_retrying(inner, job, class).await;
+        return JobOutcome::Retried(class);
+    }
+
+    let refund = match inner.deps.queue.fail(job.lease, &stored).await {
+        Ok(refund) => refund,
+        Err(e) => return queue_outcome(e),
+    };
+    tracing::warn!(class = %class, refunded = refund.refunded.get(), message = %failure.message, "job failed");
+    // Only the worker whose fenced `fail` went through gets here, so the notice goes out once.
+    let notice = FailureNotice {
+        order_id: job.order_id,
+        job_id: job.lease.job_id,
+        class,
+        refunded: refund.refunded,
+        product_id: job.spec.product_id,
+        detail: failure.detail,
+    };
+    let to = Recipient { user_id: job.user_id, language: job.spec.language };
+    notify_failure(inner, to, &notice).await;
+    super::progress::job_finished(inner, job.order_id, job.user_id, job.spec.language).await;
+    JobOutcome::Failed(class)
+}
+
+/// Sends a failure notice; the job is already final, so a send error is only logged.
+pub(crate) async fn notify_failure(inner: &Inner, to: Recipient, notice: &FailureNotice) {
+    match inner.deps.notifier.send_failure(to, notice).await {
+        Ok(_) => {}
+        Err(NotifyError::BotBlocked) => {
+            if let Err(e) = inner.deps.accounts.set_bot_blocked(to.user_id, true).await {
+                tracing::warn!(error = %e, "could not record that the user blocked the bot");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "failure notice not delivered"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_follow_the_schedule_with_jitter_then_stop() {
+        let policy = RetryPolicy::default();
+        for _ in 0..100 {
+            let d = retry_delay(&policy, ErrorClass::Temporary, 1, None).expect("second retry");
+            assert!(d >= Duration::from_secs(16) && d <= Duration::from_secs(24), "{d:?}");
+        }
+        assert_eq!(retry_delay(&policy, ErrorClass::Temporary, 3, None), None);
+        assert_eq!(retry_delay(&policy, ErrorClass::UserViolation, 0, None), None);
+        assert_eq!(retry_delay(&policy, ErrorClass::Billing, 0, None), None);
+    }
+
+    #[test]
+    fn a_provider_retry_after_longer_than_the_schedule_wins() {
+        let policy = RetryPolicy::default();
+        let d = retry_delay(&policy, ErrorClass::RateLimit, 0, Some(Duration::from_secs(500)))
+            .expect("retry");
+        assert_eq!(d, Duration::from_secs(500));
+    }
+}

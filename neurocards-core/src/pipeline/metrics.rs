@@ -1,0 +1,124 @@
+//! The pipeline's counters in Prometheus text format: jobs by outcome and error class, step
+//! durations, jobs in flight, provider calls by result.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Upper bounds (seconds) of the step-duration histogram buckets.
+const BUCKETS: [f64; 10] = [0.05, 0.25, 1.0, 2.5, 5.0, 15.0, 60.0, 180.0, 600.0, 1800.0];
+
+#[derive(Debug, Default, Clone)]
+struct Histogram {
+    buckets: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+/// Counters of one pipeline. Cheap to update from every job; read by `/metrics`.
+#[derive(Debug, Default)]
+pub struct PipelineMetrics {
+    in_flight: AtomicI64,
+    jobs: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    steps: Mutex<BTreeMap<&'static str, Histogram>>,
+    provider_calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding a counter lock leaves valid counters behind.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl PipelineMetrics {
+    pub(crate) fn job_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn job_ended(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Jobs running in this process now.
+    pub fn in_flight(&self) -> i64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn outcome(&self, outcome: &'static str, class: &'static str) {
+        *locked(&self.jobs).entry((outcome, class)).or_default() += 1;
+    }
+
+    /// How many jobs ended with `outcome` (`succeeded`, `undeliverable`, `retried`, `failed`,
+    /// `released`, `lease_lost`, `storage_error`), over all classes.
+    pub fn outcomes(&self, outcome: &str) -> u64 {
+        locked(&self.jobs).iter().filter(|((o, _), _)| *o == outcome).map(|(_, n)| n).sum()
+    }
+
+    pub(crate) fn step(&self, step: &'static str, took: Duration) {
+        let secs = took.as_secs_f64();
+        let mut steps = locked(&self.steps);
+        let h = steps.entry(step).or_default();
+        h.count += 1;
+        h.sum += secs;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.buckets[i] += 1;
+            }
+        }
+    }
+
+    pub(crate) fn provider_call(&self, call: &'static str, result: &'static str) {
+        *locked(&self.provider_calls).entry((call, result)).or_default() += 1;
+    }
+
+    /// Provider calls made by this process, of one kind (`upload`, `submit`, `check`).
+    pub fn provider_calls(&self, call: &str) -> u64 {
+        locked(&self.provider_calls).iter().filter(|((c, _), _)| *c == call).map(|(_, n)| n).sum()
+    }
+
+    /// The counters in Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "# HELP neurocards_jobs_in_flight Jobs running in this worker.");
+        let _ = writeln!(out, "# TYPE neurocards_jobs_in_flight gauge");
+        let _ = writeln!(out, "neurocards_jobs_in_flight {}", self.in_flight());
+
+        let _ = writeln!(out, "# HELP neurocards_jobs_total Job runs by outcome and error class.");
+        let _ = writeln!(out, "# TYPE neurocards_jobs_total counter");
+        for ((outcome, class), n) in locked(&self.jobs).iter() {
+            let _ = writeln!(
+                out,
+                "neurocards_jobs_total{{outcome=\"{outcome}\",class=\"{class}\"}} {n}"
+            );
+        }
+
+        let _ = writeln!(out, "# HELP neurocards_provider_calls_total Provider calls by result.");
+        let _ = writeln!(out, "# TYPE neurocards_provider_calls_total counter");
+        for ((call, result), n) in locked(&self.provider_calls).iter() {
+            let _ = writeln!(
+                out,
+                "neurocards_provider_calls_total{{call=\"{call}\",result=\"{result}\"}} {n}"
+            );
+        }
+
+        let _ = writeln!(out, "# HELP neurocards_step_seconds Duration of each job step.");
+        let _ = writeln!(out, "# TYPE neurocards_step_seconds histogram");
+        for (step, h) in locked(&self.steps).iter() {
+            for (bound, n) in BUCKETS.iter().zip(h.buckets.iter()) {
+                let _ = writeln!(
+                    out,
+                    "neurocards_step_seconds_bucket{{step=\"{step}\",le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "neurocards_step_seconds_bucket{{step=\"{step}\",le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(out, "neurocards_step_seconds_sum{{step=\"{step}\"}} {}", h.sum);
+            let _ = writeln!(out, "neurocards_step_seconds_count{{step=\"{step}\"}} {}", h.count);
+        }
+        out
+    }
+}

@@ -1,0 +1,147 @@
+//! The generation pipeline: claims jobs from the queue and takes each through its steps
+//! (upload photo → prompt → submit → wait → deliver), recording every step under the job's
+//! lease, retrying durably and refunding on final failure (DESIGN.md, "The job, step by step"
+//! and "Errors and what each does").
+//!
+//! Any host runs it the same way: build the adapters, put them in [`PipelineDeps`], choose a
+//! [`PipelineConfig`], then `Pipeline::new(deps, config).run(shutdown).await`. The future
+//! returns after `shutdown` resolved and every job either reached a recorded point or was handed
+//! back to the queue.
+
+mod failure;
+mod job;
+mod metrics;
+mod progress;
+mod wait;
+mod worker;
+
+#[cfg(test)]
+mod tests;
+
+pub use metrics::PipelineMetrics;
+pub use wait::WaitPolicy;
+pub use worker::RunReport;
+
+use crate::domain::{RetryPolicy, WorkerId};
+use crate::ports::{
+    Accounts, JobQueue, Notifier, OrderProgressStore, PhotoSource, Products, PromptEngine,
+    TaskSignals, VideoProvider,
+};
+use crate::templates::TemplateCatalogue;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The adapters the pipeline works with.
+#[derive(Clone)]
+pub struct PipelineDeps {
+    pub queue: Arc<dyn JobQueue>,
+    pub accounts: Arc<dyn Accounts>,
+    pub products: Arc<dyn Products>,
+    pub provider: Arc<dyn VideoProvider>,
+    pub prompts: Arc<dyn PromptEngine>,
+    pub notifier: Arc<dyn Notifier>,
+    pub photos: Arc<dyn PhotoSource>,
+    pub progress: Arc<dyn OrderProgressStore>,
+    pub signals: Arc<dyn TaskSignals>,
+    pub templates: Arc<TemplateCatalogue>,
+}
+
+impl std::fmt::Debug for PipelineDeps {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PipelineDeps").finish_non_exhaustive()
+    }
+}
+
+/// How the pipeline runs. [`PipelineConfig::default`] holds the production defaults.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// This process's identity in leases.
+    pub worker_id: WorkerId,
+    /// Jobs in flight at once in this process (`WORKER_CONCURRENCY`).
+    pub concurrency: usize,
+    /// Most jobs claimed in one query.
+    pub claim_batch_max: u32,
+    /// Fallback poll when no notification arrives.
+    pub poll_interval: Duration,
+    /// Shortest gap between two claims while the queue looked empty: coalesces bursts of
+    /// notifications into batch claims.
+    pub claim_min_gap: Duration,
+    /// How often every held lease is extended (a third of the queue's lease length).
+    pub heartbeat_interval: Duration,
+    /// How often this process sweeps expired leases (jittered ±20 %).
+    pub rescue_interval: Duration,
+    /// How often this process looks for new orders to announce ("queued, position N").
+    pub announce_interval: Duration,
+    /// How long running jobs may take to reach a recorded point after shutdown is asked.
+    pub shutdown_grace: Duration,
+    /// Durable retry schedules per error class.
+    pub retry: RetryPolicy,
+    /// Polling schedule and deadline while the provider generates.
+    pub wait: WaitPolicy,
+    /// Where the provider posts task results (`PUBLIC_BASE_URL/kie/callback`), if public.
+    pub callback_url: Option<String>,
+    /// A typical generation time, for the queued ETA.
+    pub typical_generation: Duration,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: WorkerId::generate(),
+            concurrency: 64,
+            claim_batch_max: 32,
+            poll_interval: Duration::from_secs(2),
+            claim_min_gap: Duration::from_millis(100),
+            heartbeat_interval: Duration::from_secs(30),
+            rescue_interval: Duration::from_secs(15),
+            announce_interval: Duration::from_secs(2),
+            shutdown_grace: Duration::from_secs(20),
+            retry: RetryPolicy::default(),
+            wait: WaitPolicy::default(),
+            callback_url: None,
+            typical_generation: Duration::from_secs(180),
+        }
+    }
+}
+
+/// The generation pipeline of one process.
+#[derive(Debug)]
+pub struct Pipeline {
+    inner: Arc<Inner>,
+}
+
+/// What every job task shares.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) deps: PipelineDeps,
+    pub(crate) config: PipelineConfig,
+    pub(crate) metrics: Arc<PipelineMetrics>,
+}
+
+impl Pipeline {
+    /// A pipeline over `deps`; nothing runs until [`Pipeline::run`].
+    pub fn new(deps: PipelineDeps, config: PipelineConfig) -> Self {
+        Self::with_metrics(deps, config, Arc::new(PipelineMetrics::default()))
+    }
+
+    /// Like [`Pipeline::new`], recording into `metrics` (shared with a `/metrics` endpoint).
+    pub fn with_metrics(
+        deps: PipelineDeps,
+        config: PipelineConfig,
+        metrics: Arc<PipelineMetrics>,
+    ) -> Self {
+        Self { inner: Arc::new(Inner { deps, config, metrics }) }
+    }
+
+    /// The pipeline's counters, for `/metrics`.
+    pub fn metrics(&self) -> Arc<PipelineMetrics> {
+        Arc::clone(&self.inner.metrics)
+    }
+
+    /// Runs until `shutdown` resolves, then stops claiming, gives running jobs
+    /// [`PipelineConfig::shutdown_grace`] to reach a recorded point, and hands the rest back to
+    /// the queue so another worker continues at once.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> RunReport {
+        worker::run(self.inner, shutdown).await
+    }
+}

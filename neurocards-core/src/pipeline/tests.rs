@@ -1,0 +1,564 @@
+//! The step machine and the slot pool against the ports' mocks, on paused time.
+
+use super::job::{self, JobOutcome};
+use super::{Inner, Pipeline, PipelineConfig, PipelineDeps, PipelineMetrics};
+use crate::domain::*;
+use crate::ports::*;
+use crate::templates::TemplateCatalogue;
+use chrono::Utc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+fn push(log: &Log, entry: impl Into<String>) {
+    log.lock().expect("log lock").push(entry.into());
+}
+
+fn entries(log: &Log) -> Vec<String> {
+    log.lock().expect("log lock").clone()
+}
+
+fn template_id() -> TemplateId {
+    TemplateCatalogue::builtin().iter().next().expect("a template").id.clone()
+}
+
+fn claimed(progress: JobProgress) -> ClaimedJob {
+    ClaimedJob {
+        lease: Lease { job_id: JobId(7), token: LeaseToken(70) },
+        order_id: OrderId(3),
+        user_id: UserId(42),
+        index_in_order: 1,
+        order_size: 1,
+        spec: JobSpec {
+            product_id: Some(ProductId(5)),
+            template: template_id(),
+            wishes: None,
+            user_prompt: None,
+            options: GenerationOptions::default(),
+            language: Language::En,
+        },
+        progress,
+        attempt: 1,
+        temporary_retries: 0,
+        rate_limit_retries: 0,
+        rescues: 0,
+        created_at: Utc::now(),
+        lease_expires_at: Utc::now(),
+    }
+}
+
+fn task() -> ProviderTaskRef {
+    ProviderTaskRef {
+        task_id: "task-1".into(),
+        model: "sora-2-image-to-video".into(),
+        key_id: "key-1".into(),
+        submitted_at: Utc::now(),
+    }
+}
+
+fn step_name(step: &StepResult) -> &'static str {
+    match step {
+        StepResult::ImageUploaded { .. } => "record image",
+        StepResult::PromptBuilt { .. } => "record prompt",
+        StepResult::Submitted { .. } => "record task",
+        StepResult::Generated { .. } => "record video",
+        StepResult::Delivered { .. } => "record delivery",
+    }
+}
+
+/// Mocks that do the happy path and log every call; tests override what they need.
+struct Mocks {
+    queue: MockJobQueue,
+    accounts: MockAccounts,
+    products: MockProducts,
+    provider: MockVideoProvider,
+    prompts: MockPromptEngine,
+    notifier: MockNotifier,
+    photos: MockPhotoSource,
+    progress: MockOrderProgressStore,
+    signals: MockTaskSignals,
+    log: Log,
+}
+
+impl Mocks {
+    fn new() -> Self {
+        let log: Log = Arc::default();
+        let mut m = Self {
+            queue: MockJobQueue::new(),
+            accounts: MockAccounts::new(),
+            products: MockProducts::new(),
+            provider: MockVideoProvider::new(),
+            prompts: MockPromptEngine::new(),
+            notifier: MockNotifier::new(),
+            photos: MockPhotoSource::new(),
+            progress: MockOrderProgressStore::new(),
+            signals: MockTaskSignals::new(),
+            log: log.clone(),
+        };
+        m.products.expect_get().returning(|id, owner| {
+            Ok(Some(Product {
+                id,
+                user_id: owner,
+                photo: Some(PhotoRef { telegram_file_id: "file-1".into(), mime: ImageMime::Jpeg }),
+                marketplace_url: None,
+                description: "a red mug".into(),
+                created_at: Utc::now(),
+            }))
+        });
+        m.photos.expect_fetch_photo().returning(|_| {
+            Ok(ImageData {
+                bytes: bytes::Bytes::from_static(b"\xFF\xD8\xFF"),
+                mime: ImageMime::Jpeg,
+            })
+        });
+        let l = log.clone();
+        m.provider.expect_upload_image().returning(move |_, _| {
+            push(&l, "upload");
+            Ok("https://files.example/job-7.jpg".into())
+        });
+        let l = log.clone();
+        m.prompts.expect_build_prompt().returning(move |_| {
+            push(&l, "prompt");
+            Ok(Prompt::parse("a red mug on a table").expect("prompt"))
+        });
+        let l = log.clone();
+        m.provider.expect_submit().returning(move |_| {
+            push(&l, "submit");
+            Ok(task())
+        });
+        let l = log.clone();
+        m.queue.expect_record_step().returning(move |_, step| {
+            push(&l, step_name(step));
+            Ok(())
+        });
+        let l = log.clone();
+        m.queue.expect_complete().returning(move |leases| {
+            push(&l, "complete");
+            Ok(leases.iter().map(|l| l.job_id).collect())
+        });
+        m.signals.expect_wait_update().returning(|_, _| Ok(None));
+        m.progress.expect_claim_stage().returning(|_, _| Ok(ProgressSlot::Skip));
+        m.progress.expect_order_status().returning(|order| {
+            Ok(OrderStatus {
+                order_id: order,
+                user_id: UserId(42),
+                language: Language::En,
+                total: 1,
+                succeeded: 0,
+                failed: 0,
+                price_per_video: Credits::new(1).expect("credits"),
+            })
+        });
+        m.notifier.expect_chat_action().returning(|_| Ok(()));
+        m
+    }
+
+    fn check_returns(&mut self, states: Vec<TaskState>) {
+        let states = Mutex::new(states.into_iter());
+        let l = self.log.clone();
+        self.provider.expect_check().returning(move |_| {
+            push(&l, "check");
+            let next = states.lock().expect("states").next();
+            Ok(next.unwrap_or(TaskState::Pending { progress: None }))
+        });
+    }
+
+    fn video_sent(&mut self) {
+        let l = self.log.clone();
+        self.notifier.expect_send_video().returning(move |_, _| {
+            push(&l, "send video");
+            Ok(SentVideo { message_id: 100, file_id: Some("vid".into()) })
+        });
+    }
+
+    fn deps(self) -> PipelineDeps {
+        PipelineDeps {
+            queue: Arc::new(self.queue),
+            accounts: Arc::new(self.accounts),
+            products: Arc::new(self.products),
+            provider: Arc::new(self.provider),
+            prompts: Arc::new(self.prompts),
+            notifier: Arc::new(self.notifier),
+            photos: Arc::new(self.photos),
+            progress: Arc::new(self.progress),
+            signals: Arc::new(self.signals),
+            templates: Arc::new(TemplateCatalogue::builtin()),
+        }
+    }
+
+    fn inner(self) -> Arc<Inner> {
+        Arc::new(Inner {
+            deps: self.deps(),
+            config: PipelineConfig { worker_id: WorkerId::new("test"), ..Default::default() },
+            metrics: Arc::new(PipelineMetrics::default()),
+        })
+    }
+}
+
+async fn run_job(inner: Arc<Inner>, job: ClaimedJob) -> JobOutcome {
+    let (_tx, rx) = tokio::sync::watch::channel(false);
+    job::run(inner, job, rx).await
+}
+
+fn succeeded(url: &str) -> TaskState {
+    TaskState::Succeeded { video_urls: vec![url.into()] }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_step_is_recorded_before_the_next_starts() {
+    let mut m = Mocks::new();
+    m.check_returns(vec![TaskState::Pending { progress: Some(10) }, succeeded("https://v/1.mp4")]);
+    m.video_sent();
+    let log = m.log.clone();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    assert_eq!(
+        entries(&log),
+        [
+            "upload",
+            "record image",
+            "prompt",
+            "record prompt",
+            "submit",
+            "record task",
+            "check",
+            "check",
+            "record video",
+            "send video",
+            "record delivery",
+            "complete"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_job_polls_its_recorded_task_and_never_submits_again() {
+    let mut m = Mocks::new();
+    m.provider.checkpoint();
+    m.provider.expect_upload_image().never();
+    m.provider.expect_submit().never();
+    m.check_returns(vec![succeeded("https://v/1.mp4")]);
+    m.video_sent();
+    let log = m.log.clone();
+    let progress = JobProgress {
+        image_url: Some("https://files/1.jpg".into()),
+        prompt: Some(Prompt::parse("p").expect("prompt")),
+        provider_task: Some(task()),
+        ..Default::default()
+    };
+    let outcome = run_job(m.inner(), claimed(progress)).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    assert_eq!(
+        entries(&log),
+        ["check", "record video", "send video", "record delivery", "complete"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_generated_job_whose_send_failed_is_delivered_without_generating_again() {
+    let mut m = Mocks::new();
+    m.provider.checkpoint();
+    m.provider.expect_check().never();
+    m.provider.expect_submit().never();
+    m.video_sent();
+    let log = m.log.clone();
+    let progress = JobProgress {
+        image_url: Some("https://files/1.jpg".into()),
+        prompt: Some(Prompt::parse("p").expect("prompt")),
+        provider_task: Some(task()),
+        video_url: Some("https://v/1.mp4".into()),
+        delivery: None,
+    };
+    assert_eq!(run_job(m.inner(), claimed(progress)).await, JobOutcome::Succeeded);
+    assert_eq!(entries(&log), ["send video", "record delivery", "complete"]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_temporary_task_failure_abandons_the_task_and_retries_after_the_configured_delay() {
+    let mut m = Mocks::new();
+    let failure = ProviderError::new(ErrorClass::Temporary, "Internal Error, please try again");
+    m.check_returns(vec![TaskState::Failed(failure)]);
+    m.signals.expect_abandon_task().times(1).returning(|_| Ok(()));
+    let delays: Arc<Mutex<Vec<(Reschedule, Duration)>>> = Arc::default();
+    let d = delays.clone();
+    m.queue.expect_reschedule().times(1).returning(move |_, how, delay| {
+        d.lock().expect("lock").push((how.clone(), delay));
+        Ok(())
+    });
+    m.queue.expect_fail().never();
+    m.notifier.expect_send_failure().never();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Retried(ErrorClass::Temporary));
+    let delays = delays.lock().expect("lock").clone();
+    let (how, delay) = &delays[0];
+    assert!(matches!(how, Reschedule::Retry(f) if f.class == ErrorClass::Temporary));
+    assert!(*delay >= Duration::from_secs(8) && *delay <= Duration::from_secs(12), "{delay:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_user_violation_fails_with_refund_and_tells_the_user_once() {
+    let mut m = Mocks::new();
+    m.provider.checkpoint();
+    m.provider.expect_upload_image().returning(|_, _| Ok("https://files/1.jpg".into()));
+    m.provider.expect_submit().returning(|_| {
+        Err(ProviderError::new(ErrorClass::UserViolation, "real person in photo").with_code("422"))
+    });
+    m.queue.expect_reschedule().never();
+    m.queue.expect_fail().times(1).returning(|_, f| {
+        assert_eq!(f.class, ErrorClass::UserViolation);
+        Ok(Refund { refunded: Credits::new(1).expect("c"), balance_after: Credits::ZERO })
+    });
+    m.notifier.expect_send_failure().times(1).returning(|_, notice| {
+        assert_eq!(notice.refunded.get(), 1);
+        assert_eq!(notice.detail.as_deref(), Some("real person in photo"));
+        assert_eq!(notice.product_id, Some(ProductId(5)));
+        Ok(MessageRef { chat_id: 42, message_id: 9 })
+    });
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Failed(ErrorClass::UserViolation));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retryable_failures_with_no_retries_left_are_refunded() {
+    let mut m = Mocks::new();
+    m.check_returns(vec![TaskState::Failed(ProviderError::new(ErrorClass::RateLimit, "429"))]);
+    m.queue.expect_reschedule().never();
+    m.queue.expect_fail().times(1).returning(|_, _| {
+        Ok(Refund { refunded: Credits::new(1).expect("c"), balance_after: Credits::ZERO })
+    });
+    m.notifier
+        .expect_send_failure()
+        .times(1)
+        .returning(|_, _| Ok(MessageRef { chat_id: 42, message_id: 9 }));
+    let mut job = claimed(JobProgress::default());
+    job.rate_limit_retries = 3;
+    let outcome = run_job(m.inner(), job).await;
+    assert_eq!(outcome, JobOutcome::Failed(ErrorClass::RateLimit));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_user_who_blocked_the_bot_ends_the_job_undeliverable_without_refund() {
+    let mut m = Mocks::new();
+    m.check_returns(vec![succeeded("https://v/1.mp4")]);
+    m.notifier.expect_send_video().returning(|_, _| Err(NotifyError::BotBlocked));
+    m.accounts.expect_set_bot_blocked().times(1).returning(|user, blocked| {
+        assert_eq!((user, blocked), (UserId(42), true));
+        Ok(())
+    });
+    m.queue.expect_fail().never();
+    let log = m.log.clone();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Undeliverable);
+    assert!(entries(&log).ends_with(&["record delivery".to_owned(), "complete".to_owned()]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_send_is_retried_durably_without_refund() {
+    let mut m = Mocks::new();
+    m.check_returns(vec![succeeded("https://v/1.mp4")]);
+    m.notifier.expect_send_video().returning(|_, _| Err(NotifyError::Temporary("502".into())));
+    m.signals.expect_abandon_task().never();
+    m.queue.expect_reschedule().times(1).returning(|_, _, _| Ok(()));
+    m.queue.expect_fail().never();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Retried(ErrorClass::Temporary));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_lease_stops_the_job_before_it_waits() {
+    let mut m = Mocks::new();
+    m.queue.checkpoint();
+    m.queue.expect_record_step().returning(|lease, step| match step {
+        StepResult::Submitted { .. } => Err(QueueError::LeaseLost(lease.job_id)),
+        _ => Ok(()),
+    });
+    m.provider.expect_check().never();
+    m.queue.expect_complete().never();
+    m.queue.expect_fail().never();
+    m.queue.expect_reschedule().never();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::LeaseLost);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_with_retries_left_keeps_the_task_for_the_next_attempt() {
+    let mut m = Mocks::new();
+    m.check_returns(vec![]);
+    m.signals.expect_abandon_task().never();
+    m.queue.expect_reschedule().times(1).returning(|_, how, _| {
+        assert!(matches!(how, Reschedule::Retry(f) if f.class == ErrorClass::Temporary));
+        Ok(())
+    });
+    let started = tokio::time::Instant::now();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Retried(ErrorClass::Temporary));
+    assert!(started.elapsed() >= Duration::from_secs(20 * 60));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_task_finished_after_the_last_deadline_is_delivered_not_refunded() {
+    let mut m = Mocks::new();
+    m.provider.checkpoint();
+    // Pending through the whole wait (including the check at the deadline), done on the
+    // last look before the refund.
+    let start = tokio::time::Instant::now();
+    let at_deadline = Arc::new(Mutex::new(0u32));
+    let c = at_deadline.clone();
+    m.provider.expect_check().returning(move |_| {
+        if start.elapsed() < Duration::from_secs(600) {
+            return Ok(TaskState::Pending { progress: None });
+        }
+        let mut n = c.lock().expect("lock");
+        *n += 1;
+        Ok(if *n > 1 {
+            succeeded("https://v/late.mp4")
+        } else {
+            TaskState::Pending { progress: None }
+        })
+    });
+    m.video_sent();
+    m.queue.expect_fail().never();
+    let mut inner = m.inner();
+    Arc::get_mut(&mut inner).expect("sole owner").config.wait.deadline = Duration::from_secs(600);
+    let mut job = claimed(JobProgress {
+        image_url: Some("https://files/1.jpg".into()),
+        prompt: Some(Prompt::parse("p").expect("prompt")),
+        provider_task: Some(task()),
+        ..Default::default()
+    });
+    job.temporary_retries = 3;
+    let outcome = run_job(inner, job).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn polling_is_fast_at_first_then_slower() {
+    let mut m = Mocks::new();
+    let times: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let t = times.clone();
+    let start = tokio::time::Instant::now();
+    m.provider.checkpoint();
+    m.provider.expect_upload_image().returning(|_, _| Ok("u".into()));
+    m.provider.expect_submit().returning(|_| Ok(task()));
+    m.provider.expect_check().returning(move |_| {
+        let mut t = t.lock().expect("lock");
+        t.push(start.elapsed());
+        Ok(if t.len() >= 30 {
+            succeeded("https://v")
+        } else {
+            TaskState::Pending { progress: None }
+        })
+    });
+    m.video_sent();
+    run_job(m.inner(), claimed(JobProgress::default())).await;
+    let times = times.lock().expect("lock").clone();
+    let gaps: Vec<u64> = times.windows(2).map(|w| (w[1] - w[0]).as_secs()).collect();
+    assert_eq!(gaps.first(), Some(&3));
+    assert!(gaps.contains(&8), "{gaps:?}");
+    assert_eq!(gaps.last(), Some(&20));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_callback_ends_the_wait_without_polling() {
+    let mut m = Mocks::new();
+    m.signals.checkpoint();
+    m.signals.expect_wait_update().returning(|task_id, _| {
+        assert_eq!(task_id, "task-1");
+        Ok(Some(TaskState::Succeeded { video_urls: vec!["https://v/cb.mp4".into()] }))
+    });
+    m.provider.expect_check().never();
+    m.video_sent();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_hands_a_waiting_job_back_to_the_queue() {
+    let mut m = Mocks::new();
+    m.check_returns(vec![]);
+    let claims = Arc::new(Mutex::new(0u32));
+    let c = claims.clone();
+    m.queue.expect_claim().returning(move |_, max| {
+        assert!(max >= 1);
+        let mut n = c.lock().expect("lock");
+        *n += 1;
+        Ok(if *n == 1 { vec![claimed(JobProgress::default())] } else { vec![] })
+    });
+    m.queue.expect_wait_for_work().returning(|_| Ok(()));
+    m.queue.expect_heartbeat().returning(|_, _| Ok(vec![]));
+    m.queue.expect_rescue_expired().returning(|_| Ok(RescueReport::default()));
+    m.progress.expect_claim_unannounced().returning(|_, _| Ok(vec![]));
+    let released: Arc<Mutex<Vec<Lease>>> = Arc::default();
+    let r = released.clone();
+    m.queue.expect_release().times(1).returning(move |leases| {
+        r.lock().expect("lock").extend_from_slice(leases);
+        Ok(leases.len() as u64)
+    });
+    m.queue.expect_fail().never();
+    let pipeline = Pipeline::new(
+        m.deps(),
+        PipelineConfig { worker_id: WorkerId::new("w1"), ..Default::default() },
+    );
+    let report = pipeline.run(tokio::time::sleep(Duration::from_secs(60))).await;
+    assert_eq!(report.claimed, 1);
+    assert_eq!(report.released, 1);
+    assert_eq!(released.lock().expect("lock")[0].job_id, JobId(7));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_whose_lease_was_lost_is_stopped_by_the_heartbeat() {
+    let mut m = Mocks::new();
+    m.check_returns(vec![]);
+    let claims = Arc::new(Mutex::new(0u32));
+    let c = claims.clone();
+    m.queue.expect_claim().returning(move |_, _| {
+        let mut n = c.lock().expect("lock");
+        *n += 1;
+        Ok(if *n == 1 { vec![claimed(JobProgress::default())] } else { vec![] })
+    });
+    m.queue.expect_wait_for_work().returning(|_| Ok(()));
+    m.queue.expect_heartbeat().returning(|_, leases| Ok(leases.iter().map(|l| l.job_id).collect()));
+    m.queue.expect_rescue_expired().returning(|_| Ok(RescueReport::default()));
+    m.progress.expect_claim_unannounced().returning(|_, _| Ok(vec![]));
+    // Nothing is written for the job once its lease is gone, not even a release.
+    m.queue.expect_release().never();
+    m.queue.expect_reschedule().never();
+    m.queue.expect_fail().never();
+    let pipeline = Pipeline::new(
+        m.deps(),
+        PipelineConfig { worker_id: WorkerId::new("w1"), ..Default::default() },
+    );
+    let metrics = pipeline.metrics();
+    let report = pipeline.run(tokio::time::sleep(Duration::from_secs(120))).await;
+    assert_eq!(report.claimed, 1);
+    assert_eq!(report.released, 0);
+    assert_eq!(metrics.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_order_is_announced_once_with_its_queue_position() {
+    let mut m = Mocks::new();
+    m.progress.expect_claim_unannounced().returning(|rank, _| {
+        assert_eq!(rank, super::progress::RANK_QUEUED);
+        Ok(vec![OrderToAnnounce {
+            order_id: OrderId(3),
+            user_id: UserId(42),
+            language: Language::Ru,
+            total: 3,
+        }])
+    });
+    m.progress.expect_queue_position().returning(|_| Ok(QueuePosition { ahead: 10, running: 5 }));
+    m.notifier.expect_show_progress().times(1).returning(|to, existing, stage| {
+        assert_eq!(to.user_id, UserId(42));
+        assert_eq!(existing, None);
+        assert!(matches!(stage, ProgressStage::Queued { total: 3, position: 10, .. }));
+        Ok(MessageRef { chat_id: 42, message_id: 50 })
+    });
+    m.progress.expect_set_message().times(1).returning(|order, msg| {
+        assert_eq!((order, msg.message_id), (OrderId(3), 50));
+        Ok(())
+    });
+    let inner = m.inner();
+    assert_eq!(super::progress::announce_new_orders(&inner, 1).await, 1);
+}

@@ -1,0 +1,163 @@
+//! What the generation pipeline stores beside the queue: the single progress message of each
+//! order, and provider callbacks waiting to wake the job that owns the task.
+
+use crate::domain::{Credits, Language, Lease, OrderId, UserId};
+use crate::ports::{MessageRef, TaskState, TaskUpdate};
+use std::time::Duration;
+
+/// Errors of the pipeline's stores.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineStoreError {
+    /// The caller's lease is stale: it must stop working on the job.
+    #[error("lease on job {0} was lost")]
+    LeaseLost(crate::domain::JobId),
+    /// The order does not exist.
+    #[error("order {0} not found")]
+    UnknownOrder(OrderId),
+    /// The database could not be reached or timed out: retrying later can help.
+    #[error("pipeline storage unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else; not retryable.
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl PipelineStoreError {
+    /// Whether retrying the same call later can succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, PipelineStoreError::Unavailable(_))
+    }
+}
+
+/// What the caller may do with the order's progress message for a stage it wants to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProgressSlot {
+    /// No message exists and the caller now holds the only right to send it; it must call
+    /// [`OrderProgressStore::set_message`] with what it sent.
+    Create,
+    /// The message exists: edit it in place.
+    Edit(MessageRef),
+    /// A later (or the same) stage was already shown, or another worker is creating the
+    /// message right now: show nothing.
+    Skip,
+}
+
+/// An order's jobs by outcome, and what the progress message needs to know about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderStatus {
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub language: Language,
+    /// Jobs in the order.
+    pub total: u32,
+    /// Jobs that succeeded (delivered, or generated but undeliverable).
+    pub succeeded: u32,
+    /// Jobs that failed or were cancelled (each refunded).
+    pub failed: u32,
+    /// What one video of the order cost (the refund of one failed job).
+    pub price_per_video: Credits,
+}
+
+impl OrderStatus {
+    /// Jobs that reached a terminal state.
+    pub fn finished(&self) -> u32 {
+        self.succeeded + self.failed
+    }
+
+    /// Whether every job of the order reached a terminal state.
+    pub fn is_finished(&self) -> bool {
+        self.finished() >= self.total
+    }
+}
+
+/// Where an order stands in the queue, for the rough ETA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueuePosition {
+    /// Ready jobs of other orders that will be claimed before this order's first waiting job.
+    pub ahead: u64,
+    /// Jobs running now (over all workers): how many are generated in parallel.
+    pub running: u64,
+}
+
+/// A newly placed order whose progress message nobody has sent yet; the caller that received
+/// it holds the right to create the message (as with [`ProgressSlot::Create`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderToAnnounce {
+    pub order_id: OrderId,
+    pub user_id: UserId,
+    pub language: Language,
+    pub total: u32,
+}
+
+/// The single progress message of each order.
+///
+/// Guarantees every implementation must keep:
+/// - at most one caller, ever, is given the right to create an order's message
+///   ([`ProgressSlot::Create`] or [`OrderProgressStore::claim_unannounced`]), across all worker
+///   processes;
+/// - a stage is granted at most once and only while it is later than every stage granted
+///   before (ranks only grow), so the message never steps back and no stage is shown twice.
+#[mockall::automock]
+#[async_trait::async_trait]
+pub trait OrderProgressStore: Send + Sync {
+    /// Asks to show the stage of rank `rank` (higher = later) on the order's message.
+    /// Atomically raises the order's shown rank when `rank` is higher, and grants the creation
+    /// right when no message exists and nobody holds it yet.
+    async fn claim_stage(
+        &self,
+        order: OrderId,
+        rank: u32,
+    ) -> Result<ProgressSlot, PipelineStoreError>;
+
+    /// Stores the message the holder of the creation right sent (or the new message an edit
+    /// had to send instead). Idempotent.
+    async fn set_message(
+        &self,
+        order: OrderId,
+        message: MessageRef,
+    ) -> Result<(), PipelineStoreError>;
+
+    /// Claims up to `limit` recently placed orders nobody has announced yet (all jobs still
+    /// queued, no progress message): each comes back to exactly one caller, marked as shown
+    /// at the "queued" rank `rank`.
+    async fn claim_unannounced(
+        &self,
+        rank: u32,
+        limit: u32,
+    ) -> Result<Vec<OrderToAnnounce>, PipelineStoreError>;
+
+    /// The order's jobs by outcome.
+    async fn order_status(&self, order: OrderId) -> Result<OrderStatus, PipelineStoreError>;
+
+    /// How much work is ahead of the order, for the ETA.
+    async fn queue_position(&self, order: OrderId) -> Result<QueuePosition, PipelineStoreError>;
+}
+
+/// Provider callbacks handed from the HTTP server that received them to the worker waiting on
+/// the task, across processes (PostgreSQL: a table plus `NOTIFY`).
+///
+/// Guarantees every implementation must keep:
+/// - the first final state recorded for a task wins; duplicates and late callbacks change
+///   nothing;
+/// - a waiter is woken by an update recorded after it started waiting, and also finds one
+///   recorded before (nothing is lost between a poll and the wait).
+#[mockall::automock]
+#[async_trait::async_trait]
+pub trait TaskSignals: Send + Sync {
+    /// Stores a verified provider update. Returns `true` when it was new (the first final
+    /// state for the task), `false` for a duplicate or a non-final update that was ignored.
+    async fn record_update(&self, update: &TaskUpdate) -> Result<bool, PipelineStoreError>;
+
+    /// The final state recorded for `task_id`, waiting up to `timeout` for one to arrive.
+    /// `None` when nothing arrived in time.
+    async fn wait_update(
+        &self,
+        task_id: &str,
+        timeout: Duration,
+    ) -> Result<Option<TaskState>, PipelineStoreError>;
+
+    /// Forgets the job's provider task after it failed at the provider, keeping the uploaded
+    /// photo and the prompt, so that the job's next attempt submits a new task instead of
+    /// polling the failed one. Fenced by the lease.
+    async fn abandon_task(&self, lease: Lease) -> Result<(), PipelineStoreError>;
+}

@@ -1,0 +1,247 @@
+//! Queue benchmark: enqueue N jobs in charged orders, drain them with no-op work through the
+//! real claim + complete, then measure pickup latency on an idle queue. Prints one JSON line.
+//!
+//! ```text
+//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
+//!   cargo run --release -p neurocards-testkit --bin queue-bench -- --jobs 20000 --concurrency 32
+//! ```
+//!
+//! Options: `--jobs N` (20000), `--concurrency C` (32 drain workers), `--batch B` (jobs per
+//! claim, 64), `--order-size S` (jobs per order, 50), `--pickup-samples P` (200). The benchmark
+//! creates its own database on DATABASE_URL's server and drops it at the end.
+
+use anyhow::{bail, Context};
+use neurocards_core::domain::{Credits, JobId, Lease, LedgerReason, UserId, WorkerId};
+use neurocards_core::ports::{Accounts, JobQueue, NewUser};
+use neurocards_core::postgres::{self, PgAccounts, PgJobQueue, PgQueueConfig};
+use neurocards_testkit::conformance::job_queue::order;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Clone)]
+struct Args {
+    jobs: u64,
+    concurrency: u32,
+    batch: u32,
+    order_size: u32,
+    pickup_samples: u32,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut args =
+        Args { jobs: 20_000, concurrency: 32, batch: 64, order_size: 50, pickup_samples: 200 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        let number =
+            || value.parse::<u64>().with_context(|| format!("{flag}: not a number: {value}"));
+        match flag.as_str() {
+            "--jobs" => args.jobs = number()?,
+            "--concurrency" => args.concurrency = u32::try_from(number()?)?,
+            "--batch" => args.batch = u32::try_from(number()?)?,
+            "--order-size" => args.order_size = u32::try_from(number()?)?,
+            "--pickup-samples" => args.pickup_samples = u32::try_from(number()?)?,
+            other => bail!("unknown option {other}"),
+        }
+    }
+    if args.jobs == 0
+        || args.concurrency == 0
+        || args.batch == 0
+        || !(1..=1000).contains(&args.order_size)
+    {
+        bail!("--jobs, --concurrency and --batch must be positive; --order-size 1..=1000");
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
+    let server = PgConnectOptions::from_str(&url).context("DATABASE_URL is not a postgres URL")?;
+    let name = format!("queue_bench_{:08x}", fastrand_u32());
+    let mut admin = server.connect().await.context("connect to DATABASE_URL")?;
+    // DDL takes no bind parameters; the name is ours (hex digits), never outside input.
+    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
+    let result = run(&args, server.clone().database(&name)).await;
+    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await?;
+    admin.close().await?;
+    let line = result?;
+    println!("{line}");
+    Ok(())
+}
+
+fn fastrand_u32() -> u32 {
+    uuid::Uuid::new_v4().as_u128() as u32
+}
+
+async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Value> {
+    let pool = PgPoolOptions::new()
+        .max_connections(args.concurrency + 2)
+        .connect_with(db)
+        .await
+        .context("connect to the bench database")?;
+    postgres::migrate(&pool).await?;
+    let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
+    let accounts = PgAccounts::new(pool.clone());
+
+    // Users and credits: one order per user, so the per-user cap (default) stays realistic.
+    let orders = args.jobs.div_ceil(u64::from(args.order_size));
+    let mut plan = Vec::new();
+    let mut left = args.jobs;
+    for n in 0..orders {
+        let size = left.min(u64::from(args.order_size)) as u32;
+        left -= u64::from(size);
+        let user = UserId(1_000_000 + n as i64);
+        accounts
+            .register(
+                &NewUser {
+                    id: user,
+                    username: None,
+                    first_name: None,
+                    language: Default::default(),
+                },
+                Credits::ZERO,
+            )
+            .await?;
+        accounts.credit(user, Credits::new(i64::from(size))?, LedgerReason::Grant, "bench").await?;
+        plan.push((user, size));
+    }
+
+    let started = Instant::now();
+    let plan = Arc::new(plan);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..args.concurrency {
+        let (queue, plan, next) = (queue.clone(), plan.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(&(user, size)) = plan.get(i) else { return Ok::<_, anyhow::Error>(()) };
+                queue.place_order(&order(user, size, 1)).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let enqueue_secs = started.elapsed().as_secs_f64();
+
+    let drain_started = Instant::now();
+    let completed = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency {
+        let (queue, completed) = (queue.clone(), completed.clone());
+        let (total, batch) = (args.jobs, args.batch);
+        workers.push(tokio::spawn(async move {
+            let worker = WorkerId::new(format!("bench-{w}"));
+            let mut last_commit = drain_started;
+            while completed.load(Ordering::Relaxed) < total {
+                let jobs = queue.claim(&worker, batch).await?;
+                if jobs.is_empty() {
+                    // Everything left is held by others or capped: look again shortly.
+                    queue.wait_for_work(Duration::from_millis(2)).await?;
+                    continue;
+                }
+                let leases: Vec<Lease> = jobs.iter().map(|j| j.lease).collect();
+                let done = queue.complete(&leases).await?;
+                last_commit = Instant::now();
+                completed.fetch_add(done.len() as u64, Ordering::Relaxed);
+            }
+            Ok::<_, anyhow::Error>(last_commit)
+        }));
+    }
+    let mut drain_end = drain_started;
+    for w in workers {
+        drain_end = drain_end.max(w.await??);
+    }
+    let drain_secs = (drain_end - drain_started).as_secs_f64();
+    let drained = completed.load(Ordering::Relaxed);
+    if drained != args.jobs {
+        bail!("drained {drained} jobs, expected {}", args.jobs);
+    }
+
+    let (p50, p99) = pickup(&queue, &accounts, args.pickup_samples).await?;
+    Ok(serde_json::json!({
+        "jobs": args.jobs,
+        "concurrency": args.concurrency,
+        "enqueue_per_sec": (args.jobs as f64 / enqueue_secs).round(),
+        "drain_per_sec": (args.jobs as f64 / drain_secs).round(),
+        "pickup_p50_ms": (p50 * 100.0).round() / 100.0,
+        "pickup_p99_ms": (p99 * 100.0).round() / 100.0,
+    }))
+}
+
+/// One worker waits on the idle queue; jobs are placed one at a time and the time from the
+/// order's commit to the worker's claim is recorded.
+async fn pickup(
+    queue: &Arc<PgJobQueue>,
+    accounts: &PgAccounts,
+    samples: u32,
+) -> anyhow::Result<(f64, f64)> {
+    let user = UserId(999);
+    accounts
+        .register(
+            &NewUser { id: user, username: None, first_name: None, language: Default::default() },
+            Credits::ZERO,
+        )
+        .await?;
+    accounts.credit(user, Credits::new(i64::from(samples))?, LedgerReason::Grant, "bench").await?;
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(JobId, Instant)>();
+    let worker = {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            let me = WorkerId::new("pickup");
+            let mut seen = 0;
+            while seen < samples {
+                let jobs = queue.claim(&me, 1).await?;
+                let at = Instant::now();
+                if jobs.is_empty() {
+                    queue.wait_for_work(Duration::from_secs(1)).await?;
+                    continue;
+                }
+                for j in &jobs {
+                    tx.send((j.lease.job_id, at)).ok();
+                }
+                queue.complete(&jobs.iter().map(|j| j.lease).collect::<Vec<_>>()).await?;
+                seen += jobs.len() as u32;
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+    };
+    // Let the worker reach its first wait (and start the listener).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut placed: HashMap<JobId, Instant> = HashMap::new();
+    let mut claimed: HashMap<JobId, Instant> = HashMap::new();
+    for _ in 0..samples {
+        let p = queue.place_order(&order(user, 1, 1)).await?;
+        placed.insert(p.jobs[0], Instant::now());
+        // Wait for the claim so the queue is idle again before the next sample.
+        let (id, at) = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .context("the pickup worker did not claim within 5 s")?
+            .context("the pickup worker stopped")?;
+        claimed.insert(id, at);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    worker.await??;
+    let mut waits: Vec<f64> = placed
+        .iter()
+        .filter_map(|(id, at)| {
+            claimed.get(id).map(|c| c.saturating_duration_since(*at).as_secs_f64() * 1e3)
+        })
+        .collect();
+    waits.sort_by(f64::total_cmp);
+    let pct = |p: f64| {
+        waits.get(((waits.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(0.0)
+    };
+    Ok((pct(0.50), pct(0.99)))
+}
