@@ -9,8 +9,7 @@ use neurocards_core::http::{self, HttpTimeouts};
 use neurocards_core::openai::{OpenAiClient, OpenAiConfig};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
 use neurocards_core::postgres::{
-    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgQueueConfig,
-    PollingLock,
+    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgQueueConfig, PollingLock,
 };
 use neurocards_core::prompts::LlmPromptEngine;
 use neurocards_core::templates::TemplateCatalogue;
@@ -86,9 +85,16 @@ pub async fn run(
         ..ConversationSettings::default()
     };
     let ctx = Arc::new(
-        BotContext::new(accounts, products, queue.clone(), prompts, templates, conversation_settings)
-            .with_stats(queries.clone())
-            .with_history(queries),
+        BotContext::new(
+            accounts,
+            products,
+            queue.clone(),
+            prompts,
+            templates,
+            conversation_settings,
+        )
+        .with_stats(queries.clone())
+        .with_history(queries),
     );
     let storage = PgDialogueStorage::erased(pool.clone());
 
@@ -116,7 +122,8 @@ pub async fn run(
             .allowed_updates(ALLOWED_UPDATES.to_vec())
             .await
             .context("setWebhook")?;
-        let conversation = Arc::new(Conversation::new(bot.clone(), me, ctx.clone(), storage.clone()));
+        let conversation =
+            Arc::new(Conversation::new(bot.clone(), me, ctx.clone(), storage.clone()));
         webhook = Some(WebhookRoute { secret, updates: conversation });
     }
 

@@ -12,8 +12,8 @@ use neurocards_core::postgres::{
 };
 use neurocards_core::prompts::TemplatePromptEngine;
 use neurocards_core::secret::Secret;
-use neurocards_core::web::{self, WebDeps, WebhookRoute};
 use neurocards_core::templates::TemplateCatalogue;
+use neurocards_core::web::{self, WebDeps, WebhookRoute};
 use serde_json::Value;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -53,6 +53,9 @@ pub fn test_settings() -> ConversationSettings {
 impl BotHarness {
     /// A fresh FakeTelegram and a conversation on `pool` (migrated) with `settings`.
     pub async fn start(pool: PgPool, settings: ConversationSettings) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            neurocards_core::telemetry::init(neurocards_core::telemetry::LogFormat::Text);
+        }
         let telegram = FakeTelegram::start().await;
         Self::on(telegram, pool, settings).await
     }
@@ -102,7 +105,8 @@ impl BotHarness {
             kie_callback: None,
             stats_window: std::time::Duration::from_secs(3600),
         };
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("bound address");
         tokio::spawn(web::serve(listener, web::router(deps), std::future::pending()));
         format!("http://{addr}")
@@ -110,7 +114,9 @@ impl BotHarness {
 
     /// Handles one update JSON (built with FakeTelegram's `*_update` methods) to the end.
     pub async fn deliver(&self, update: Value) {
-        let update: Update = serde_json::from_value(update).expect("a valid Update");
+        // From text, as the webhook reads it: teloxide's `Update` does not deserialize its kind
+        // from a `serde_json::Value` (it needs borrowed strings).
+        let update: Update = serde_json::from_str(&update.to_string()).expect("a valid Update");
         self.conversation.handle(update).await;
     }
 
@@ -139,7 +145,17 @@ impl BotHarness {
             .into_iter()
             .rev()
             .find(|m| m.callback_data().contains(&data))
-            .unwrap_or_else(|| panic!("no message offers the button {data:?}"));
+            .unwrap_or_else(|| {
+                panic!(
+                    "no message offers the button {data:?}; the chat: {:?}; calls: {:?}",
+                    self.telegram.texts_to(user.id),
+                    self.telegram
+                        .all_calls()
+                        .iter()
+                        .map(|c| (&c.method, c.answered_ok))
+                        .collect::<Vec<_>>()
+                )
+            });
         self.press_on(user, message.message_id, data).await;
     }
 

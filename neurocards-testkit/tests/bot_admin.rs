@@ -52,12 +52,16 @@ async fn admin_commands_work_for_admins(pool: PgPool) {
     h.say(&admin, "/broadcast Hello <all>").await;
     let done = h
         .telegram
-        .wait_until(std::time::Duration::from_secs(10), || {
-            h.telegram.texts_to(ADMIN).iter().any(|t| t.contains("Broadcast finished"))
+        .wait_until(std::time::Duration::from_secs(10), |tg| {
+            tg.texts_to(ADMIN).iter().any(|t| t.contains("Broadcast finished"))
         })
         .await;
     assert!(done, "the broadcast reports back");
-    assert!(h.telegram.texts_to(501).iter().any(|t| t == "Hello &lt;all&gt;" || t == "Hello <all>"));
+    assert!(h
+        .telegram
+        .texts_to(501)
+        .iter()
+        .any(|t| t == "Hello &lt;all&gt;" || t == "Hello <all>"));
     let report = h.telegram.texts_to(ADMIN).into_iter().rev().find(|t| t.contains("finished"));
     assert!(report.expect("report").contains("1 blocked the bot"));
     let (blocked_at,): (Option<chrono::DateTime<chrono::Utc>>,) =

@@ -115,8 +115,8 @@ async fn make_another_returns_to_the_template_choice_with_the_same_product(pool:
         .await
         .expect("order");
     // The worker's button under the video (its message is not the bot's conversation message).
-    let data = Action::MakeAnother { product_id: neurocards_core::domain::ProductId(product_id) }
-        .encode();
+    let data =
+        Action::MakeAnother { product_id: neurocards_core::domain::ProductId(product_id) }.encode();
     h.press_on(&user, 9999, &data).await;
     assert!(h.last(&user).callback_data().contains(&"tpl:ad"), "template choice again");
     h.press(&user, "tpl:ad").await;
@@ -155,7 +155,8 @@ async fn wrong_pictures_get_a_specific_message_and_the_question_again(pool: PgPo
     h.onboard(&user).await;
     h.press(&user, "create").await;
 
-    let (pdf, _) = h.telegram.document_update(&user, "a.pdf", "application/pdf", b"%PDF".to_vec(), None);
+    let (pdf, _) =
+        h.telegram.document_update(&user, "a.pdf", "application/pdf", b"%PDF".to_vec(), None);
     h.deliver(pdf).await;
     let texts = h.telegram.texts_to(user.id);
     assert!(texts[texts.len() - 2].contains("application/pdf"), "{:?}", texts);
@@ -181,19 +182,25 @@ async fn wrong_pictures_get_a_specific_message_and_the_question_again(pool: PgPo
     assert!(texts[texts.len() - 2].contains("Wildberries, Ozon and Yandex Market only"));
 
     // An image sent as a file is fine, and so is a marketplace link.
-    let (png, _) =
-        h.telegram.document_update(&user, "p.png", "image/png", b"\x89PNG\r\n\x1a\n".to_vec(), None);
+    let (png, _) = h.telegram.document_update(
+        &user,
+        "p.png",
+        "image/png",
+        b"\x89PNG\r\n\x1a\n".to_vec(),
+        None,
+    );
     h.deliver(png).await;
     assert!(h.last(&user).text.contains("describe the product"));
     h.press(&user, "create").await;
     h.say(&user, "https://www.ozon.ru/product/mug-123/").await;
     assert!(h.last(&user).text.contains("Link saved"));
     h.say(&user, "A mug").await;
-    let (url,): (Option<String>,) =
-        sqlx::query_as("SELECT marketplace_url FROM products WHERE user_id = 13 ORDER BY id DESC LIMIT 1")
-            .fetch_one(&h.pool)
-            .await
-            .expect("product");
+    let (url,): (Option<String>,) = sqlx::query_as(
+        "SELECT marketplace_url FROM products WHERE user_id = 13 ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .expect("product");
     assert_eq!(url.as_deref(), Some("https://www.ozon.ru/product/mug-123/"));
 }
 
@@ -291,7 +298,10 @@ async fn banned_users_are_told_so(pool: PgPool) {
     let h = BotHarness::start(pool, test_settings()).await;
     let user = TgUser::new(18).language("en");
     h.onboard(&user).await;
-    sqlx::query("UPDATE users SET banned = true WHERE id = 18").execute(&h.pool).await.expect("ban");
+    sqlx::query("UPDATE users SET banned = true WHERE id = 18")
+        .execute(&h.pool)
+        .await
+        .expect("ban");
     h.say(&user, "/start").await;
     assert!(h.last(&user).text.contains("suspended"));
     h.press_on(&user, 1, "create").await;
@@ -318,4 +328,51 @@ async fn order_rate_limit_refuses_the_next_order(pool: PgPool) {
     order_with(&h, &user, "ugc", 1).await;
     assert!(h.last(&user).text.contains("Too many orders"), "{}", h.last(&user).text);
     assert_eq!(h.orders_of(&user).await, 1);
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn every_button_the_bot_sends_has_a_handler(pool: PgPool) {
+    let h = BotHarness::start(pool, test_settings()).await;
+    // Walk every screen in both languages: onboarding, menu, account, help, top-up, each
+    // template up to the summary, insufficient credits, an accepted order.
+    for (id, lang) in [(40, "ru"), (41, "en")] {
+        let user = TgUser::new(id).language(lang);
+        h.onboard(&user).await;
+        for screen in ["account", "help", "topup", "menu"] {
+            h.press(&user, screen).await;
+        }
+        order_with(&h, &user, "own_idea", 5).await;
+        h.press(&user, "idea:more").await;
+        h.grant(&user, 5).await;
+        order_with(&h, &user, "ad", 1).await;
+        h.say(&user, "/language").await;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for call in h.telegram.all_calls() {
+        for button in call.buttons().into_iter().flatten() {
+            if let Some(data) = button.callback_data {
+                assert!(
+                    Action::parse(&data).is_some(),
+                    "{data:?} ({}) has no handler",
+                    button.text
+                );
+                seen.insert(data);
+            }
+        }
+    }
+    let expected = ["terms", "create", "account", "help", "topup", "menu", "skip", "idea:ok"];
+    for data in expected {
+        assert!(seen.contains(data), "{data} was never offered: {seen:?}");
+    }
+    // Pressing every one of them from the menu is answered, without a handler error.
+    let user = TgUser::new(42).language("en");
+    h.onboard(&user).await;
+    let before = h.telegram.calls("answerCallbackQuery").len();
+    for data in &seen {
+        h.press_on(&user, 1, data).await;
+        h.say(&user, "/menu").await;
+    }
+    assert_eq!(h.telegram.calls("answerCallbackQuery").len(), before + seen.len());
+    let errors = h.ctx.counters.handler_errors.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(errors, 0, "no handler failed");
 }
