@@ -39,13 +39,13 @@ use teloxide::prelude::*;
 /// What loading a session gave.
 #[derive(Clone)]
 enum Loaded {
-    Ready(Session, State),
+    Ready(Box<(Session, State)>),
     Unavailable,
 }
 
 fn loaded(result: Result<(Session, State), LoadError>) -> Option<Loaded> {
     match result {
-        Ok((s, state)) => Some(Loaded::Ready(s, state)),
+        Ok(ready) => Some(Loaded::Ready(Box::new(ready))),
         Err(LoadError::Unavailable) => Some(Loaded::Unavailable),
         Err(LoadError::NotOurs) => None,
     }
@@ -53,7 +53,7 @@ fn loaded(result: Result<(Session, State), LoadError>) -> Option<Loaded> {
 
 fn ready(l: Loaded) -> Option<(Session, State)> {
     match l {
-        Loaded::Ready(s, state) => Some((s, state)),
+        Loaded::Ready(ready) => Some(*ready),
         Loaded::Unavailable => None,
     }
 }
