@@ -6,6 +6,7 @@ use neurocards_core::conversation::{
     self, BotContext, Conversation, ConversationSettings, OrderRateLimit, ALLOWED_UPDATES,
 };
 use neurocards_core::http::{self, HttpTimeouts};
+use neurocards_core::kie::{collect_keys, KieConfig, KieProvider};
 use neurocards_core::openai::{OpenAiClient, OpenAiConfig};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
 use neurocards_core::postgres::{
@@ -13,7 +14,7 @@ use neurocards_core::postgres::{
 };
 use neurocards_core::prompts::LlmPromptEngine;
 use neurocards_core::templates::TemplateCatalogue;
-use neurocards_core::web::{self, GlobalMetrics, WebDeps, WebhookRoute};
+use neurocards_core::web::{self, CallbackRoute, GlobalMetrics, WebDeps, WebhookRoute};
 use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
@@ -132,7 +133,7 @@ pub async fn run(
         queue,
         metrics: vec![Arc::new(GlobalMetrics), ctx.clone()],
         webhook,
-        kie_callback: None,
+        kie_callback: kie_callback(&settings, &pool)?,
         stats_window: Duration::from_secs(3600),
     };
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
@@ -147,6 +148,27 @@ pub async fn run(
     server.await.context("HTTP server task")?.context("HTTP server")?;
     tracing::info!("bot stopped");
     Ok(())
+}
+
+/// The KIE callback route, when KIE keys are configured (the callback is verified with them).
+fn kie_callback(settings: &Settings, pool: &PgPool) -> anyhow::Result<Option<CallbackRoute>> {
+    let keys = collect_keys(|k| std::env::var(k).ok());
+    if keys.is_empty() {
+        tracing::info!("no KIE key configured: /kie/callback is not served");
+        return Ok(None);
+    }
+    let config = KieConfig {
+        base_url: settings.kie_base_url.clone(),
+        upload_url: settings.kie_upload_url.clone(),
+        models: settings.kie_models.clone(),
+        callback_hmac_key: settings.kie_callback_hmac_key.clone(),
+        ..KieConfig::new(keys)
+    };
+    let provider = KieProvider::new(config).context("KIE provider")?;
+    Ok(Some(CallbackRoute {
+        provider: Arc::new(provider),
+        signals: Arc::new(PgTaskSignals::new(pool.clone())),
+    }))
 }
 
 /// Polls while holding the polling lock; a standby waits for it. Pending updates are kept.

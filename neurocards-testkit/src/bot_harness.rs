@@ -94,6 +94,11 @@ impl BotHarness {
     /// Serves the bot's HTTP surface (webhook with `secret`) on a random local port; returns
     /// its base URL. The server runs until the runtime stops.
     pub async fn serve_http(&self, secret: &str) -> String {
+        self.serve_http_with(secret, None).await
+    }
+
+    /// As [`BotHarness::serve_http`], with a provider callback route.
+    pub async fn serve_http_with(&self, secret: &str, kie: Option<web::CallbackRoute>) -> String {
         let deps = WebDeps {
             readiness: Arc::new(self.pool.clone()),
             queue: self.queue.clone(),
@@ -102,7 +107,7 @@ impl BotHarness {
                 secret: Secret::new(secret),
                 updates: self.conversation.clone(),
             }),
-            kie_callback: None,
+            kie_callback: kie,
             stats_window: std::time::Duration::from_secs(3600),
         };
         let listener =

@@ -63,3 +63,72 @@ async fn health_readiness_queue_stats_and_metrics(pool: PgPool) {
     h.pool.close().await;
     assert_eq!(get("/readyz").await.expect("readyz").status(), 503, "database gone");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn kie_callback_is_verified_stored_once_and_answered(pool: PgPool) {
+    use neurocards_core::kie::{KieConfig, KieProvider};
+    use neurocards_core::postgres::PgTaskSignals;
+    use neurocards_core::secret::Secret;
+    use std::sync::Arc;
+
+    let h = BotHarness::start(pool, test_settings()).await;
+    let config = KieConfig {
+        callback_hmac_key: Some(Secret::new("hmac-key")),
+        ..KieConfig::new(vec![Secret::new("kie-key")])
+    };
+    let route = web::CallbackRoute {
+        provider: Arc::new(KieProvider::new(config).expect("provider")),
+        signals: Arc::new(PgTaskSignals::new(h.pool.clone())),
+    };
+    let base = h.serve_http_with(SECRET, Some(route)).await;
+    let url = format!("{base}{}", web::KIE_CALLBACK_PATH);
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({
+        "code": 200,
+        "msg": "Playground task completed successfully.",
+        "data": {
+            "taskId": "task_77",
+            "state": "success",
+            "resultJson": "{\"resultUrls\":[\"https://files.example/v.mp4\"]}"
+        }
+    });
+
+    let unsigned = client.post(&url).json(&body).send().await.expect("request");
+    assert_eq!(unsigned.status(), 401, "a missing signature is refused");
+
+    let ts = chrono::Utc::now().timestamp().to_string();
+    let signature = {
+        use base64::Engine as _;
+        use hmac::Mac as _;
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hmac-key").expect("key");
+        mac.update(format!("task_77.{ts}").as_bytes());
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    };
+    for _ in 0..2 {
+        let signed = client
+            .post(&url)
+            .header("X-Webhook-Timestamp", &ts)
+            .header("X-Webhook-Signature", &signature)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(signed.status(), 200, "stored, and a duplicate is harmless");
+    }
+    let (stored,): (i64,) =
+        sqlx::query_as("SELECT count(*) FROM provider_callbacks WHERE task_id = 'task_77'")
+            .fetch_one(&h.pool)
+            .await
+            .expect("provider_callbacks");
+    assert_eq!(stored, 1);
+
+    let garbage = client
+        .post(&url)
+        .header("X-Webhook-Timestamp", &ts)
+        .header("X-Webhook-Signature", &signature)
+        .body("not json")
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(garbage.status(), 400);
+}

@@ -32,9 +32,14 @@ pub(super) async fn receive(
             return (StatusCode::BAD_REQUEST, Json(serde_json::json!({ "code": 400 })));
         }
     };
-    match route.sink.store(&update).await {
-        Ok(()) => {
-            tracing::info!(task_id = %update.task_id, final_state = update.state.is_final(), "provider callback stored");
+    match route.signals.record_update(&update).await {
+        Ok(new) => {
+            tracing::info!(
+                task_id = %update.task_id,
+                final_state = update.state.is_final(),
+                new,
+                "provider callback stored"
+            );
             (StatusCode::OK, Json(serde_json::json!({ "code": 200, "msg": "success" })))
         }
         Err(e) => {

@@ -11,7 +11,7 @@ mod webhook;
 
 pub use health::QueueStatsBody;
 
-use crate::ports::{JobQueue, TaskUpdate, VideoProvider};
+use crate::ports::{JobQueue, TaskSignals, VideoProvider};
 use crate::secret::Secret;
 use axum::routing::{get, post};
 use axum::Router;
@@ -72,21 +72,6 @@ impl UpdateSink for crate::conversation::Conversation {
     }
 }
 
-/// Why a provider callback could not be stored.
-#[derive(Debug, thiserror::Error)]
-pub enum CallbackStoreError {
-    /// The database is unavailable; the provider (or polling) will bring the result again.
-    #[error("callback not stored: {0}")]
-    Unavailable(String),
-}
-
-/// Stores a verified provider task update for the worker that waits on the task. Storing the
-/// same update twice is harmless.
-#[async_trait::async_trait]
-pub trait TaskUpdateSink: Send + Sync {
-    async fn store(&self, update: &TaskUpdate) -> Result<(), CallbackStoreError>;
-}
-
 /// `/telegram/webhook`: the secret Telegram echoes and where updates go.
 #[derive(Clone)]
 pub struct WebhookRoute {
@@ -100,11 +85,12 @@ impl std::fmt::Debug for WebhookRoute {
     }
 }
 
-/// `/kie/callback`: the provider that verifies and parses, and where updates are stored.
+/// `/kie/callback`: the provider that verifies and parses, and the store the waiting worker
+/// reads (recording the same update twice is harmless).
 #[derive(Clone)]
 pub struct CallbackRoute {
     pub provider: Arc<dyn VideoProvider>,
-    pub sink: Arc<dyn TaskUpdateSink>,
+    pub signals: Arc<dyn TaskSignals>,
 }
 
 impl std::fmt::Debug for CallbackRoute {
