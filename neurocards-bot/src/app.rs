@@ -10,7 +10,8 @@ use neurocards_core::kie::{collect_keys, KieConfig, KieProvider};
 use neurocards_core::openai::{OpenAiClient, OpenAiConfig};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
 use neurocards_core::postgres::{
-    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgQueueConfig, PollingLock,
+    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgQueueConfig,
+    PgTaskSignals, PollingLock,
 };
 use neurocards_core::prompts::LlmPromptEngine;
 use neurocards_core::templates::TemplateCatalogue;
