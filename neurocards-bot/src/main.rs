@@ -1,1 +1,60 @@
-fn main() {}
+//! The Telegram bot process: configuration → database → adapters → conversation, served by
+//! polling (one process at a time, behind a PostgreSQL advisory lock) or by webhook (any number
+//! of replicas), plus the HTTP surface on `HTTP_ADDR`. Stops gracefully on SIGTERM or Ctrl-C.
+//!
+//! `neurocards-bot migrate` applies the migrations and exits.
+
+mod app;
+
+use anyhow::Context as _;
+use neurocards_core::config::Settings;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _ = dotenvy::dotenv();
+    let settings = match Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("configuration error: {e}");
+            std::process::exit(2);
+        }
+    };
+    neurocards_core::telemetry::init(settings.log_format);
+    let pool = neurocards_core::postgres::connect(
+        settings.database_url.expose(),
+        settings.database_max_connections,
+    )
+    .await
+    .context("opening the database")?;
+    neurocards_core::postgres::migrate(&pool).await.context("migrating the database")?;
+    if std::env::args().nth(1).as_deref() == Some("migrate") {
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    app::run(settings, pool, shutdown_signal()).await
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown requested");
+}

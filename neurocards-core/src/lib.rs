@@ -27,6 +27,12 @@ pub mod kie;
 #[cfg(feature = "telegram")]
 pub mod telegram;
 
+#[cfg(feature = "telegram")]
+pub mod conversation;
+
+#[cfg(feature = "web")]
+pub mod web;
+
 #[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]
 pub mod http;
 

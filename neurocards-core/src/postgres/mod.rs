@@ -18,6 +18,19 @@ pub use products::PgProducts;
 pub use queue::{PgJobQueue, PgQueueConfig};
 pub use task_signals::PgTaskSignals;
 
+#[cfg(feature = "telegram")]
+mod dialogues;
+#[cfg(feature = "telegram")]
+pub use dialogues::{DialogueStoreError, PgDialogueStorage};
+
+mod polling_lock;
+pub use polling_lock::{PollingLock, POLLING_LOCK_KEY};
+
+#[cfg(feature = "telegram")]
+mod bot_queries;
+#[cfg(feature = "telegram")]
+pub use bot_queries::PgBotQueries;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::str::FromStr;

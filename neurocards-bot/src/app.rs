@@ -1,0 +1,244 @@
+//! Wiring: adapters, the conversation, the dispatcher or webhook, and the HTTP server.
+
+use anyhow::Context as _;
+use neurocards_core::config::{BotMode, Settings};
+use neurocards_core::conversation::{
+    self, BotContext, Conversation, ConversationSettings, OrderRateLimit, ALLOWED_UPDATES,
+};
+use neurocards_core::http::{self, HttpTimeouts};
+use neurocards_core::kie::{collect_keys, KieConfig, KieProvider};
+use neurocards_core::openai::{OpenAiClient, OpenAiConfig};
+use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
+use neurocards_core::postgres::{
+    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgQueueConfig,
+    PgTaskSignals, PollingLock,
+};
+use neurocards_core::prompts::LlmPromptEngine;
+use neurocards_core::templates::TemplateCatalogue;
+use neurocards_core::web::{self, CallbackRoute, GlobalMetrics, WebDeps, WebhookRoute};
+use sqlx::PgPool;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use teloxide::prelude::*;
+use teloxide::update_listeners::Polling;
+use tokio::sync::watch;
+
+/// How long a long-poll waits at Telegram; the HTTP client's timeout is well above it.
+const POLL_TIMEOUT: Duration = Duration::from_secs(25);
+
+pub async fn run(
+    settings: Settings,
+    pool: PgPool,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let templates = Arc::new(match &settings.templates_path {
+        Some(path) => TemplateCatalogue::load(path).context("TEMPLATES_PATH")?,
+        None => TemplateCatalogue::builtin(),
+    });
+    let accounts: Arc<dyn Accounts> = Arc::new(PgAccounts::new(pool.clone()));
+    let products: Arc<dyn Products> = Arc::new(PgProducts::new(pool.clone()));
+    let queue_config = PgQueueConfig {
+        lease: settings.job_lease,
+        per_user_cap: settings.per_user_in_flight,
+        max_rescues: settings.max_rescues,
+        ..PgQueueConfig::default()
+    };
+    let queue: Arc<dyn JobQueue> = Arc::new(PgJobQueue::new(pool.clone(), queue_config));
+    let llm = match &settings.openai_api_key {
+        Some(key) => {
+            let config = OpenAiConfig {
+                base_url: settings.openai_base_url.clone(),
+                model: settings.openai_model.clone(),
+                ..OpenAiConfig::new(key.clone())
+            };
+            Some(OpenAiClient::new(config).context("OpenAI client")?)
+        }
+        None => None,
+    };
+    let prompts: Arc<dyn PromptEngine> = Arc::new(
+        LlmPromptEngine::new(llm, neurocards_core::domain::Prompt::MAX_CHARS)
+            .with_catalogue(&templates),
+    );
+    let queries = Arc::new(PgBotQueries::new(pool.clone()));
+    let conversation_settings = ConversationSettings {
+        admin_ids: settings.admin_ids.iter().copied().collect(),
+        start_credits: settings.start_credits,
+        price_per_video: settings.price_per_video,
+        support_url: settings.support_url.clone(),
+        terms_url: settings.terms_url.clone(),
+        welcome_video_ids: settings.welcome_video_ids.clone(),
+        order_rate_limit: (settings.orders_per_minute > 0).then_some(OrderRateLimit {
+            max_orders: settings.orders_per_minute,
+            window: Duration::from_secs(60),
+        }),
+        ..ConversationSettings::default()
+    };
+    let ctx = Arc::new(
+        BotContext::new(
+            accounts,
+            products,
+            queue.clone(),
+            prompts,
+            templates,
+            conversation_settings,
+        )
+        .with_stats(queries.clone())
+        .with_history(queries),
+    );
+    let storage = PgDialogueStorage::erased(pool.clone());
+
+    // Replies go out unthrottled: one per update, to the user who just wrote. The worker's
+    // notifications and the broadcast pace themselves.
+    let client = http::client(HttpTimeouts {
+        connect: Duration::from_secs(5),
+        request: POLL_TIMEOUT + Duration::from_secs(30),
+    })
+    .context("Telegram HTTP client")?;
+    let bot = Bot::with_client(settings.bot_token.expose(), client)
+        .set_api_url(settings.telegram_api_url.clone());
+    let me = bot.get_me().await.context("getMe (is BOT_TOKEN right?)")?;
+    tracing::info!(bot = ?me.user.username, mode = ?settings.bot_mode, "bot starting");
+    if let Err(e) = conversation::register_commands(&bot, &ctx).await {
+        tracing::warn!(error = %e, "command list not registered");
+    }
+
+    let mut webhook = None;
+    if settings.bot_mode == BotMode::Webhook {
+        let url = settings.webhook_url().context("PUBLIC_BASE_URL")?;
+        let secret = settings.webhook_secret.clone().context("WEBHOOK_SECRET")?;
+        bot.set_webhook(url)
+            .secret_token(secret.expose().to_owned())
+            .allowed_updates(ALLOWED_UPDATES.to_vec())
+            .await
+            .context("setWebhook")?;
+        let conversation =
+            Arc::new(Conversation::new(bot.clone(), me, ctx.clone(), storage.clone()));
+        webhook = Some(WebhookRoute { secret, updates: conversation });
+    }
+
+    let deps = WebDeps {
+        readiness: Arc::new(pool.clone()),
+        queue,
+        metrics: vec![Arc::new(GlobalMetrics), ctx.clone()],
+        webhook,
+        kie_callback: kie_callback(&settings, &pool)?,
+        stats_window: Duration::from_secs(3600),
+    };
+    let listener = tokio::net::TcpListener::bind(settings.http_addr)
+        .await
+        .with_context(|| format!("binding HTTP_ADDR {}", settings.http_addr))?;
+    tracing::info!(addr = %settings.http_addr, "HTTP server listening");
+    let server = tokio::spawn(web::serve(listener, web::router(deps), stopped()));
+
+    if settings.bot_mode == BotMode::Polling {
+        poll(bot, ctx, storage, &pool, stopped).await?;
+    }
+    server.await.context("HTTP server task")?.context("HTTP server")?;
+    tracing::info!("bot stopped");
+    Ok(())
+}
+
+/// The KIE callback route, when KIE keys are configured (the callback is verified with them).
+fn kie_callback(settings: &Settings, pool: &PgPool) -> anyhow::Result<Option<CallbackRoute>> {
+    let keys = collect_keys(|k| std::env::var(k).ok());
+    if keys.is_empty() {
+        tracing::info!("no KIE key configured: /kie/callback is not served");
+        return Ok(None);
+    }
+    let config = KieConfig {
+        base_url: settings.kie_base_url.clone(),
+        upload_url: settings.kie_upload_url.clone(),
+        models: settings.kie_models.clone(),
+        callback_hmac_key: settings.kie_callback_hmac_key.clone(),
+        ..KieConfig::new(keys)
+    };
+    let provider = KieProvider::new(config).context("KIE provider")?;
+    Ok(Some(CallbackRoute {
+        provider: Arc::new(provider),
+        signals: Arc::new(PgTaskSignals::new(pool.clone())),
+    }))
+}
+
+/// Polls while holding the polling lock; a standby waits for it. Pending updates are kept.
+async fn poll<F, Fut>(
+    bot: Bot,
+    ctx: Arc<BotContext>,
+    storage: Arc<conversation::DialogueStorage>,
+    pool: &PgPool,
+    stopped: F,
+) -> anyhow::Result<()>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let Some(mut lock) = PollingLock::acquire(pool, Duration::from_secs(5), stopped()).await else {
+        return Ok(());
+    };
+    tracing::info!("polling lock acquired");
+    // getUpdates is refused while a webhook is set; pending updates are not dropped.
+    bot.delete_webhook().await.context("deleteWebhook")?;
+    let mut dispatcher = conversation::dispatcher(bot.clone(), ctx, storage);
+    let token = dispatcher.shutdown_token();
+    let listener = Polling::builder(bot)
+        .timeout(POLL_TIMEOUT)
+        .allowed_updates(ALLOWED_UPDATES.to_vec())
+        .build();
+    let mut dispatch = tokio::spawn(async move {
+        dispatcher
+            .dispatch_with_listener(
+                listener,
+                teloxide::error_handlers::LoggingErrorHandler::with_custom_text(
+                    "getUpdates failed",
+                ),
+            )
+            .await;
+    });
+    let stop = stopped();
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let finished = loop {
+        tokio::select! {
+            _ = &mut stop => break false,
+            done = &mut dispatch => {
+                done.context("dispatcher task")?;
+                break true;
+            }
+            _ = tick.tick() => {
+                if !lock.is_held().await {
+                    tracing::error!("polling lock lost; stopping so that a standby takes over");
+                    break false;
+                }
+            }
+        }
+    };
+    if !finished {
+        // Finishes the updates already received, then returns. Before the dispatcher runs
+        // (it is still calling getMe) the token refuses; try again shortly.
+        loop {
+            if let Ok(done) = token.shutdown() {
+                done.await;
+                break;
+            }
+            if dispatch.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        dispatch.await.context("dispatcher task")?;
+    }
+    lock.release().await;
+    Ok(())
+}

@@ -1,0 +1,186 @@
+//! Slash commands, parsed from the message text. Admin commands parse for everyone; the
+//! handler answers non-admins exactly as it answers an unknown command.
+
+use crate::domain::{Credits, UserId};
+
+/// Largest grant one `/grant` may give, against typos.
+pub const MAX_GRANT: i64 = 100_000;
+
+/// A command from a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Start,
+    Menu,
+    Cancel,
+    Help,
+    Account,
+    Language,
+    /// An admin command, or the usage text key when its arguments are wrong.
+    Admin(Result<AdminCommand, &'static str>),
+    /// Any other `/word`.
+    Unknown,
+}
+
+/// The commands of `ADMIN_IDS` users.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminCommand {
+    Stats,
+    Grant { user: UserId, amount: Credits, note: String },
+    Balance { user: UserId },
+    Ban { user: UserId },
+    Unban { user: UserId },
+    Broadcast { text: String },
+}
+
+/// The commands registered with Telegram (`setMyCommands`) for everyone, with the locale key of
+/// each description.
+pub const PUBLIC_COMMANDS: [(&str, &str); 6] = [
+    ("start", "bot.commands.start"),
+    ("menu", "bot.commands.menu"),
+    ("account", "bot.commands.account"),
+    ("help", "bot.commands.help"),
+    ("language", "bot.commands.language"),
+    ("cancel", "bot.commands.cancel"),
+];
+
+/// The admin commands, registered for each admin's chat only.
+pub const ADMIN_COMMANDS: [(&str, &str); 6] = [
+    ("stats", "bot.commands.stats"),
+    ("grant", "bot.commands.grant"),
+    ("balance", "bot.commands.balance"),
+    ("ban", "bot.commands.ban"),
+    ("unban", "bot.commands.unban"),
+    ("broadcast", "bot.commands.broadcast"),
+];
+
+impl Command {
+    /// Parses `text` when it starts with `/`. `/cmd@OtherBot` addressed to another bot is not
+    /// ours (`None`); `bot_username` is our own, when known.
+    pub fn parse(text: &str, bot_username: Option<&str>) -> Option<Self> {
+        let text = text.trim_start();
+        let rest = text.strip_prefix('/')?;
+        let (word, args) = match rest.find(char::is_whitespace) {
+            Some(i) => (&rest[..i], rest[i..].trim()),
+            None => (rest, ""),
+        };
+        let (name, mention) = match word.split_once('@') {
+            Some((n, m)) => (n, Some(m)),
+            None => (word, None),
+        };
+        if let (Some(m), Some(me)) = (mention, bot_username) {
+            if !m.eq_ignore_ascii_case(me) {
+                return None;
+            }
+        }
+        Some(match name.to_ascii_lowercase().as_str() {
+            "start" => Command::Start,
+            "menu" => Command::Menu,
+            "cancel" => Command::Cancel,
+            "help" => Command::Help,
+            "account" | "balance" if args.is_empty() => Command::Account,
+            "language" | "lang" => Command::Language,
+            "stats" => Command::Admin(Ok(AdminCommand::Stats)),
+            "grant" => Command::Admin(parse_grant(args)),
+            "balance" => Command::Admin(
+                one_user(args).map(|user| AdminCommand::Balance { user }).ok_or(USAGE_BALANCE),
+            ),
+            "ban" => Command::Admin(
+                one_user(args).map(|user| AdminCommand::Ban { user }).ok_or(USAGE_BAN),
+            ),
+            "unban" => Command::Admin(
+                one_user(args).map(|user| AdminCommand::Unban { user }).ok_or(USAGE_UNBAN),
+            ),
+            "broadcast" => Command::Admin(if args.is_empty() {
+                Err(USAGE_BROADCAST)
+            } else {
+                Ok(AdminCommand::Broadcast { text: args.to_owned() })
+            }),
+            _ => Command::Unknown,
+        })
+    }
+
+    /// Whether only admins may run this command.
+    pub fn is_admin(&self) -> bool {
+        matches!(self, Command::Admin(_))
+    }
+}
+
+const USAGE_GRANT: &str = "bot.admin.usage_grant";
+const USAGE_BALANCE: &str = "bot.admin.usage_balance";
+const USAGE_BAN: &str = "bot.admin.usage_ban";
+const USAGE_UNBAN: &str = "bot.admin.usage_unban";
+const USAGE_BROADCAST: &str = "bot.admin.usage_broadcast";
+
+fn parse_user(s: &str) -> Option<UserId> {
+    s.parse::<i64>().ok().filter(|v| *v > 0).map(UserId)
+}
+
+fn one_user(args: &str) -> Option<UserId> {
+    let mut it = args.split_whitespace();
+    let user = parse_user(it.next()?)?;
+    it.next().is_none().then_some(user)
+}
+
+fn parse_grant(args: &str) -> Result<AdminCommand, &'static str> {
+    let mut it = args.splitn(3, char::is_whitespace);
+    let user = it.next().and_then(parse_user).ok_or(USAGE_GRANT)?;
+    let amount = it
+        .next()
+        .and_then(|a| a.trim().parse::<i64>().ok())
+        .filter(|a| (1..=MAX_GRANT).contains(a))
+        .and_then(|a| Credits::new(a).ok())
+        .ok_or(USAGE_GRANT)?;
+    let note = it.next().map(str::trim).unwrap_or("").to_owned();
+    Ok(AdminCommand::Grant { user, amount, note })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_commands_parse_with_and_without_mention() {
+        assert_eq!(Command::parse("/start", None), Some(Command::Start));
+        assert_eq!(Command::parse("/start@NeuroBot", Some("neurobot")), Some(Command::Start));
+        assert_eq!(Command::parse("/start@other_bot", Some("neurobot")), None);
+        assert_eq!(Command::parse("/CANCEL", None), Some(Command::Cancel));
+        assert_eq!(Command::parse("/balance", None), Some(Command::Account));
+        assert_eq!(Command::parse("/whatever", None), Some(Command::Unknown));
+        assert_eq!(Command::parse("hello", None), None);
+    }
+
+    #[test]
+    fn admin_commands_parse_arguments_or_give_usage() {
+        assert_eq!(
+            Command::parse("/grant 42 5 for the contest", None),
+            Some(Command::Admin(Ok(AdminCommand::Grant {
+                user: UserId(42),
+                amount: Credits::new(5).expect("non-negative"),
+                note: "for the contest".into()
+            })))
+        );
+        assert_eq!(
+            Command::parse("/grant 42 5", None),
+            Some(Command::Admin(Ok(AdminCommand::Grant {
+                user: UserId(42),
+                amount: Credits::new(5).expect("non-negative"),
+                note: String::new()
+            })))
+        );
+        assert_eq!(Command::parse("/grant 42 0", None), Some(Command::Admin(Err(USAGE_GRANT))));
+        assert_eq!(Command::parse("/grant 42 -3", None), Some(Command::Admin(Err(USAGE_GRANT))));
+        assert_eq!(Command::parse("/grant bob 3", None), Some(Command::Admin(Err(USAGE_GRANT))));
+        assert_eq!(
+            Command::parse("/balance 42", None),
+            Some(Command::Admin(Ok(AdminCommand::Balance { user: UserId(42) })))
+        );
+        assert_eq!(Command::parse("/ban", None), Some(Command::Admin(Err(USAGE_BAN))));
+        assert_eq!(Command::parse("/ban 1 2", None), Some(Command::Admin(Err(USAGE_BAN))));
+        assert_eq!(
+            Command::parse("/broadcast Hello\nall", None),
+            Some(Command::Admin(Ok(AdminCommand::Broadcast { text: "Hello\nall".into() })))
+        );
+        assert_eq!(Command::parse("/broadcast", None), Some(Command::Admin(Err(USAGE_BROADCAST))));
+        assert_eq!(Command::parse("/stats", None), Some(Command::Admin(Ok(AdminCommand::Stats))));
+    }
+}

@@ -1,0 +1,237 @@
+//! What the handlers depend on: the ports, the template catalogue and the settings, injected
+//! into the handler tree as one `Arc<BotContext>`.
+
+use super::state::Draft;
+use crate::domain::{Credits, OrderId, UserId};
+use crate::i18n::Texts;
+use crate::ports::{Accounts, AccountsError, JobQueue, Products, PromptEngine};
+use crate::templates::TemplateCatalogue;
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// At most `max_orders` orders per user within `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderRateLimit {
+    pub max_orders: u32,
+    pub window: Duration,
+}
+
+impl OrderRateLimit {
+    /// Parses `5/10m` (orders per window; units as in [`crate::domain::parse_duration`]).
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let (n, w) = s.split_once('/').ok_or_else(|| format!("expected N/window, got {s:?}"))?;
+        let max_orders: u32 =
+            n.trim().parse().map_err(|_| format!("not a number of orders: {n:?}"))?;
+        if max_orders == 0 {
+            return Err("the order limit must be at least 1".into());
+        }
+        Ok(Self { max_orders, window: crate::domain::parse_duration(w)? })
+    }
+
+    /// How long until another order is allowed, given the creation times of the user's most
+    /// recent orders (newest first); `None` when an order is allowed now.
+    pub fn wait(&self, recent: &[DateTime<Utc>], now: DateTime<Utc>) -> Option<Duration> {
+        let n = self.max_orders as usize;
+        let window = chrono::Duration::from_std(self.window).ok()?;
+        let oldest_counted = recent.get(n - 1)?;
+        let frees_at = *oldest_counted + window;
+        (frees_at > now).then(|| (frees_at - now).to_std().unwrap_or_default())
+    }
+}
+
+/// The conversation's settings (from the environment, via the host's configuration).
+#[derive(Debug, Clone)]
+pub struct ConversationSettings {
+    /// Users allowed admin commands; empty means nobody.
+    pub admin_ids: HashSet<UserId>,
+    /// Credits a new user gets, once.
+    pub start_credits: Credits,
+    /// What one video costs.
+    pub price_per_video: Credits,
+    /// The support contact (a `https://t.me/...` link), shown in the menu and error texts.
+    pub support_url: Option<url::Url>,
+    /// The terms and privacy documents linked from the consent question.
+    pub terms_url: Option<url::Url>,
+    /// Telegram file ids of demo videos sent after consent (at most 10 are sent).
+    pub welcome_video_ids: Vec<String>,
+    /// Per-user order rate limit; `None` means unlimited.
+    pub order_rate_limit: Option<OrderRateLimit>,
+    /// How long refining an own idea with the LLM may take before the idea is shown as written.
+    pub refine_timeout: Duration,
+    /// Messages per second a broadcast sends (Telegram allows about 30 overall).
+    pub broadcast_per_second: u32,
+}
+
+impl Default for ConversationSettings {
+    fn default() -> Self {
+        Self {
+            admin_ids: HashSet::new(),
+            start_credits: Credits::ZERO,
+            price_per_video: Credits::new(1).unwrap_or_default(),
+            support_url: None,
+            terms_url: None,
+            welcome_video_ids: Vec::new(),
+            order_rate_limit: None,
+            refine_timeout: Duration::from_secs(20),
+            broadcast_per_second: 25,
+        }
+    }
+}
+
+/// Daily figures for `/stats` beyond the queue's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DailyStats {
+    pub users_total: u64,
+    pub users_new: u64,
+    pub orders: u64,
+    pub jobs: u64,
+    /// API key health lines (`label`, `state`), as recorded by the workers.
+    pub key_health: Vec<(String, String)>,
+}
+
+/// Where `/stats` reads user and order counts since a moment.
+#[async_trait::async_trait]
+pub trait StatsSource: Send + Sync {
+    async fn daily(&self, since: DateTime<Utc>) -> Result<DailyStats, AccountsError>;
+}
+
+/// Reads back what a past order asked for, so "Retry" can order it again.
+#[async_trait::async_trait]
+pub trait OrderHistory: Send + Sync {
+    /// The order's product, template, wishes and prompt, if the order exists and belongs to
+    /// `owner`.
+    async fn order_request(
+        &self,
+        order: OrderId,
+        owner: UserId,
+    ) -> Result<Option<Draft>, AccountsError>;
+}
+
+/// Counters the bot exports on `/metrics`.
+#[derive(Debug, Default)]
+pub struct BotCounters {
+    pub updates: AtomicU64,
+    pub orders_placed: AtomicU64,
+    pub orders_insufficient: AtomicU64,
+    pub handler_errors: AtomicU64,
+    pub stale_buttons: AtomicU64,
+}
+
+impl BotCounters {
+    pub(crate) fn inc(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counters in Prometheus text format.
+    pub fn render(&self) -> String {
+        let lines = [
+            ("neurocards_bot_updates_total", "Updates handled.", &self.updates),
+            ("neurocards_bot_orders_placed_total", "Orders placed.", &self.orders_placed),
+            (
+                "neurocards_bot_orders_insufficient_total",
+                "Start taps refused for lack of credits.",
+                &self.orders_insufficient,
+            ),
+            ("neurocards_bot_handler_errors_total", "Handler errors.", &self.handler_errors),
+            (
+                "neurocards_bot_stale_buttons_total",
+                "Stale or unknown buttons.",
+                &self.stale_buttons,
+            ),
+        ];
+        let mut out = String::new();
+        for (name, help, value) in lines {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n",
+                value.load(Ordering::Relaxed)
+            ));
+        }
+        out
+    }
+}
+
+/// Everything the handlers need; shared by every update.
+pub struct BotContext {
+    pub accounts: Arc<dyn Accounts>,
+    pub products: Arc<dyn Products>,
+    pub queue: Arc<dyn JobQueue>,
+    pub prompts: Arc<dyn PromptEngine>,
+    pub templates: Arc<TemplateCatalogue>,
+    pub settings: ConversationSettings,
+    pub texts: &'static Texts,
+    /// Extra `/stats` figures; without it `/stats` shows the queue only.
+    pub stats: Option<Arc<dyn StatsSource>>,
+    /// Past orders for "Retry"; without it "Retry" starts a fresh order.
+    pub history: Option<Arc<dyn OrderHistory>>,
+    pub counters: BotCounters,
+}
+
+impl std::fmt::Debug for BotContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotContext").field("settings", &self.settings).finish_non_exhaustive()
+    }
+}
+
+impl BotContext {
+    /// A context with the built-in texts and fresh counters.
+    pub fn new(
+        accounts: Arc<dyn Accounts>,
+        products: Arc<dyn Products>,
+        queue: Arc<dyn JobQueue>,
+        prompts: Arc<dyn PromptEngine>,
+        templates: Arc<TemplateCatalogue>,
+        settings: ConversationSettings,
+    ) -> Self {
+        Self {
+            accounts,
+            products,
+            queue,
+            prompts,
+            templates,
+            settings,
+            texts: Texts::builtin(),
+            stats: None,
+            history: None,
+            counters: BotCounters::default(),
+        }
+    }
+
+    /// Adds the source of `/stats` user and order figures.
+    pub fn with_stats(mut self, stats: Arc<dyn StatsSource>) -> Self {
+        self.stats = Some(stats);
+        self
+    }
+
+    /// Adds the order history "Retry" reads.
+    pub fn with_history(mut self, history: Arc<dyn OrderHistory>) -> Self {
+        self.history = Some(history);
+        self
+    }
+
+    pub fn is_admin(&self, user: UserId) -> bool {
+        self.settings.admin_ids.contains(&user)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_parses_and_counts_orders_in_window() {
+        let limit = OrderRateLimit::parse("2/10m").expect("valid");
+        assert_eq!(limit, OrderRateLimit { max_orders: 2, window: Duration::from_secs(600) });
+        assert!(OrderRateLimit::parse("0/1m").is_err());
+        assert!(OrderRateLimit::parse("5").is_err());
+
+        let now = Utc::now();
+        let ago = |m: i64| now - chrono::Duration::minutes(m);
+        assert_eq!(limit.wait(&[ago(1)], now), None);
+        assert_eq!(limit.wait(&[ago(1), ago(11)], now), None);
+        let wait = limit.wait(&[ago(1), ago(4)], now).expect("limited");
+        assert_eq!(wait.as_secs(), 6 * 60);
+    }
+}

@@ -1,0 +1,97 @@
+//! "My account" (balance, recent orders), top-up and help.
+
+use super::{send, t, tr, HandlerResult};
+use crate::conversation::context::BotContext;
+use crate::conversation::keyboards;
+use crate::conversation::session::Session;
+use crate::domain::{JobStatus, Language};
+use crate::i18n::escape_html;
+use crate::ports::OrderSummary;
+use teloxide::prelude::*;
+
+/// How many recent orders the account page lists.
+const RECENT_ORDERS: u32 = 5;
+
+/// Balance (an error line when unreadable, never a zero) and the last orders with status.
+pub(super) async fn show(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
+    let (balance, orders) = tokio::join!(
+        ctx.accounts.balance(s.user_id),
+        ctx.accounts.recent_orders(s.user_id, RECENT_ORDERS)
+    );
+    let balance = match balance {
+        Ok(b) => b.to_string(),
+        Err(e) => {
+            tracing::warn!(user_id = %s.user_id, error = %e, "balance unreadable");
+            t(ctx, s.lang, "bot.account.balance_error").to_owned()
+        }
+    };
+    let orders = match orders {
+        Ok(list) if list.is_empty() => t(ctx, s.lang, "bot.account.no_orders").to_owned(),
+        Ok(list) => list.iter().map(|o| order_line(ctx, s.lang, o)).collect::<Vec<_>>().join("\n"),
+        Err(_) => t(ctx, s.lang, "bot.account.orders_error").to_owned(),
+    };
+    let text = tr(
+        ctx,
+        s.lang,
+        "bot.account.text",
+        &[("id", &s.user_id.to_string()), ("balance", &balance), ("orders", &orders)],
+    );
+    send(bot, s, text, Some(keyboards::topup_and_menu(ctx.texts, s.lang))).await.map(|_| ())
+}
+
+fn order_line(ctx: &BotContext, lang: Language, o: &OrderSummary) -> String {
+    let template = ctx
+        .templates
+        .iter()
+        .find(|t| t.id.as_str() == o.template)
+        .map(|t| t.name.get(lang).to_owned())
+        .unwrap_or_else(|| o.template.clone());
+    let statuses = o
+        .jobs
+        .iter()
+        .map(|(status, n)| format!("{} × {n}", status_text(ctx, lang, *status)))
+        .collect::<Vec<_>>()
+        .join(", ");
+    tr(
+        ctx,
+        lang,
+        "bot.account.order_line",
+        &[
+            ("order", &o.order_id.to_string()),
+            ("date", &o.created_at.format("%d.%m %H:%M").to_string()),
+            ("template", &escape_html(&template)),
+            ("charged", &o.charged.to_string()),
+            ("statuses", &statuses),
+        ],
+    )
+}
+
+fn status_text(ctx: &BotContext, lang: Language, status: JobStatus) -> &str {
+    let key = match status {
+        JobStatus::Queued => "bot.status.queued",
+        JobStatus::Running => "bot.status.running",
+        JobStatus::Succeeded => "bot.status.succeeded",
+        JobStatus::Failed => "bot.status.failed",
+        JobStatus::Cancelled => "bot.status.cancelled",
+    };
+    ctx.texts.get(lang, key)
+}
+
+/// How to top up: through support while payments are not in the bot.
+pub(super) async fn topup(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
+    let key = if ctx.settings.support_url.is_some() {
+        "bot.topup.text"
+    } else {
+        "bot.topup.text_no_support"
+    };
+    let text = tr(ctx, s.lang, key, &[("id", &s.user_id.to_string())]);
+    let kb = keyboards::support_and_menu(ctx.texts, s.lang, &ctx.settings);
+    send(bot, s, text, Some(kb)).await.map(|_| ())
+}
+
+/// How it works.
+pub(super) async fn help(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
+    let price = ctx.settings.price_per_video.to_string();
+    let text = tr(ctx, s.lang, "bot.help.text", &[("price", &price)]);
+    send(bot, s, text, Some(keyboards::create_and_menu(ctx.texts, s.lang))).await.map(|_| ())
+}

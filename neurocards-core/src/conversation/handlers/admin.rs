@@ -1,0 +1,245 @@
+//! Admin commands (users in `ADMIN_IDS` only; the caller checks): statistics, grants, balance
+//! look-ups, bans and a throttled broadcast.
+
+use super::{send, t, tr, HandlerResult};
+use crate::conversation::command::AdminCommand;
+use crate::conversation::context::{BotContext, DailyStats};
+use crate::conversation::session::Session;
+use crate::domain::{LedgerReason, UserId};
+use crate::i18n::{escape_html, Texts};
+use std::sync::Arc;
+use std::time::Duration;
+use teloxide::prelude::*;
+use teloxide::types::ParseMode;
+use teloxide::ApiError;
+
+pub(super) async fn run(
+    bot: Bot,
+    ctx: Arc<BotContext>,
+    s: Session,
+    request: Result<AdminCommand, &'static str>,
+) -> HandlerResult {
+    let command = match request {
+        Ok(c) => c,
+        Err(usage) => return send(&bot, &s, t(&ctx, s.lang, usage), None).await.map(|_| ()),
+    };
+    tracing::info!(admin = %s.user_id, command = ?command, "admin command");
+    let text = match command {
+        AdminCommand::Stats => stats(&ctx, &s).await,
+        AdminCommand::Grant { user, amount, note } => {
+            match ctx.accounts.user(user).await {
+                Ok(Some(target)) => {
+                    let note = if note.is_empty() { format!("admin {}", s.user_id) } else { note };
+                    match ctx.accounts.credit(user, amount, LedgerReason::Grant, &note).await {
+                        Ok(balance) => {
+                            let notice = tr(
+                                &ctx,
+                                target.language,
+                                "bot.admin.grant_notice",
+                                &[
+                                    ("amount", &amount.to_string()),
+                                    ("balance", &balance.to_string()),
+                                ],
+                            );
+                            // Best effort: the grant stands even if the user blocked the bot.
+                            let _ = bot.send_message(ChatId(user.get()), notice).await;
+                            tr(
+                                &ctx,
+                                s.lang,
+                                "bot.admin.granted",
+                                &[
+                                    ("amount", &amount.to_string()),
+                                    ("user", &user.to_string()),
+                                    ("balance", &balance.to_string()),
+                                ],
+                            )
+                        }
+                        Err(e) => error_text(&ctx, &s, &e.to_string()),
+                    }
+                }
+                Ok(None) => unknown_user(&ctx, &s, user),
+                Err(e) => error_text(&ctx, &s, &e.to_string()),
+            }
+        }
+        AdminCommand::Balance { user } => {
+            let (account, balance) =
+                tokio::join!(ctx.accounts.user(user), ctx.accounts.balance(user));
+            match (account, balance) {
+                (Ok(Some(u)), Ok(balance)) => tr(
+                    &ctx,
+                    s.lang,
+                    "bot.admin.balance",
+                    &[
+                        ("user", &user.to_string()),
+                        (
+                            "name",
+                            &escape_html(
+                                u.username.as_deref().or(u.first_name.as_deref()).unwrap_or("-"),
+                            ),
+                        ),
+                        ("balance", &balance.to_string()),
+                        ("language", u.language.as_str()),
+                        ("banned", if u.banned { "yes" } else { "no" }),
+                        (
+                            "consent",
+                            &u.consent_at.map(|c| c.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                        ),
+                    ],
+                ),
+                (Ok(None), _) => unknown_user(&ctx, &s, user),
+                (Err(e), _) | (_, Err(e)) => error_text(&ctx, &s, &e.to_string()),
+            }
+        }
+        AdminCommand::Ban { user } => set_banned(&ctx, &s, user, true).await,
+        AdminCommand::Unban { user } => set_banned(&ctx, &s, user, false).await,
+        AdminCommand::Broadcast { text } => {
+            tokio::spawn(broadcast(bot.clone(), ctx.clone(), s.chat, s.lang, text));
+            t(&ctx, s.lang, "bot.admin.broadcast_started").to_owned()
+        }
+    };
+    send(&bot, &s, text, None).await.map(|_| ())
+}
+
+async fn set_banned(ctx: &BotContext, s: &Session, user: UserId, banned: bool) -> String {
+    match ctx.accounts.set_banned(user, banned).await {
+        Ok(true) => {
+            let key = if banned { "bot.admin.banned" } else { "bot.admin.unbanned" };
+            tr(ctx, s.lang, key, &[("user", &user.to_string())])
+        }
+        Ok(false) => unknown_user(ctx, s, user),
+        Err(e) => error_text(ctx, s, &e.to_string()),
+    }
+}
+
+fn unknown_user(ctx: &BotContext, s: &Session, user: UserId) -> String {
+    tr(ctx, s.lang, "bot.admin.unknown_user", &[("user", &user.to_string())])
+}
+
+fn error_text(ctx: &BotContext, s: &Session, error: &str) -> String {
+    tr(ctx, s.lang, "bot.admin.error", &[("error", &escape_html(error))])
+}
+
+/// Today's figures (UTC day) from the queue and, when configured, the stats source.
+async fn stats(ctx: &BotContext, s: &Session) -> String {
+    let now = chrono::Utc::now();
+    let midnight = now.date_naive().and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or(now);
+    let window = (now - midnight).to_std().unwrap_or_default().max(Duration::from_secs(1));
+    let queue = match ctx.queue.stats(window).await {
+        Ok(q) => q,
+        Err(e) => return error_text(ctx, s, &e.to_string()),
+    };
+    let daily = match &ctx.stats {
+        Some(source) => match source.daily(midnight).await {
+            Ok(d) => d,
+            Err(e) => return error_text(ctx, s, &e.to_string()),
+        },
+        None => DailyStats::default(),
+    };
+    let none = t(ctx, s.lang, "bot.admin.none").to_owned();
+    let failures = if queue.failed_by_class.is_empty() {
+        none.clone()
+    } else {
+        queue
+            .failed_by_class
+            .iter()
+            .map(|(class, n)| format!("{class}: {n}"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let keys = if daily.key_health.is_empty() {
+        none
+    } else {
+        daily
+            .key_health
+            .iter()
+            .map(|(k, v)| format!("{}: {}", escape_html(k), escape_html(v)))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    tr(
+        ctx,
+        s.lang,
+        "bot.admin.stats",
+        &[
+            ("users_total", &daily.users_total.to_string()),
+            ("users_new", &daily.users_new.to_string()),
+            ("orders", &daily.orders.to_string()),
+            ("jobs", &daily.jobs.to_string()),
+            ("queued", &queue.queued.to_string()),
+            ("ready", &queue.ready.to_string()),
+            ("running", &queue.running.to_string()),
+            ("succeeded", &queue.succeeded.to_string()),
+            ("failed", &queue.failed.to_string()),
+            ("cancelled", &queue.cancelled.to_string()),
+            ("avg_wait", &format!("{:.0}", queue.avg_wait_secs)),
+            ("workers", &queue.workers.to_string()),
+            ("failures", &failures),
+            ("keys", &keys),
+        ],
+    )
+}
+
+/// Sends `text` to every reachable user, paced to `broadcast_per_second`; users who blocked
+/// the bot are recorded and skipped from then on. Reports the totals to the admin.
+async fn broadcast(
+    bot: Bot,
+    ctx: Arc<BotContext>,
+    admin_chat: ChatId,
+    lang: crate::domain::Language,
+    text: String,
+) {
+    let text = escape_html(&text);
+    let per_second = ctx.settings.broadcast_per_second.max(1);
+    let mut pace = tokio::time::interval(Duration::from_secs(1) / per_second);
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let (mut sent, mut blocked, mut failed) = (0u64, 0u64, 0u64);
+    let mut after = None;
+    loop {
+        let page = match ctx.accounts.reachable_users(after, 500).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(error = %e, "broadcast stopped: users unreadable");
+                break;
+            }
+        };
+        let Some(last) = page.last().copied() else { break };
+        after = Some(last);
+        for user in page {
+            pace.tick().await;
+            let result = bot
+                .send_message(ChatId(user.get()), text.clone())
+                .parse_mode(ParseMode::Html)
+                .await;
+            match result {
+                Ok(_) => sent += 1,
+                Err(teloxide::RequestError::Api(
+                    ApiError::BotBlocked
+                    | ApiError::UserDeactivated
+                    | ApiError::CantInitiateConversation,
+                )) => {
+                    blocked += 1;
+                    let _ = ctx.accounts.set_bot_blocked(user, true).await;
+                }
+                Err(teloxide::RequestError::RetryAfter(wait)) => {
+                    tokio::time::sleep(wait.duration()).await;
+                    failed += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(user_id = %user, error = %e, "broadcast message not sent");
+                    failed += 1;
+                }
+            }
+        }
+    }
+    tracing::info!(sent, blocked, failed, "broadcast finished");
+    let report = Texts::builtin().render(
+        lang,
+        "bot.admin.broadcast_done",
+        &[
+            ("sent", &sent.to_string()),
+            ("blocked", &blocked.to_string()),
+            ("failed", &failed.to_string()),
+        ],
+    );
+    let _ = bot.send_message(admin_chat, report).await;
+}

@@ -1,0 +1,204 @@
+//! The inline keyboards the conversation sends. Every callback button is built from an
+//! [`Action`], so its data always parses back (a test walks every keyboard).
+
+use super::action::Action;
+use super::context::ConversationSettings;
+use crate::domain::{Credits, Language, VideoCount};
+use crate::i18n::Texts;
+use crate::templates::TemplateCatalogue;
+use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
+
+fn button(texts: &Texts, lang: Language, key: &str, action: Action) -> InlineKeyboardButton {
+    InlineKeyboardButton::callback(texts.get(lang, key), action.encode())
+}
+
+fn menu_row(texts: &Texts, lang: Language) -> Vec<InlineKeyboardButton> {
+    vec![button(texts, lang, "common.main_menu", Action::MainMenu)]
+}
+
+fn support_row(
+    texts: &Texts,
+    lang: Language,
+    settings: &ConversationSettings,
+) -> Option<Vec<InlineKeyboardButton>> {
+    settings
+        .support_url
+        .clone()
+        .map(|url| vec![InlineKeyboardButton::url(texts.get(lang, "bot.menu.support"), url)])
+}
+
+/// Only "Main menu".
+pub fn menu_only(texts: &Texts, lang: Language) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([menu_row(texts, lang)])
+}
+
+/// "I accept".
+pub fn consent(texts: &Texts, lang: Language) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([[button(texts, lang, "bot.consent.accept", Action::AcceptTerms)]])
+}
+
+/// The main menu: create, account, help, support, language.
+pub fn main_menu(
+    texts: &Texts,
+    lang: Language,
+    settings: &ConversationSettings,
+) -> InlineKeyboardMarkup {
+    let other = match lang {
+        Language::Ru => Language::En,
+        Language::En => Language::Ru,
+    };
+    let mut rows = vec![
+        vec![button(texts, lang, "bot.menu.create", Action::CreateVideo)],
+        vec![
+            button(texts, lang, "bot.menu.account", Action::Account),
+            button(texts, lang, "bot.menu.help", Action::Help),
+        ],
+    ];
+    rows.extend(support_row(texts, lang, settings));
+    rows.push(vec![button(texts, lang, "bot.menu.language", Action::SetLanguage(other))]);
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// One button per template, then "Main menu".
+pub fn templates(
+    texts: &Texts,
+    lang: Language,
+    catalogue: &TemplateCatalogue,
+) -> InlineKeyboardMarkup {
+    let mut rows: Vec<Vec<InlineKeyboardButton>> = catalogue
+        .iter()
+        .map(|t| {
+            vec![InlineKeyboardButton::callback(
+                t.name.get(lang),
+                Action::Template(t.id.clone()).encode(),
+            )]
+        })
+        .collect();
+    rows.push(menu_row(texts, lang));
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// "Skip" for the wishes step.
+pub fn wishes(texts: &Texts, lang: Language) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![button(texts, lang, "bot.create.skip", Action::SkipWishes)],
+        menu_row(texts, lang),
+    ])
+}
+
+/// "Approve" / "Add details" for the refined own idea.
+pub fn idea_review(texts: &Texts, lang: Language) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![
+            button(texts, lang, "bot.create.approve", Action::ApproveIdea),
+            button(texts, lang, "bot.create.extend", Action::ExtendIdea),
+        ],
+        menu_row(texts, lang),
+    ])
+}
+
+/// 1 / 3 / 5 videos with their prices.
+pub fn counts(texts: &Texts, lang: Language, price: Credits) -> InlineKeyboardMarkup {
+    let buttons: Vec<InlineKeyboardButton> = VideoCount::CHOICES
+        .iter()
+        .filter_map(|n| VideoCount::parse(*n).ok())
+        .map(|count| {
+            let label = texts.render(
+                lang,
+                "bot.create.count_button",
+                &[
+                    ("count", &count.get().to_string()),
+                    ("credits", &price.times(count.get()).to_string()),
+                ],
+            );
+            InlineKeyboardButton::callback(label, Action::Count(count).encode())
+        })
+        .collect();
+    InlineKeyboardMarkup::new([buttons, menu_row(texts, lang)])
+}
+
+/// "Start (N credits)" for the summary.
+pub fn summary(texts: &Texts, lang: Language, key: &str, total: Credits) -> InlineKeyboardMarkup {
+    let label = texts.render(lang, "bot.create.start_button", &[("total", &total.to_string())]);
+    InlineKeyboardMarkup::new([
+        vec![InlineKeyboardButton::callback(label, Action::Start { key: key.to_owned() }.encode())],
+        menu_row(texts, lang),
+    ])
+}
+
+/// "Top up" and "Main menu" (not enough credits; the account page).
+pub fn topup_and_menu(texts: &Texts, lang: Language) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![button(texts, lang, "bot.order.topup", Action::TopUp)],
+        menu_row(texts, lang),
+    ])
+}
+
+/// Support link (when configured) and "Main menu".
+pub fn support_and_menu(
+    texts: &Texts,
+    lang: Language,
+    settings: &ConversationSettings,
+) -> InlineKeyboardMarkup {
+    let mut rows: Vec<Vec<InlineKeyboardButton>> =
+        support_row(texts, lang, settings).into_iter().collect();
+    rows.push(menu_row(texts, lang));
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// "Create video" and "Main menu" (help page).
+pub fn create_and_menu(texts: &Texts, lang: Language) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![button(texts, lang, "bot.menu.create", Action::CreateVideo)],
+        menu_row(texts, lang),
+    ])
+}
+
+/// Every keyboard the conversation can send, for the test that walks them.
+pub fn all(
+    texts: &Texts,
+    settings: &ConversationSettings,
+    catalogue: &TemplateCatalogue,
+) -> Vec<InlineKeyboardMarkup> {
+    let mut out = Vec::new();
+    for lang in [Language::Ru, Language::En] {
+        out.extend([
+            menu_only(texts, lang),
+            consent(texts, lang),
+            main_menu(texts, lang, settings),
+            templates(texts, lang, catalogue),
+            wishes(texts, lang),
+            idea_review(texts, lang),
+            counts(texts, lang, settings.price_per_video),
+            summary(texts, lang, &super::action::new_order_token(), settings.price_per_video),
+            topup_and_menu(texts, lang),
+            support_and_menu(texts, lang, settings),
+            create_and_menu(texts, lang),
+        ]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use teloxide::types::InlineKeyboardButtonKind;
+
+    #[test]
+    fn every_callback_button_parses_and_every_label_is_translated() {
+        let texts = Texts::builtin();
+        let settings = ConversationSettings {
+            support_url: Some(url::Url::parse("https://t.me/support").expect("url")),
+            ..ConversationSettings::default()
+        };
+        let catalogue = TemplateCatalogue::builtin();
+        for kb in all(texts, &settings, &catalogue) {
+            for button in kb.inline_keyboard.iter().flatten() {
+                assert!(!button.text.starts_with("bot."), "untranslated label {}", button.text);
+                if let InlineKeyboardButtonKind::CallbackData(data) = &button.kind {
+                    assert!(Action::parse(data).is_some(), "{data} has no handler");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! The Telegram conversation: a teloxide handler tree any bot can mount.
+//!
+//! Hosts build a [`BotContext`] (ports, templates, settings) and a dialogue storage, then either
+//! run [`schema`] in a teloxide `Dispatcher` (polling; see [`dispatcher`]) or feed webhook
+//! updates to a [`Conversation`] (see [`crate::web`]). Either way the same handlers run:
+//!
+//! - a handler never calls the video provider and never waits on generation: it places the
+//!   order and returns; the worker owns every message after the order is committed;
+//! - every callback query is answered, and unexpected input in any step gets that step's hint;
+//! - the dialogue state lives behind teloxide's `Storage`, so a restart loses nothing.
+
+mod action;
+mod command;
+mod context;
+mod handlers;
+pub mod input;
+pub mod keyboards;
+mod runner;
+mod session;
+mod state;
+
+pub use action::{new_order_token, Action, MAX_CALLBACK_BYTES};
+pub use command::{AdminCommand, Command, ADMIN_COMMANDS, MAX_GRANT, PUBLIC_COMMANDS};
+pub use context::{
+    BotContext, BotCounters, ConversationSettings, DailyStats, OrderHistory, OrderRateLimit,
+    StatsSource,
+};
+pub use handlers::{ConversationError, HandlerResult};
+pub use runner::{dependencies, dispatcher, register_commands, Conversation, ALLOWED_UPDATES};
+pub use session::{BotDialogue, DialogueStorage, Session};
+pub use state::{Draft, ProductSource, State};
+
+use handlers::{buttons, commands, create, fallback};
+use session::LoadError;
+use std::sync::Arc;
+use teloxide::dispatching::UpdateHandler;
+use teloxide::prelude::*;
+
+/// What loading a session gave.
+#[derive(Clone)]
+enum Loaded {
+    Ready(Box<(Session, State)>),
+    Unavailable,
+}
+
+fn loaded(result: Result<(Session, State), LoadError>) -> Option<Loaded> {
+    match result {
+        Ok(ready) => Some(Loaded::Ready(Box::new(ready))),
+        Err(LoadError::Unavailable) => Some(Loaded::Unavailable),
+        Err(LoadError::NotOurs) => None,
+    }
+}
+
+fn ready(l: Loaded) -> Option<(Session, State)> {
+    match l {
+        Loaded::Ready(ready) => Some(*ready),
+        Loaded::Unavailable => None,
+    }
+}
+
+/// The whole conversation as one handler tree, read top to bottom: messages (commands first,
+/// then by dialogue state, then the step's hint), then button presses.
+///
+/// Dependencies: `teloxide::Bot`, `teloxide::types::Me`, `Arc<BotContext>` and
+/// `Arc<DialogueStorage>` (see [`dependencies`]).
+pub fn schema() -> UpdateHandler<ConversationError> {
+    let message_steps = dptree::entry()
+        .branch(dptree::filter(|s: Session| s.banned()).endpoint(fallback::banned_message))
+        .branch(dptree::filter_map(commands::parse).endpoint(commands::on_command))
+        .branch(dptree::case![State::AwaitingPhoto].endpoint(create::on_picture))
+        .branch(
+            dptree::case![State::AwaitingDescription { source }].endpoint(create::on_description),
+        )
+        .branch(
+            dptree::case![State::AwaitingWishes { product_id, template }]
+                .endpoint(create::on_wishes),
+        )
+        .branch(
+            dptree::case![State::AwaitingIdea { product_id, template, idea }]
+                .endpoint(create::on_idea),
+        )
+        .branch(
+            dptree::case![State::ApprovingIdea { product_id, template, idea, prompt }]
+                .endpoint(create::on_idea_extension),
+        )
+        .endpoint(fallback::on_unexpected_message);
+
+    let button_steps = dptree::entry()
+        .branch(dptree::filter(|s: Session| s.banned()).endpoint(fallback::banned_callback))
+        .branch(
+            dptree::filter_map(|q: CallbackQuery| q.data.as_deref().and_then(Action::parse))
+                .endpoint(buttons::on_action),
+        )
+        .endpoint(buttons::on_unknown);
+
+    let messages = Update::filter_message()
+        .filter_map_async(
+            |msg: Message, ctx: Arc<BotContext>, storage: Arc<DialogueStorage>| async move {
+                loaded(session::for_message(&msg, &ctx, storage).await)
+            },
+        )
+        .branch(
+            dptree::filter_map(ready)
+                .map(|(s, _): (Session, State)| s)
+                .map(|(_, state): (Session, State)| state)
+                .chain(message_steps),
+        )
+        .endpoint(fallback::unavailable_message);
+
+    let buttons = Update::filter_callback_query()
+        .filter_map_async(
+            |q: CallbackQuery, ctx: Arc<BotContext>, storage: Arc<DialogueStorage>| async move {
+                loaded(session::for_callback(&q, &ctx, storage).await)
+            },
+        )
+        .branch(
+            dptree::filter_map(ready)
+                .map(|(s, _): (Session, State)| s)
+                .map(|(_, state): (Session, State)| state)
+                .chain(button_steps),
+        )
+        .endpoint(fallback::unavailable_callback);
+
+    dptree::entry()
+        .inspect(|ctx: Arc<BotContext>| BotCounters::inc(&ctx.counters.updates))
+        .branch(messages)
+        .branch(buttons)
+}

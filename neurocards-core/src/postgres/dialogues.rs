@@ -1,0 +1,132 @@
+//! Dialogue state in PostgreSQL (`bot_dialogues`), behind teloxide's `Storage` trait: any
+//! replica reads what another wrote, and a restart continues every dialogue where it was.
+
+use crate::conversation::{DialogueStorage, State};
+use futures::future::BoxFuture;
+use sqlx::PgPool;
+use std::sync::Arc;
+use teloxide::dispatching::dialogue::Storage;
+use teloxide::types::ChatId;
+
+/// Why the dialogue store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DialogueStoreError {
+    /// The database could not be reached or refused the query: retrying later can help.
+    #[error("dialogue storage unavailable: {0}")]
+    Database(#[from] sqlx::Error),
+    /// A stored state does not parse (written by an incompatible version).
+    #[error("stored dialogue state is unreadable: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// The PostgreSQL dialogue store. A state that no longer parses is treated as absent (the chat
+/// starts over at the menu) rather than locking the user out.
+#[derive(Debug, Clone)]
+pub struct PgDialogueStorage {
+    pool: PgPool,
+}
+
+impl PgDialogueStorage {
+    pub fn new(pool: PgPool) -> Self {
+        Self { pool }
+    }
+
+    /// The store as the conversation's storage type.
+    pub fn erased(pool: PgPool) -> Arc<DialogueStorage> {
+        Arc::new(Self::new(pool)).erase()
+    }
+
+    async fn get(&self, chat: i64) -> Result<Option<State>, DialogueStoreError> {
+        let row: Option<(serde_json::Value,)> =
+            sqlx::query_as("SELECT state FROM bot_dialogues WHERE chat_id = $1")
+                .bind(chat)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.and_then(|(value,)| match serde_json::from_value(value) {
+            Ok(state) => Some(state),
+            Err(e) => {
+                tracing::warn!(chat_id = chat, error = %e, "stored dialogue unreadable; reset");
+                None
+            }
+        }))
+    }
+
+    async fn put(&self, chat: i64, state: &State) -> Result<(), DialogueStoreError> {
+        let value = serde_json::to_value(state)?;
+        sqlx::query(
+            "INSERT INTO bot_dialogues (chat_id, state, updated_at) VALUES ($1, $2, now()) \
+             ON CONFLICT (chat_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
+        )
+        .bind(chat)
+        .bind(value)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn delete(&self, chat: i64) -> Result<(), DialogueStoreError> {
+        sqlx::query("DELETE FROM bot_dialogues WHERE chat_id = $1")
+            .bind(chat)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+}
+
+impl Storage<State> for PgDialogueStorage {
+    type Error = DialogueStoreError;
+
+    fn remove_dialogue(
+        self: Arc<Self>,
+        chat_id: ChatId,
+    ) -> BoxFuture<'static, Result<(), Self::Error>> {
+        Box::pin(async move { self.delete(chat_id.0).await })
+    }
+
+    fn update_dialogue(
+        self: Arc<Self>,
+        chat_id: ChatId,
+        dialogue: State,
+    ) -> BoxFuture<'static, Result<(), Self::Error>> {
+        Box::pin(async move { self.put(chat_id.0, &dialogue).await })
+    }
+
+    fn get_dialogue(
+        self: Arc<Self>,
+        chat_id: ChatId,
+    ) -> BoxFuture<'static, Result<Option<State>, Self::Error>> {
+        Box::pin(async move { self.get(chat_id.0).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::ProductId;
+
+    #[sqlx::test(migrations = "../migrations")]
+    async fn dialogue_survives_a_new_store_and_can_be_removed(pool: PgPool) {
+        let chat = ChatId(42);
+        let first = Arc::new(PgDialogueStorage::new(pool.clone()));
+        assert_eq!(first.clone().get_dialogue(chat).await.expect("reads"), None);
+        let state = State::ChoosingTemplate { product_id: ProductId(9) };
+        first.clone().update_dialogue(chat, state.clone()).await.expect("writes");
+        first.clone().update_dialogue(chat, state.clone()).await.expect("overwrites");
+
+        // A second replica (or a restarted bot) sees the same state.
+        let second = PgDialogueStorage::erased(pool.clone());
+        assert_eq!(second.clone().get_dialogue(chat).await.expect("reads"), Some(state));
+        second.clone().remove_dialogue(chat).await.expect("removes");
+        assert_eq!(first.get_dialogue(chat).await.expect("reads"), None);
+    }
+
+    #[sqlx::test(migrations = "../migrations")]
+    async fn unreadable_state_starts_over(pool: PgPool) {
+        sqlx::query("INSERT INTO bot_dialogues (chat_id, state) VALUES (1, '{\"step\":\"gone\"}')")
+            .execute(&pool)
+            .await
+            .expect("inserts");
+        let store = Arc::new(PgDialogueStorage::new(pool));
+        assert_eq!(store.get_dialogue(ChatId(1)).await.expect("reads"), None);
+    }
+}

@@ -1,0 +1,84 @@
+//! "Only one process polls Telegram at a time": a PostgreSQL session advisory lock held on a
+//! dedicated connection for as long as the process polls. If the process dies, its connection
+//! closes and the lock is free for a standby.
+
+use sqlx::{Connection, PgConnection, PgPool};
+use std::future::Future;
+use std::time::Duration;
+
+/// The advisory lock key of the Telegram poller ("ncpoll" in ASCII).
+pub const POLLING_LOCK_KEY: i64 = 0x6e63_706f_6c6c;
+
+/// The held polling lock. Dropping it closes its connection, which releases the lock.
+#[derive(Debug)]
+pub struct PollingLock {
+    conn: PgConnection,
+}
+
+impl PollingLock {
+    /// Takes the lock if it is free; `None` when another process holds it.
+    pub async fn try_acquire(pool: &PgPool) -> Result<Option<Self>, sqlx::Error> {
+        // Detached: a session lock must never go back into the pool with its connection.
+        let mut conn = pool.acquire().await?.detach();
+        let (taken,): (bool,) = sqlx::query_as("SELECT pg_try_advisory_lock($1)")
+            .bind(POLLING_LOCK_KEY)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(taken.then_some(Self { conn }))
+    }
+
+    /// Waits for the lock, trying every `retry_every`; `None` when `stop` completes first.
+    /// Database errors while waiting are logged and retried.
+    pub async fn acquire(
+        pool: &PgPool,
+        retry_every: Duration,
+        stop: impl Future<Output = ()>,
+    ) -> Option<Self> {
+        tokio::pin!(stop);
+        let mut announced = false;
+        loop {
+            match Self::try_acquire(pool).await {
+                Ok(Some(lock)) => return Some(lock),
+                Ok(None) if !announced => {
+                    tracing::info!("another process is polling Telegram; standing by");
+                    announced = true;
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(error = %e, "polling lock unavailable; retrying"),
+            }
+            tokio::select! {
+                _ = &mut stop => return None,
+                _ = tokio::time::sleep(retry_every) => {}
+            }
+        }
+    }
+
+    /// Whether the lock's connection is still alive (and so the lock still held).
+    pub async fn is_held(&mut self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+
+    /// Releases the lock now.
+    pub async fn release(self) {
+        let _ = self.conn.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[sqlx::test(migrations = "../migrations")]
+    async fn only_one_holder_until_released(pool: PgPool) {
+        let mut first = PollingLock::try_acquire(&pool).await.expect("db").expect("free lock");
+        assert!(PollingLock::try_acquire(&pool).await.expect("db").is_none());
+        assert!(first.is_held().await);
+        first.release().await;
+        let second = PollingLock::acquire(&pool, Duration::from_millis(20), std::future::pending())
+            .await
+            .expect("acquired after release");
+        drop(second);
+        let stopped = PollingLock::acquire(&pool, Duration::from_millis(20), async {}).await;
+        assert!(stopped.is_some(), "a free lock is taken before checking stop");
+    }
+}

@@ -1,0 +1,239 @@
+//! The conversation against FakeTelegram and a real database: updates in (as the webhook
+//! delivers them), Bot API calls recorded. Tests read like the user's side of the chat.
+
+use crate::fake_telegram::{FakeTelegram, SentMessage, TgUser};
+use neurocards_core::conversation::{
+    BotContext, Conversation, ConversationSettings, DialogueStorage,
+};
+use neurocards_core::domain::{Credits, LedgerReason, UserId};
+use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
+use neurocards_core::postgres::{
+    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgQueueConfig,
+};
+use neurocards_core::prompts::TemplatePromptEngine;
+use neurocards_core::secret::Secret;
+use neurocards_core::templates::TemplateCatalogue;
+use neurocards_core::web::{self, WebDeps, WebhookRoute};
+use serde_json::Value;
+use sqlx::PgPool;
+use std::sync::Arc;
+use teloxide::prelude::*;
+use teloxide::types::Update;
+
+/// A small valid JPEG header, enough for the photo step (the bot never decodes it).
+pub const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1];
+
+/// One bot process's conversation on a database, talking to a FakeTelegram.
+pub struct BotHarness {
+    pub telegram: FakeTelegram,
+    pub pool: PgPool,
+    pub ctx: Arc<BotContext>,
+    pub conversation: Arc<Conversation>,
+    pub accounts: Arc<PgAccounts>,
+    pub queue: Arc<PgJobQueue>,
+    pub bot: Bot,
+}
+
+impl std::fmt::Debug for BotHarness {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BotHarness").field("telegram", &self.telegram).finish_non_exhaustive()
+    }
+}
+
+/// Settings for tests: 1 credit per video, a support link, no welcome videos.
+pub fn test_settings() -> ConversationSettings {
+    ConversationSettings {
+        support_url: url::Url::parse("https://t.me/neurocards_support").ok(),
+        terms_url: url::Url::parse("https://example.com/terms").ok(),
+        price_per_video: Credits::new(1).unwrap_or_default(),
+        ..ConversationSettings::default()
+    }
+}
+
+impl BotHarness {
+    /// A fresh FakeTelegram and a conversation on `pool` (migrated) with `settings`.
+    pub async fn start(pool: PgPool, settings: ConversationSettings) -> Self {
+        if std::env::var_os("RUST_LOG").is_some() {
+            neurocards_core::telemetry::init(neurocards_core::telemetry::LogFormat::Text);
+        }
+        let telegram = FakeTelegram::start().await;
+        Self::on(telegram, pool, settings).await
+    }
+
+    /// Another bot process on the same FakeTelegram and database: nothing in memory is shared,
+    /// as after a restart or on a second replica.
+    pub async fn restart(&self) -> Self {
+        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone()).await
+    }
+
+    async fn on(telegram: FakeTelegram, pool: PgPool, settings: ConversationSettings) -> Self {
+        let bot = Bot::new(telegram.token().expose()).set_api_url(telegram.api_url());
+        let accounts = Arc::new(PgAccounts::new(pool.clone()));
+        let products: Arc<dyn Products> = Arc::new(PgProducts::new(pool.clone()));
+        let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
+        let prompts: Arc<dyn PromptEngine> = Arc::new(TemplatePromptEngine::new(2000));
+        let queries = Arc::new(PgBotQueries::new(pool.clone()));
+        let ctx = Arc::new(
+            BotContext::new(
+                accounts.clone() as Arc<dyn Accounts>,
+                products,
+                queue.clone() as Arc<dyn JobQueue>,
+                prompts,
+                Arc::new(TemplateCatalogue::builtin()),
+                settings,
+            )
+            .with_stats(queries.clone())
+            .with_history(queries),
+        );
+        let storage: Arc<DialogueStorage> = PgDialogueStorage::erased(pool.clone());
+        let me = bot.get_me().await.expect("FakeTelegram answers getMe");
+        let conversation = Arc::new(Conversation::new(bot.clone(), me, ctx.clone(), storage));
+        Self { telegram, pool, ctx, conversation, accounts, queue, bot }
+    }
+
+    /// Serves the bot's HTTP surface (webhook with `secret`) on a random local port; returns
+    /// its base URL. The server runs until the runtime stops.
+    pub async fn serve_http(&self, secret: &str) -> String {
+        self.serve_http_with(secret, None).await
+    }
+
+    /// As [`BotHarness::serve_http`], with a provider callback route.
+    pub async fn serve_http_with(&self, secret: &str, kie: Option<web::CallbackRoute>) -> String {
+        let deps = WebDeps {
+            readiness: Arc::new(self.pool.clone()),
+            queue: self.queue.clone(),
+            metrics: vec![self.ctx.clone()],
+            webhook: Some(WebhookRoute {
+                secret: Secret::new(secret),
+                updates: self.conversation.clone(),
+            }),
+            kie_callback: kie,
+            stats_window: std::time::Duration::from_secs(3600),
+        };
+        let listener =
+            tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("bound address");
+        tokio::spawn(web::serve(listener, web::router(deps), std::future::pending()));
+        format!("http://{addr}")
+    }
+
+    /// Handles one update JSON (built with FakeTelegram's `*_update` methods) to the end.
+    pub async fn deliver(&self, update: Value) {
+        // From text, as the webhook reads it: teloxide's `Update` does not deserialize its kind
+        // from a `serde_json::Value` (it needs borrowed strings).
+        let update: Update = serde_json::from_str(&update.to_string()).expect("a valid Update");
+        self.conversation.handle(update).await;
+    }
+
+    /// The user sends a command or text.
+    pub async fn say(&self, user: &TgUser, text: &str) {
+        let update = if text.starts_with('/') {
+            self.telegram.command_update(user, text)
+        } else {
+            self.telegram.text_update(user, text)
+        };
+        self.deliver(update).await;
+    }
+
+    /// The user sends a product photo.
+    pub async fn send_photo(&self, user: &TgUser) {
+        let (update, _) = self.telegram.photo_update(user, JPEG.to_vec(), None);
+        self.deliver(update).await;
+    }
+
+    /// The user presses the button with `data` on the latest bot message that has it; panics
+    /// when no message offers it (the test's story would be wrong).
+    pub async fn press(&self, user: &TgUser, data: &str) {
+        let message = self
+            .telegram
+            .messages_to(user.id)
+            .into_iter()
+            .rev()
+            .find(|m| m.callback_data().contains(&data))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no message offers the button {data:?}; the chat: {:?}; calls: {:?}",
+                    self.telegram.texts_to(user.id),
+                    self.telegram
+                        .all_calls()
+                        .iter()
+                        .map(|c| (&c.method, c.answered_ok))
+                        .collect::<Vec<_>>()
+                )
+            });
+        self.press_on(user, message.message_id, data).await;
+    }
+
+    /// The user presses a button with `data` on message `message_id` (stale buttons too).
+    pub async fn press_on(&self, user: &TgUser, message_id: i32, data: &str) {
+        let update = self.telegram.callback_update(user, message_id, data);
+        self.deliver(update).await;
+    }
+
+    /// The callback data of the button whose label contains `label` on the latest message
+    /// that has one.
+    pub fn button_data(&self, user: &TgUser, label: &str) -> String {
+        self.telegram
+            .messages_to(user.id)
+            .iter()
+            .rev()
+            .flat_map(|m| m.all_buttons().into_iter().cloned().collect::<Vec<_>>())
+            .find(|b| b.text.contains(label) && b.callback_data.is_some())
+            .and_then(|b| b.callback_data)
+            .unwrap_or_else(|| panic!("no button labelled {label:?}"))
+    }
+
+    /// The last message the bot sent the user.
+    pub fn last(&self, user: &TgUser) -> SentMessage {
+        self.telegram.last_message_to(user.id).expect("the bot answered")
+    }
+
+    /// How many messages the bot has sent the user.
+    pub fn message_count(&self, user: &TgUser) -> usize {
+        self.telegram.messages_to(user.id).len()
+    }
+
+    /// Registers the user and accepts the terms: the user is at the main menu.
+    pub async fn onboard(&self, user: &TgUser) {
+        self.say(user, "/start").await;
+        self.press(user, "terms").await;
+    }
+
+    /// Adds credits to a user (as an admin grant).
+    pub async fn grant(&self, user: &TgUser, credits: i64) {
+        self.accounts
+            .credit(
+                UserId(user.id),
+                Credits::new(credits).expect("non-negative"),
+                LedgerReason::Grant,
+                "test",
+            )
+            .await
+            .expect("grant");
+    }
+
+    /// The user's balance.
+    pub async fn balance(&self, user: &TgUser) -> i64 {
+        self.accounts.balance(UserId(user.id)).await.expect("balance readable").get()
+    }
+
+    /// Orders placed by a user.
+    pub async fn orders_of(&self, user: &TgUser) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders WHERE user_id = $1")
+            .bind(user.id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count orders");
+        n
+    }
+
+    /// Jobs of a user's orders.
+    pub async fn jobs_of(&self, user: &TgUser) -> i64 {
+        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM jobs WHERE user_id = $1")
+            .bind(user.id)
+            .fetch_one(&self.pool)
+            .await
+            .expect("count jobs");
+        n
+    }
+}

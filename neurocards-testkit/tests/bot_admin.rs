@@ -1,0 +1,108 @@
+//! Admin commands: allowed for `ADMIN_IDS`, answered like any unknown command for everyone
+//! else; the command list registered with Telegram.
+
+use neurocards_core::conversation::{register_commands, ConversationSettings};
+use neurocards_core::domain::UserId;
+use neurocards_testkit::bot_harness::{test_settings, BotHarness};
+use neurocards_testkit::fake_telegram::TgUser;
+use sqlx::PgPool;
+
+const ADMIN: i64 = 500;
+
+fn admin_settings() -> ConversationSettings {
+    ConversationSettings { admin_ids: [UserId(ADMIN)].into(), ..test_settings() }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn admin_commands_work_for_admins(pool: PgPool) {
+    let h = BotHarness::start(pool, admin_settings()).await;
+    let admin = TgUser::new(ADMIN).language("en");
+    let user = TgUser::new(501).language("en");
+    h.onboard(&admin).await;
+    h.onboard(&user).await;
+
+    h.say(&admin, "/grant 501 5 contest").await;
+    assert!(h.last(&admin).text.contains("Granted 5 credits to 501. Balance: 5"));
+    assert!(h.last(&user).text.contains("You received 5 credits"));
+    assert_eq!(h.balance(&user).await, 5);
+
+    h.say(&admin, "/balance 501").await;
+    assert!(h.last(&admin).text.contains("balance 5"), "{}", h.last(&admin).text);
+
+    h.say(&admin, "/grant 501 zero").await;
+    assert!(h.last(&admin).text.starts_with("Usage: /grant"));
+    h.say(&admin, "/balance 999").await;
+    assert!(h.last(&admin).text.contains("User 999 not found"));
+
+    h.say(&admin, "/ban 501").await;
+    assert!(h.last(&admin).text.contains("is banned"));
+    h.say(&user, "/menu").await;
+    assert!(h.last(&user).text.contains("suspended"));
+    h.say(&admin, "/unban 501").await;
+    h.say(&user, "/menu").await;
+    assert!(h.last(&user).callback_data().contains(&"create"));
+
+    h.say(&admin, "/stats").await;
+    let stats = h.last(&admin).text;
+    assert!(stats.contains("Users: 2"), "{stats}");
+
+    let blocked = TgUser::new(502);
+    h.onboard(&blocked).await;
+    h.telegram.block_bot(502);
+    h.say(&admin, "/broadcast Hello <all>").await;
+    let done = h
+        .telegram
+        .wait_until(std::time::Duration::from_secs(10), |tg| {
+            tg.texts_to(ADMIN).iter().any(|t| t.contains("Broadcast finished"))
+        })
+        .await;
+    assert!(done, "the broadcast reports back");
+    assert!(h
+        .telegram
+        .texts_to(501)
+        .iter()
+        .any(|t| t == "Hello &lt;all&gt;" || t == "Hello <all>"));
+    let report = h.telegram.texts_to(ADMIN).into_iter().rev().find(|t| t.contains("finished"));
+    assert!(report.expect("report").contains("1 blocked the bot"));
+    let (blocked_at,): (Option<chrono::DateTime<chrono::Utc>>,) =
+        sqlx::query_as("SELECT blocked_bot_at FROM users WHERE id = 502")
+            .fetch_one(&h.pool)
+            .await
+            .expect("user");
+    assert!(blocked_at.is_some(), "blocked users are recorded and skipped next time");
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn admin_commands_are_unknown_commands_for_everyone_else(pool: PgPool) {
+    let h = BotHarness::start(pool, admin_settings()).await;
+    let user = TgUser::new(600).language("en");
+    h.onboard(&user).await;
+    for command in ["/stats", "/grant 600 100", "/balance 600", "/ban 500", "/broadcast hi"] {
+        h.say(&user, command).await;
+        assert!(h.last(&user).text.contains("don't know this command"), "{command}");
+    }
+    assert_eq!(h.balance(&user).await, 0, "no self-granted credits");
+
+    // Empty ADMIN_IDS means nobody.
+    let nobody = BotHarness::start(h.pool.clone(), test_settings()).await;
+    let admin = TgUser::new(ADMIN).language("en");
+    nobody.onboard(&admin).await;
+    nobody.say(&admin, "/stats").await;
+    assert!(nobody.last(&admin).text.contains("don't know this command"));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_command_list_is_registered(pool: PgPool) {
+    let h = BotHarness::start(pool, admin_settings()).await;
+    register_commands(&h.bot, &h.ctx).await.expect("setMyCommands accepted");
+    let calls = h.telegram.calls("setMyCommands");
+    assert_eq!(calls.len(), 3, "ru, en and the admin's chat");
+    let names: Vec<String> = calls[0].params["commands"]
+        .as_array()
+        .expect("commands")
+        .iter()
+        .filter_map(|c| c["command"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(names, ["start", "menu", "account", "help", "language", "cancel"]);
+    assert!(calls[2].params["commands"].to_string().contains("broadcast"));
+}
