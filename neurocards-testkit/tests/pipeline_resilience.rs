@@ -40,7 +40,7 @@ async fn a_killed_worker_process_is_replaced_without_a_second_task(pool: PgPool)
     sys.kie.script(Scenario::SucceedAfterTime(Duration::from_secs(2)));
     let (user, order) = sys.user_with_order(5, 1).await;
     let mut process = sys.spawn_worker_binary();
-    let task = sys.wait_task_of(order.jobs[0], Duration::from_secs(60)).await;
+    let task = sys.wait_task_of(order.jobs[0], Duration::from_secs(15)).await;
 
     process.start_kill().expect("kill the worker process");
     let _ = process.wait().await;

@@ -1,0 +1,6 @@
+//! `sqlx::migrate!` embeds `../migrations` at compile time; rebuild when it changes so that a
+//! binary never carries a stale migration set.
+
+fn main() {
+    println!("cargo:rerun-if-changed=../migrations");
+}
