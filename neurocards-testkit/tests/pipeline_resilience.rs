@@ -135,14 +135,14 @@ async fn two_hundred_jobs_through_two_workers_with_faults_all_end_once(pool: PgP
     // Let the last notices go out, then compare what users got with what the database says.
     let expected = succeeded;
     sys.telegram
-        .wait_until(WAIT, |t| t.calls("sendVideo").iter().filter(|c| c.answered_ok).count() >= expected)
+        .wait_until(WAIT, |t| {
+            t.calls("sendVideo").iter().filter(|c| c.answered_ok).count() >= expected
+        })
         .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     for user in &users {
-        let delivered = snaps
-            .iter()
-            .filter(|j| j.user_id == *user && j.status == JobStatus::Succeeded)
-            .count();
+        let delivered =
+            snaps.iter().filter(|j| j.user_id == *user && j.status == JobStatus::Succeeded).count();
         assert_eq!(sys.videos_to(*user).len(), delivered, "user {user}: each video once");
         let failed =
             snaps.iter().filter(|j| j.user_id == *user && j.status == JobStatus::Failed).count();

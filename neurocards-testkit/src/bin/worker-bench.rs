@@ -108,10 +108,9 @@ async fn main() -> anyhow::Result<()> {
     let pid = worker.id().context("worker pid")?;
     let mut peak_in_flight = 0i64;
     loop {
-        let running: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'running'")
-                .fetch_one(&pool)
-                .await?;
+        let running: i64 = sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = 'running'")
+            .fetch_one(&pool)
+            .await?;
         peak_in_flight = peak_in_flight.max(running);
         if sys.open_jobs().await == 0 {
             break;
