@@ -481,9 +481,15 @@ impl TestSystem {
     /// Starts the real `neurocards-worker` binary against this system (see the module docs
     /// for how it is found). Kill it with [`tokio::process::Child::start_kill`].
     pub fn spawn_worker_binary(&self) -> tokio::process::Child {
+        self.spawn_worker_binary_with(&[])
+    }
+
+    /// Like [`TestSystem::spawn_worker_binary`], with extra or overriding variables.
+    pub fn spawn_worker_binary_with(&self, extra: &[(&str, &str)]) -> tokio::process::Child {
         let mut cmd = tokio::process::Command::new(worker_binary());
         cmd.env_clear()
             .envs(self.env())
+            .envs(extra.iter().copied())
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())

@@ -156,3 +156,43 @@ async fn two_hundred_jobs_through_two_workers_with_faults_all_end_once(pool: PgP
     assert!(tasks <= attempts, "{tasks} tasks for {attempts} attempts");
     sys.assert_invariants().await;
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_worker_process_serves_health_and_metrics(pool: PgPool) {
+    let sys = TestSystem::start(pool).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut process = sys.spawn_worker_binary_with(&[("WORKER_HTTP_ADDR", addr.as_str())]);
+    let (user, order) = sys.user_with_order(5, 1).await;
+    sys.wait_order(&order, Duration::from_secs(60)).await;
+    assert!(sys.telegram.wait_until(WAIT, |t| t.videos_to(user.get()).len() == 1).await);
+
+    let http = reqwest::Client::new();
+    let health = http.get(format!("http://{addr}/healthz")).send().await.expect("healthz");
+    assert!(health.status().is_success());
+    // The job's outcome is counted when its task ends, just after the last progress edit.
+    let mut metrics = String::new();
+    for _ in 0..50 {
+        metrics = http
+            .get(format!("http://{addr}/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        if metrics.contains("neurocards_jobs_total{outcome=\"succeeded\"") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metrics.contains("neurocards_jobs_total{outcome=\"succeeded\""), "{metrics}");
+    assert!(metrics.contains("neurocards_kie_key_healthy{key=\"key-"), "{metrics}");
+    assert!(!metrics.contains("kie-test-key-1"), "no key in metrics");
+    process.start_kill().expect("kill");
+    let _ = process.wait().await;
+    sys.assert_invariants().await;
+}
