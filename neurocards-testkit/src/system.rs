@@ -20,8 +20,8 @@ use crate::fake_telegram::{FakeTelegram, SentVideoView, TOKEN};
 use crate::invariants;
 use neurocards_core::config::Settings;
 use neurocards_core::domain::{
-    Credits, GenerationOptions, ImageMime, JobId, Language, LedgerReason, OrderId, OrderKey,
-    ProductId, TemplateId, UserId, VideoCount, WorkerId,
+    Credits, GenerationOptions, ImageMime, JobId, Language, LedgerReason, OrderKey, ProductId,
+    TemplateId, UserId, VideoCount, WorkerId,
 };
 use neurocards_core::kie::KieProvider;
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics, RunReport, WaitPolicy};
@@ -549,9 +549,4 @@ pub fn worker_binary() -> PathBuf {
         candidate
     })
     .clone()
-}
-
-/// Order id of a placed order, for messages.
-pub fn order_id(order: &PlacedOrder) -> OrderId {
-    order.order_id
 }
