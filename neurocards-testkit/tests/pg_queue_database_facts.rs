@@ -134,3 +134,30 @@ async fn stats_report_waits_of_claimed_jobs(pool: PgPool) {
     assert_eq!(stats.running, 2);
     assert_eq!(stats.window_secs, 60);
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn stats_keep_waits_of_jobs_finished_in_the_window(pool: PgPool) {
+    let accounts = PgAccounts::new(pool.clone());
+    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let user = funded_user(&accounts, 3).await;
+    let placed = queue.place_order(&order(user, 3, 1)).await.expect("order");
+    sqlx::query("UPDATE jobs SET created_at = now() - interval '10 seconds' WHERE order_id = $1")
+        .bind(placed.order_id.get())
+        .execute(&pool)
+        .await
+        .expect("age the jobs");
+    let claimed = queue.claim(&WorkerId::new("w"), 3).await.expect("claim");
+    assert_eq!(claimed.len(), 3);
+    queue.complete(&[claimed[0].lease]).await.expect("complete one");
+    queue
+        .fail(
+            claimed[1].lease,
+            &JobFailure { class: ErrorClass::Temporary, message: "boom".to_owned() },
+        )
+        .await
+        .expect("fail one");
+    let stats = queue.stats(Duration::from_secs(60)).await.expect("stats");
+    // Succeeded, failed and running jobs all waited about 10 s; none is missing or counted twice.
+    assert!(stats.avg_wait_secs >= 9.9 && stats.avg_wait_secs < 11.0, "{stats:?}");
+    assert_eq!((stats.succeeded, stats.failed, stats.running), (1, 1, 1), "{stats:?}");
+}

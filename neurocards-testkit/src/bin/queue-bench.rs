@@ -1,14 +1,30 @@
 //! Queue benchmark: enqueue N jobs in charged orders, drain them with no-op work through the
-//! real claim + complete, then measure pickup latency on an idle queue. Prints one JSON line.
+//! real claim + complete, then measure pickup latency on an idle queue. Prints one JSON line
+//! `{"jobs","concurrency","enqueue_per_sec","drain_per_sec","pickup_p50_ms","pickup_p99_ms"}`.
 //!
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 //!   cargo run --release -p neurocards-testkit --bin queue-bench -- --jobs 20000 --concurrency 32
 //! ```
 //!
-//! Options: `--jobs N` (20000), `--concurrency C` (32 drain workers), `--batch B` (jobs per
-//! claim, 64), `--order-size S` (jobs per order, 50), `--pickup-samples P` (200). The benchmark
-//! creates its own database on DATABASE_URL's server and drops it at the end.
+//! What is measured:
+//! - **enqueue**: `--concurrency` tasks place orders of `--order-size` jobs (one user per order,
+//!   each order charged in its own transaction, as the bot does); N / wall time.
+//! - **drain**: one simulated worker process with `--concurrency` job slots, shaped like the
+//!   pipeline worker: ONE claimer loop claims `min(free slots, --batch)` jobs per statement and
+//!   ONE completer commits the completions of all jobs finished since its previous flush in one
+//!   `complete` call. A job's work is a no-op; its slot is freed only after its completion has
+//!   committed, and a job counts only then. Rate = N / (last completion commit − first claim).
+//!   The default per-user cap (10) applies.
+//! - **pickup**: one worker waits on the idle queue (LISTEN/NOTIFY wake-up, 1 s poll fallback);
+//!   orders of one job are placed one at a time, and the time from `place_order` returning
+//!   (its transaction, which sends the NOTIFY, has committed) to the worker's claim returning
+//!   that job is recorded; p50 and p99 over `--pickup-samples`.
+//!
+//! Options: `--jobs N` (20000), `--concurrency C` (32 job slots), `--batch B` (most jobs per
+//! claim, 32 like the pipeline's default), `--order-size S` (jobs per order, 50),
+//! `--pickup-samples P` (200). The benchmark creates its own database on DATABASE_URL's server
+//! and drops it at the end.
 
 use anyhow::{bail, Context};
 use neurocards_core::domain::{Credits, JobId, Lease, LedgerReason, UserId, WorkerId};
@@ -34,7 +50,7 @@ struct Args {
 
 fn parse_args() -> anyhow::Result<Args> {
     let mut args =
-        Args { jobs: 20_000, concurrency: 32, batch: 64, order_size: 50, pickup_samples: 200 };
+        Args { jobs: 20_000, concurrency: 32, batch: 32, order_size: 50, pickup_samples: 200 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -134,39 +150,7 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Va
     }
     let enqueue_secs = started.elapsed().as_secs_f64();
 
-    let drain_started = Instant::now();
-    let completed = Arc::new(AtomicU64::new(0));
-    let mut workers = Vec::new();
-    for w in 0..args.concurrency {
-        let (queue, completed) = (queue.clone(), completed.clone());
-        let (total, batch) = (args.jobs, args.batch);
-        workers.push(tokio::spawn(async move {
-            let worker = WorkerId::new(format!("bench-{w}"));
-            let mut last_commit = drain_started;
-            while completed.load(Ordering::Relaxed) < total {
-                let jobs = queue.claim(&worker, batch).await?;
-                if jobs.is_empty() {
-                    // Everything left is held by others or capped: look again shortly.
-                    queue.wait_for_work(Duration::from_millis(2)).await?;
-                    continue;
-                }
-                let leases: Vec<Lease> = jobs.iter().map(|j| j.lease).collect();
-                let done = queue.complete(&leases).await?;
-                last_commit = Instant::now();
-                completed.fetch_add(done.len() as u64, Ordering::Relaxed);
-            }
-            Ok::<_, anyhow::Error>(last_commit)
-        }));
-    }
-    let mut drain_end = drain_started;
-    for w in workers {
-        drain_end = drain_end.max(w.await??);
-    }
-    let drain_secs = (drain_end - drain_started).as_secs_f64();
-    let drained = completed.load(Ordering::Relaxed);
-    if drained != args.jobs {
-        bail!("drained {drained} jobs, expected {}", args.jobs);
-    }
+    let drain_secs = drain(&queue, args).await?.as_secs_f64();
 
     let (p50, p99) = pickup(&queue, &accounts, args.pickup_samples).await?;
     Ok(serde_json::json!({
@@ -177,6 +161,115 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Va
         "pickup_p50_ms": (p50 * 100.0).round() / 100.0,
         "pickup_p99_ms": (p99 * 100.0).round() / 100.0,
     }))
+}
+
+/// The drain, shaped like one worker process: `slots` job slots, ONE claimer loop that claims
+/// `min(free slots, batch)` jobs per statement, and ONE completer that commits the completions
+/// of every job finished since its last flush in one `complete` call. A slot is freed only
+/// after its job's completion has committed, so at most `slots` jobs are ever leased, and a job
+/// is counted only once its terminal state is durable.
+///
+/// Returns the time from the first claim to the last completion commit.
+async fn drain(queue: &Arc<PgJobQueue>, args: &Args) -> anyhow::Result<Duration> {
+    let total = args.jobs;
+    let slots = Arc::new(Slots::new(args.concurrency));
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Lease>();
+    let started = Instant::now();
+
+    let completer = {
+        let (queue, slots) = (queue.clone(), slots.clone());
+        tokio::spawn(async move {
+            let mut completed = 0u64;
+            let mut batch = Vec::new();
+            while completed < total {
+                // Wait for one finished job, then take everything else already finished.
+                let Some(first) = done_rx.recv().await else {
+                    bail!("the claimer stopped with {completed} of {total} jobs completed");
+                };
+                batch.push(first);
+                while let Ok(more) = done_rx.try_recv() {
+                    batch.push(more);
+                }
+                let done = queue.complete(&batch).await?;
+                if done.len() != batch.len() {
+                    bail!("{} of {} completions refused", batch.len() - done.len(), batch.len());
+                }
+                completed += done.len() as u64;
+                slots.free(batch.len() as u32);
+                batch.clear();
+            }
+            Ok::<_, anyhow::Error>(Instant::now())
+        })
+    };
+
+    let claimer = {
+        let (queue, slots) = (queue.clone(), slots.clone());
+        let batch = args.batch;
+        tokio::spawn(async move {
+            let me = WorkerId::new("bench");
+            let mut claimed = 0u64;
+            while claimed < total {
+                let free = slots.wait_free().await;
+                let jobs = queue.claim(&me, free.min(batch)).await?;
+                if jobs.is_empty() {
+                    // Everything ready is capped or leased; the completer frees slots (and the
+                    // cap) as it commits, and a wake-up or the short poll brings us back.
+                    queue.wait_for_work(Duration::from_millis(1)).await?;
+                    continue;
+                }
+                slots.take(jobs.len() as u32);
+                claimed += jobs.len() as u64;
+                // No-op work: each job is finished as soon as it is claimed.
+                for job in jobs {
+                    done_tx.send(job.lease).ok();
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        })
+    };
+    claimer.await??;
+    let finished = completer.await??;
+    Ok(finished - started)
+}
+
+/// Free job slots of the simulated worker process.
+struct Slots {
+    free: std::sync::Mutex<u32>,
+    freed: tokio::sync::Notify,
+}
+
+impl Slots {
+    fn new(n: u32) -> Self {
+        Self { free: std::sync::Mutex::new(n), freed: tokio::sync::Notify::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, u32> {
+        self.free.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until at least one slot is free and returns how many are.
+    async fn wait_free(&self) -> u32 {
+        loop {
+            let notified = self.freed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let free = *self.lock();
+            if free > 0 {
+                return free;
+            }
+            notified.await;
+        }
+    }
+
+    fn take(&self, n: u32) {
+        let mut free = self.lock();
+        *free = free.saturating_sub(n);
+    }
+
+    fn free(&self, n: u32) {
+        *self.lock() += n;
+        self.freed.notify_waiters();
+    }
 }
 
 /// One worker waits on the idle queue; jobs are placed one at a time and the time from the

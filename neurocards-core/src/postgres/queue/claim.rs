@@ -83,6 +83,13 @@ pub(super) async fn heartbeat(
         return Ok(Vec::new());
     }
     let (ids, tokens) = lease_arrays(leases);
+    let mut tx = q.pool.begin().await?;
+    // A heartbeat lost in a database crash is harmless: the lease keeps its previous expiry (at
+    // least two heartbeat intervals away), and if that passes while the database is down the job
+    // is rescued and re-claimed under a new token, which fences this worker out. So the commit
+    // does not wait for the WAL flush. Claims, completions, failures with refund and order
+    // placement stay synchronous (a claim lost in a crash would let its token be issued again).
+    sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
     let kept: Vec<i64> = sqlx::query_scalar(
         "UPDATE jobs j SET lease_expires_at = now() + make_interval(secs => $4) \
          FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token) \
@@ -94,8 +101,9 @@ pub(super) async fn heartbeat(
     .bind(&tokens)
     .bind(worker.as_str())
     .bind(q.lease_secs())
-    .fetch_all(&q.pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.commit().await?;
     let kept: HashSet<i64> = kept.into_iter().collect();
     let lost: Vec<JobId> = ids.into_iter().filter(|id| !kept.contains(id)).map(JobId).collect();
     if !lost.is_empty() {
