@@ -125,9 +125,10 @@ impl Adapters {
             }
             None => None,
         };
-        let prompts = LlmPromptEngine::new(llm, crate::domain::Prompt::MAX_CHARS)
-            .with_catalogue(&templates);
-        let bot = build_bot(&settings.bot_token, &settings.telegram_api_url, &BotOptions::default())?;
+        let prompts =
+            LlmPromptEngine::new(llm, crate::domain::Prompt::MAX_CHARS).with_catalogue(&templates);
+        let bot =
+            build_bot(&settings.bot_token, &settings.telegram_api_url, &BotOptions::default())?;
         let downloads = crate::http::client(crate::http::HttpTimeouts {
             connect: Duration::from_secs(10),
             request: Duration::from_secs(180),

@@ -68,8 +68,10 @@ impl CallbackReceiver {
 async fn callback(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
     r.received.fetch_add(1, Ordering::Relaxed);
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let headers =
-        CallbackHeaders { timestamp: header(TIMESTAMP_HEADER), signature: header(SIGNATURE_HEADER) };
+    let headers = CallbackHeaders {
+        timestamp: header(TIMESTAMP_HEADER),
+        signature: header(SIGNATURE_HEADER),
+    };
     let update = match r.provider.parse_callback(&headers, &body) {
         Ok(u) => u,
         Err(_) => return StatusCode::BAD_REQUEST,

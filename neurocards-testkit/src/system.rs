@@ -20,14 +20,13 @@ use crate::fake_telegram::{FakeTelegram, SentVideoView, TOKEN};
 use crate::invariants;
 use neurocards_core::config::Settings;
 use neurocards_core::domain::{
-    Credits, GenerationOptions, ImageMime, JobId, Language, LedgerReason, OrderId,
-    OrderKey, ProductId, TemplateId, UserId, VideoCount, WorkerId,
+    Credits, GenerationOptions, ImageMime, JobId, Language, LedgerReason, OrderId, OrderKey,
+    ProductId, TemplateId, UserId, VideoCount, WorkerId,
 };
 use neurocards_core::kie::KieProvider;
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics, RunReport, WaitPolicy};
 use neurocards_core::ports::{
-    Accounts, JobQueue, JobSnapshot, NewOrder, NewProduct, NewUser, PhotoRef, PlacedOrder,
-    Products,
+    Accounts, JobQueue, JobSnapshot, NewOrder, NewProduct, NewUser, PhotoRef, PlacedOrder, Products,
 };
 use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgProducts, PgTaskSignals};
 use neurocards_core::wiring::{self, Adapters};
@@ -149,7 +148,10 @@ impl TestSystem {
         let mut system = Self {
             accounts: PgAccounts::new(pool.clone()),
             products: PgProducts::new(pool.clone()),
-            queue: PgJobQueue::new(pool.clone(), neurocards_core::postgres::PgQueueConfig::default()),
+            queue: PgJobQueue::new(
+                pool.clone(),
+                neurocards_core::postgres::PgQueueConfig::default(),
+            ),
             signals: PgTaskSignals::new(pool.clone()),
             provider: placeholder_provider(),
             pool,
@@ -164,9 +166,11 @@ impl TestSystem {
         system.provider = system.kie_provider(&settings);
         system.queue = PgJobQueue::new(system.pool.clone(), wiring::queue_config(&settings));
         if system.options.callbacks {
-            let receiver =
-                CallbackReceiver::start(system.pool.clone(), Arc::new(system.kie_provider(&settings)))
-                    .await;
+            let receiver = CallbackReceiver::start(
+                system.pool.clone(),
+                Arc::new(system.kie_provider(&settings)),
+            )
+            .await;
             system.callbacks = Some(receiver);
         }
         system
@@ -233,7 +237,10 @@ impl TestSystem {
         self.accounts.register(&user, Credits::ZERO).await.expect("register user");
         if credits > 0 {
             let amount = Credits::new(credits).expect("credits");
-            self.accounts.credit(id, amount, LedgerReason::Grant, "test funds").await.expect("fund");
+            self.accounts
+                .credit(id, amount, LedgerReason::Grant, "test funds")
+                .await
+                .expect("fund");
         }
         id
     }
@@ -326,7 +333,10 @@ impl TestSystem {
             if open == 0 {
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "{open} jobs still open after {timeout:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{open} jobs still open after {timeout:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -517,7 +527,9 @@ pub fn worker_binary() -> PathBuf {
         let candidate = dir.join("neurocards-worker");
         if !candidate.exists() {
             let release = dir.ends_with("release");
-            let mut cmd = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            let mut cmd = std::process::Command::new(
+                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
+            );
             cmd.args(["build", "-p", "neurocards-worker"]);
             if release {
                 cmd.arg("--release");

@@ -60,7 +60,10 @@ async fn a_user_violation_is_tried_once_explained_and_refunded(pool: PgPool) {
     assert_eq!(sys.kie.create_requests().len(), 1, "never retried");
     let text = failure_text(&sys, user);
     assert!(text.contains("content moderation"), "{text}");
-    assert!(text.contains("violates the content policy &lt;b&gt;"), "reason shown, escaped: {text}");
+    assert!(
+        text.contains("violates the content policy &lt;b&gt;"),
+        "reason shown, escaped: {text}"
+    );
     assert!(text.contains("1 credit returned"), "{text}");
     assert_eq!(sys.balance(user).await, 5, "refunded");
     assert!(sys.videos_to(user).is_empty());
@@ -102,10 +105,8 @@ async fn a_temporary_error_that_clears_succeeds_without_refund(pool: PgPool) {
 
 #[sqlx::test(migrations = "../migrations")]
 async fn a_rate_limit_is_retried_on_its_schedule_then_refunded(pool: PgPool) {
-    let options = SystemOptions {
-        rate_limit_delays: "60ms,120ms,240ms".into(),
-        ..SystemOptions::default()
-    };
+    let options =
+        SystemOptions { rate_limit_delays: "60ms,120ms,240ms".into(), ..SystemOptions::default() };
     let mut sys = TestSystem::start_with(pool, options).await;
     sys.kie.retry_after_header(Some(0));
     sys.kie.fail_next(Endpoint::Create, 4, Failure::rate_limited());

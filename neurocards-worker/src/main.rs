@@ -72,9 +72,8 @@ async fn migrate() -> ExitCode {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     // Checked before touching the database: without a key there is nothing to do.
     let provider = wiring::kie_provider_from_env(&settings)?;
-    let pool =
-        postgres::connect(settings.database_url.expose(), settings.database_max_connections)
-            .await?;
+    let pool = postgres::connect(settings.database_url.expose(), settings.database_max_connections)
+        .await?;
     postgres::migrate(&pool).await?;
     let adapters = Adapters::build(&settings, pool, provider)?;
 
@@ -89,9 +88,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let metrics = Arc::new(PipelineMetrics::default());
     let pipeline = Pipeline::with_metrics(adapters.pipeline_deps(), config, metrics.clone());
 
-    let listener = tokio::net::TcpListener::bind(settings.worker_http_addr)
-        .await
-        .with_context(|| format!("WORKER_HTTP_ADDR {} cannot be bound", settings.worker_http_addr))?;
+    let listener =
+        tokio::net::TcpListener::bind(settings.worker_http_addr).await.with_context(|| {
+            format!("WORKER_HTTP_ADDR {} cannot be bound", settings.worker_http_addr)
+        })?;
     let http_state = HttpState { metrics, provider: adapters.provider.clone() };
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
