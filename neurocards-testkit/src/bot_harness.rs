@@ -60,6 +60,16 @@ impl BotHarness {
         Self::on(telegram, pool, settings).await
     }
 
+    /// A conversation on an existing FakeTelegram (for example a [`crate::system::TestSystem`]'s,
+    /// so that its workers deliver the videos the conversation ordered).
+    pub async fn with_telegram(
+        telegram: FakeTelegram,
+        pool: PgPool,
+        settings: ConversationSettings,
+    ) -> Self {
+        Self::on(telegram, pool, settings).await
+    }
+
     /// Another bot process on the same FakeTelegram and database: nothing in memory is shared,
     /// as after a restart or on a second replica.
     pub async fn restart(&self) -> Self {
@@ -236,4 +246,37 @@ impl BotHarness {
             .expect("count jobs");
         n
     }
+}
+
+/// The path of the `neurocards-bot` binary next to the running test executable (or
+/// `NEUROCARDS_BOT_BIN`). It is (re)built once per test process: a binary merely present may be
+/// older than the sources under test, and an up-to-date build costs cargo only a check.
+pub fn bot_binary() -> std::path::PathBuf {
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Ok(p) = std::env::var("NEUROCARDS_BOT_BIN") {
+            return std::path::PathBuf::from(p);
+        }
+        let exe = std::env::current_exe().expect("current exe");
+        let mut dir = exe.parent().expect("exe dir").to_path_buf();
+        if dir.ends_with("deps") {
+            dir.pop();
+        }
+        let candidate = dir.join("neurocards-bot");
+        {
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = std::process::Command::new(cargo);
+            cmd.args(["build", "-p", "neurocards-bot"]);
+            if dir.ends_with("release") {
+                cmd.arg("--release");
+            }
+            if let Some(target) = dir.parent() {
+                cmd.env("CARGO_TARGET_DIR", target);
+            }
+            let status = cmd.status().expect("run cargo build");
+            assert!(status.success(), "cargo build -p neurocards-bot failed");
+        }
+        candidate
+    })
+    .clone()
 }

@@ -1,0 +1,138 @@
+//! From the first `/start` to the delivered video: the conversation places the order, the
+//! worker generates it against FakeKie and FakeOpenAi and delivers it through FakeTelegram.
+
+use neurocards_testkit::bot_harness::{bot_binary, test_settings, BotHarness, JPEG};
+use neurocards_testkit::fake_telegram::TgUser;
+use neurocards_testkit::system::TestSystem;
+use sqlx::PgPool;
+use std::time::Duration;
+
+/// Photo, description, template, wishes or idea, `count`, Start — from the main menu.
+async fn order(h: &BotHarness, user: &TgUser, tpl: &str, count: u32) {
+    h.press(user, "create").await;
+    h.send_photo(user).await;
+    h.say(user, "Ceramic mug, 350 ml, dishwasher safe").await;
+    h.press(user, &format!("tpl:{tpl}")).await;
+    match tpl {
+        "own_idea" => {
+            h.say(user, "The mug on a windowsill at sunrise").await;
+            h.press(user, "idea:ok").await;
+        }
+        "ad" => h.say(user, "Warm light").await,
+        _ => h.press(user, "skip").await,
+    }
+    h.press(user, &format!("cnt:{count}")).await;
+    let start = h.button_data(user, "🚀");
+    h.press(user, &start).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_conversation_ends_with_the_worker_delivering_the_videos(pool: PgPool) {
+    let mut system = TestSystem::start(pool).await;
+    system.start_worker();
+    let h =
+        BotHarness::with_telegram(system.telegram.clone(), system.pool.clone(), test_settings())
+            .await;
+    let mut id = 70_000;
+    for tpl in ["ugc", "ad", "own_idea"] {
+        for count in [1usize, 3] {
+            id += 1;
+            let user = TgUser::new(id).language("en");
+            h.onboard(&user).await;
+            h.grant(&user, 10).await;
+            order(&h, &user, tpl, count as u32).await;
+            let delivered = system
+                .telegram
+                .wait_until(Duration::from_secs(60), |tg| tg.videos_to(user.id).len() >= count)
+                .await;
+            assert!(delivered, "{tpl}/{count}: {:?}", system.telegram.texts_to(user.id));
+            let videos = system.telegram.videos_to(user.id);
+            assert_eq!(videos.len(), count, "{tpl}/{count}: each video once");
+            assert_eq!(h.balance(&user).await, 10 - count as i64);
+        }
+    }
+
+    // "Make another with this product" under the last video: back to the template choice.
+    let user = TgUser::new(id).language("en");
+    let video = system.telegram.videos_to(user.id).pop().expect("a video");
+    let again = video
+        .buttons
+        .iter()
+        .flatten()
+        .find_map(|b| b.callback_data.clone().filter(|d| d.starts_with("mk:")))
+        .expect("the video offers Make another");
+    h.press_on(&user, video.message_id, &again).await;
+    assert!(h.last(&user).callback_data().contains(&"tpl:ugc"));
+    system.wait_all_terminal(Duration::from_secs(30)).await;
+    system.assert_invariants().await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn the_bot_and_worker_binaries_complete_an_order(pool: PgPool) {
+    let system = TestSystem::start(pool).await;
+    let mut worker = system.spawn_worker_binary();
+    let mut env = system.env();
+    env.insert("BOT_MODE".into(), "polling".into());
+    env.insert("HTTP_ADDR".into(), "127.0.0.1:0".into());
+    env.insert("START_CREDITS".into(), "1".into());
+    let mut cmd = tokio::process::Command::new(bot_binary());
+    cmd.env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    let mut bot = cmd.spawn().expect("start neurocards-bot");
+
+    let tg = &system.telegram;
+    let user = TgUser::new(88_001).language("en");
+    // Each step: the user acts, then waits for the bot's next message.
+    let step = |update: serde_json::Value| {
+        let before = tg.messages_to(user.id).len();
+        tg.push_update(update);
+        async move {
+            let answered = tg
+                .wait_until(Duration::from_secs(30), |t| t.messages_to(user.id).len() > before)
+                .await;
+            assert!(answered, "the bot answered: {:?}", tg.texts_to(user.id));
+        }
+    };
+    let press = |data: &str| {
+        let message = tg
+            .messages_to(user.id)
+            .into_iter()
+            .rev()
+            .find(|m| m.callback_data().iter().any(|d| d.starts_with(data)))
+            .unwrap_or_else(|| panic!("no {data} button: {:?}", tg.texts_to(user.id)));
+        let full = message
+            .callback_data()
+            .into_iter()
+            .find(|d| d.starts_with(data))
+            .map(str::to_owned)
+            .unwrap_or_default();
+        tg.callback_update(&user, message.message_id, &full)
+    };
+    step(tg.command_update(&user, "/start")).await;
+    step(press("terms")).await;
+    step(press("create")).await;
+    step(tg.photo_update(&user, JPEG.to_vec(), None).0).await;
+    step(tg.text_update(&user, "A ceramic mug")).await;
+    step(press("tpl:ugc")).await;
+    step(press("skip")).await;
+    step(press("cnt:1")).await;
+    step(press("go:")).await;
+    assert!(tg.texts_to(user.id).iter().any(|t| t.contains("Accepted")));
+    let delivered =
+        tg.wait_until(Duration::from_secs(60), |t| !t.videos_to(user.id).is_empty()).await;
+    assert!(delivered, "the worker binary delivered the video");
+    assert!(!tg.registered_commands().to_string().is_empty(), "commands registered");
+
+    let _ = bot.start_kill();
+    let _ = worker.start_kill();
+    let _ = bot.wait().await;
+    let _ = worker.wait().await;
+    system.assert_invariants().await;
+}
