@@ -248,35 +248,8 @@ impl BotHarness {
     }
 }
 
-/// The path of the `neurocards-bot` binary next to the running test executable (or
-/// `NEUROCARDS_BOT_BIN`). It is (re)built once per test process: a binary merely present may be
-/// older than the sources under test, and an up-to-date build costs cargo only a check.
+/// The `neurocards-bot` binary, freshly built (or `NEUROCARDS_BOT_BIN`); see
+/// [`crate::binaries::workspace_binary`].
 pub fn bot_binary() -> std::path::PathBuf {
-    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Ok(p) = std::env::var("NEUROCARDS_BOT_BIN") {
-            return std::path::PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("current exe");
-        let mut dir = exe.parent().expect("exe dir").to_path_buf();
-        if dir.ends_with("deps") {
-            dir.pop();
-        }
-        let candidate = dir.join("neurocards-bot");
-        {
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-            let mut cmd = std::process::Command::new(cargo);
-            cmd.args(["build", "-p", "neurocards-bot"]);
-            if dir.ends_with("release") {
-                cmd.arg("--release");
-            }
-            if let Some(target) = dir.parent() {
-                cmd.env("CARGO_TARGET_DIR", target);
-            }
-            let status = cmd.status().expect("run cargo build");
-            assert!(status.success(), "cargo build -p neurocards-bot failed");
-        }
-        candidate
-    })
-    .clone()
+    crate::binaries::workspace_binary("neurocards-bot", "NEUROCARDS_BOT_BIN")
 }

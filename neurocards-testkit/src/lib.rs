@@ -2,6 +2,7 @@
 //! harness that starts the whole system in one test, conformance suites for the ports, the
 //! database invariants check, PostgreSQL fixtures, and benchmarks.
 
+pub mod binaries;
 pub mod bot_harness;
 pub mod callback_receiver;
 pub mod conformance;

@@ -8,10 +8,10 @@
 //! `neurocards-worker` binary ([`TestSystem::spawn_worker_binary`]) configured through the same
 //! environment variables an operator sets.
 //!
-//! Finding the binary: `target/<profile>/neurocards-worker` next to the running test executable
-//! (`target/<profile>/deps/<test>`), or `NEUROCARDS_WORKER_BIN` when set. When it is missing, it
-//! is built once with `cargo build -p neurocards-worker` into the same target directory, so a
-//! plain `cargo test -p neurocards-testkit` works without a separate build step.
+//! Finding the binary: see [`crate::binaries::workspace_binary`] — the workspace's binaries are
+//! built once per test process into the test's own target directory (or `NEUROCARDS_WORKER_BIN`
+//! names one), so a plain `cargo test -p neurocards-testkit` works without a separate build step
+//! and never runs a stale binary.
 
 use crate::callback_receiver::CallbackReceiver;
 use crate::fake_kie::FakeKie;
@@ -34,7 +34,7 @@ use sqlx::PgPool;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A tiny JPEG header: enough for the photo checks and the fakes.
@@ -517,36 +517,8 @@ fn placeholder_provider() -> KieProvider {
     KieProvider::new(config).expect("the KIE adapter builds")
 }
 
-/// The path of the `neurocards-worker` binary, built first when missing.
+/// The `neurocards-worker` binary, freshly built (or `NEUROCARDS_WORKER_BIN`); see
+/// [`crate::binaries::workspace_binary`].
 pub fn worker_binary() -> PathBuf {
-    static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        if let Ok(p) = std::env::var("NEUROCARDS_WORKER_BIN") {
-            return PathBuf::from(p);
-        }
-        let exe = std::env::current_exe().expect("current exe");
-        // target/<profile>/deps/<test> or target/<profile>/<bin>
-        let mut dir = exe.parent().expect("exe dir").to_path_buf();
-        if dir.ends_with("deps") {
-            dir.pop();
-        }
-        let candidate = dir.join("neurocards-worker");
-        if !candidate.exists() {
-            let release = dir.ends_with("release");
-            let mut cmd = std::process::Command::new(
-                std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()),
-            );
-            cmd.args(["build", "-p", "neurocards-worker"]);
-            if release {
-                cmd.arg("--release");
-            }
-            if let Some(target) = dir.parent() {
-                cmd.env("CARGO_TARGET_DIR", target);
-            }
-            let status = cmd.status().expect("run cargo build");
-            assert!(status.success(), "cargo build -p neurocards-worker failed");
-        }
-        candidate
-    })
-    .clone()
+    crate::binaries::workspace_binary("neurocards-worker", "NEUROCARDS_WORKER_BIN")
 }

@@ -2,7 +2,7 @@
 //! worker generates it against FakeKie and FakeOpenAi and delivers it through FakeTelegram.
 
 use neurocards_testkit::bot_harness::{bot_binary, test_settings, BotHarness, JPEG};
-use neurocards_testkit::fake_telegram::TgUser;
+use neurocards_testkit::fake_telegram::{FakeTelegram, TgUser};
 use neurocards_testkit::system::TestSystem;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -100,7 +100,17 @@ async fn the_bot_and_worker_binaries_complete_an_order(pool: PgPool) {
             assert!(answered, "the bot answered: {:?}", tg.texts_to(user.id));
         }
     };
-    let press = |data: &str| {
+    // Presses the newest button whose data starts with `data`, once the bot has sent it (a
+    // step's answer may come as several messages, the keyboard in the last one).
+    let user = &user;
+    let press = |data: &'static str| async move {
+        let has_button = |t: &FakeTelegram| {
+            t.messages_to(user.id)
+                .iter()
+                .any(|m| m.callback_data().iter().any(|d| d.starts_with(data)))
+        };
+        let shown = tg.wait_until(Duration::from_secs(30), has_button).await;
+        assert!(shown, "no {data} button: {:?}", tg.texts_to(user.id));
         let message = tg
             .messages_to(user.id)
             .into_iter()
@@ -113,17 +123,17 @@ async fn the_bot_and_worker_binaries_complete_an_order(pool: PgPool) {
             .find(|d| d.starts_with(data))
             .map(str::to_owned)
             .unwrap_or_default();
-        tg.callback_update(&user, message.message_id, &full)
+        tg.callback_update(user, message.message_id, &full)
     };
-    step(tg.command_update(&user, "/start")).await;
-    step(press("terms")).await;
-    step(press("create")).await;
-    step(tg.photo_update(&user, JPEG.to_vec(), None).0).await;
-    step(tg.text_update(&user, "A ceramic mug")).await;
-    step(press("tpl:ugc")).await;
-    step(press("skip")).await;
-    step(press("cnt:1")).await;
-    step(press("go:")).await;
+    step(tg.command_update(user, "/start")).await;
+    step(press("terms").await).await;
+    step(press("create").await).await;
+    step(tg.photo_update(user, JPEG.to_vec(), None).0).await;
+    step(tg.text_update(user, "A ceramic mug")).await;
+    step(press("tpl:ugc").await).await;
+    step(press("skip").await).await;
+    step(press("cnt:1").await).await;
+    step(press("go:").await).await;
     assert!(tg.texts_to(user.id).iter().any(|t| t.contains("Accepted")));
     let delivered =
         tg.wait_until(Duration::from_secs(60), |t| !t.videos_to(user.id).is_empty()).await;
