@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod prompts;
 pub mod secret;
+pub mod shutdown;
 pub mod telemetry;
 pub mod templates;
 

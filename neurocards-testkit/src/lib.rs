@@ -11,4 +11,5 @@ pub mod fake_openai;
 pub mod fake_telegram;
 pub mod invariants;
 pub mod pg;
+pub mod scratch_db;
 pub mod system;

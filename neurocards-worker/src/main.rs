@@ -106,7 +106,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             .await
     });
 
-    let report = pipeline.run(shutdown_signal()).await;
+    let report = pipeline.run(neurocards_core::shutdown::signal()).await;
     tracing::info!(?report, "pipeline finished");
     let _ = stop_http.send(());
     match server.await {
@@ -128,32 +128,4 @@ async fn render_metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let mut body = global.render();
     body.push_str(&state.metrics.render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
-}
-
-/// Resolves on SIGTERM (systemd, Docker, Kubernetes) or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::warn!(error = %e, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("Ctrl-C received; shutting down"),
-        () = term => tracing::info!("SIGTERM received; shutting down"),
-    }
 }

@@ -15,10 +15,9 @@ use anyhow::{bail, Context};
 use neurocards_core::domain::Credits;
 use neurocards_testkit::bot_harness::{test_settings, BotHarness, JPEG};
 use neurocards_testkit::fake_telegram::TgUser;
+use neurocards_testkit::scratch_db::with_scratch_database;
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection};
-use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,17 +50,7 @@ fn parse_args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
-    let server = PgConnectOptions::from_str(&url).context("DATABASE_URL is not a postgres URL")?;
-    let name = format!("bot_bench_{:08x}", uuid::Uuid::new_v4().as_u128() as u32);
-    let mut admin = server.connect().await.context("connect to DATABASE_URL")?;
-    // DDL takes no bind parameters; the name is ours (hex digits), never outside input.
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
-    let result = run(&args, server.clone().database(&name)).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    admin.close().await?;
+    let result = with_scratch_database("bot_bench", |db| run(&args, db)).await;
     println!("{}", result?);
     Ok(())
 }

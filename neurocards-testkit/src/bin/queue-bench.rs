@@ -31,10 +31,9 @@ use neurocards_core::domain::{Credits, JobId, Lease, LedgerReason, UserId, Worke
 use neurocards_core::ports::{Accounts, JobQueue, NewUser};
 use neurocards_core::postgres::{self, PgAccounts, PgJobQueue, PgQueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
+use neurocards_testkit::scratch_db::with_scratch_database;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection};
 use std::collections::HashMap;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -78,24 +77,10 @@ fn parse_args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
-    let server = PgConnectOptions::from_str(&url).context("DATABASE_URL is not a postgres URL")?;
-    let name = format!("queue_bench_{:08x}", fastrand_u32());
-    let mut admin = server.connect().await.context("connect to DATABASE_URL")?;
-    // DDL takes no bind parameters; the name is ours (hex digits), never outside input.
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut admin).await?;
-    let result = run(&args, server.clone().database(&name)).await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        .execute(&mut admin)
-        .await?;
-    admin.close().await?;
+    let result = with_scratch_database("queue_bench", |db| run(&args, db)).await;
     let line = result?;
     println!("{line}");
     Ok(())
-}
-
-fn fastrand_u32() -> u32 {
-    uuid::Uuid::new_v4().as_u128() as u32
 }
 
 async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Value> {
