@@ -6,16 +6,13 @@ use neurocards_core::conversation::{
     self, BotContext, Conversation, ConversationSettings, OrderRateLimit, ALLOWED_UPDATES,
 };
 use neurocards_core::http::{self, HttpTimeouts};
-use neurocards_core::kie::{collect_keys, KieConfig, KieProvider};
-use neurocards_core::openai::{OpenAiClient, OpenAiConfig};
+use neurocards_core::kie::{collect_keys, KieProvider};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
 use neurocards_core::postgres::{
-    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgQueueConfig,
-    PgTaskSignals, PollingLock,
+    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgTaskSignals, PollingLock,
 };
-use neurocards_core::prompts::LlmPromptEngine;
-use neurocards_core::templates::TemplateCatalogue;
 use neurocards_core::web::{self, CallbackRoute, GlobalMetrics, WebDeps, WebhookRoute};
+use neurocards_core::wiring;
 use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
@@ -44,34 +41,12 @@ pub async fn run(
         }
     };
 
-    let templates = Arc::new(match &settings.templates_path {
-        Some(path) => TemplateCatalogue::load(path).context("TEMPLATES_PATH")?,
-        None => TemplateCatalogue::builtin(),
-    });
+    let templates = Arc::new(wiring::templates(&settings)?);
     let accounts: Arc<dyn Accounts> = Arc::new(PgAccounts::new(pool.clone()));
     let products: Arc<dyn Products> = Arc::new(PgProducts::new(pool.clone()));
-    let queue_config = PgQueueConfig {
-        lease: settings.job_lease,
-        per_user_cap: settings.per_user_in_flight,
-        max_rescues: settings.max_rescues,
-        ..PgQueueConfig::default()
-    };
-    let queue: Arc<dyn JobQueue> = Arc::new(PgJobQueue::new(pool.clone(), queue_config));
-    let llm = match &settings.openai_api_key {
-        Some(key) => {
-            let config = OpenAiConfig {
-                base_url: settings.openai_base_url.clone(),
-                model: settings.openai_model.clone(),
-                ..OpenAiConfig::new(key.clone())
-            };
-            Some(OpenAiClient::new(config).context("OpenAI client")?)
-        }
-        None => None,
-    };
-    let prompts: Arc<dyn PromptEngine> = Arc::new(
-        LlmPromptEngine::new(llm, neurocards_core::domain::Prompt::MAX_CHARS)
-            .with_catalogue(&templates),
-    );
+    let queue: Arc<dyn JobQueue> =
+        Arc::new(PgJobQueue::new(pool.clone(), wiring::queue_config(&settings)));
+    let prompts: Arc<dyn PromptEngine> = Arc::new(wiring::prompt_engine(&settings, &templates)?);
     let queries = Arc::new(PgBotQueries::new(pool.clone()));
     let conversation_settings = ConversationSettings {
         admin_ids: settings.admin_ids.iter().copied().collect(),
@@ -158,13 +133,7 @@ fn kie_callback(settings: &Settings, pool: &PgPool) -> anyhow::Result<Option<Cal
         tracing::info!("no KIE key configured: /kie/callback is not served");
         return Ok(None);
     }
-    let config = KieConfig {
-        base_url: settings.kie_base_url.clone(),
-        upload_url: settings.kie_upload_url.clone(),
-        models: settings.kie_models.clone(),
-        callback_hmac_key: settings.kie_callback_hmac_key.clone(),
-        ..KieConfig::new(keys)
-    };
+    let config = wiring::kie_config(settings, keys);
     let provider = KieProvider::new(config).context("KIE provider")?;
     Ok(Some(CallbackRoute {
         provider: Arc::new(provider),

@@ -84,6 +84,29 @@ pub fn pipeline_config(settings: &Settings) -> PipelineConfig {
     }
 }
 
+/// The template catalogue: `TEMPLATES_PATH` when set, the built-in one otherwise.
+pub fn templates(settings: &Settings) -> Result<TemplateCatalogue, WiringError> {
+    Ok(TemplateCatalogue::from_env_or_builtin(settings.templates_path.as_deref())?)
+}
+
+/// The prompt engine: the LLM (`OPENAI_*`) when `OPENAI_API_KEY` is set, the templates alone
+/// otherwise; own-idea refinement follows `templates`.
+pub fn prompt_engine(
+    settings: &Settings,
+    templates: &TemplateCatalogue,
+) -> Result<LlmPromptEngine, WiringError> {
+    let llm = match &settings.openai_api_key {
+        Some(key) => {
+            let mut config = OpenAiConfig::new(key.clone());
+            config.base_url = settings.openai_base_url.clone();
+            config.model = settings.openai_model.clone();
+            Some(OpenAiClient::new(config)?)
+        }
+        None => None,
+    };
+    Ok(LlmPromptEngine::new(llm, crate::domain::Prompt::MAX_CHARS).with_catalogue(templates))
+}
+
 /// Every adapter a host needs, built over one database pool.
 #[derive(Clone)]
 pub struct Adapters {
@@ -115,18 +138,8 @@ impl Adapters {
         pool: PgPool,
         provider: KieProvider,
     ) -> Result<Self, WiringError> {
-        let templates = TemplateCatalogue::from_env_or_builtin(settings.templates_path.as_deref())?;
-        let llm = match &settings.openai_api_key {
-            Some(key) => {
-                let mut config = OpenAiConfig::new(key.clone());
-                config.base_url = settings.openai_base_url.clone();
-                config.model = settings.openai_model.clone();
-                Some(OpenAiClient::new(config)?)
-            }
-            None => None,
-        };
-        let prompts =
-            LlmPromptEngine::new(llm, crate::domain::Prompt::MAX_CHARS).with_catalogue(&templates);
+        let templates = templates(settings)?;
+        let prompts = prompt_engine(settings, &templates)?;
         let bot =
             build_bot(&settings.bot_token, &settings.telegram_api_url, &BotOptions::default())?;
         let downloads = crate::http::client(crate::http::HttpTimeouts {
