@@ -9,10 +9,9 @@
 
 use anyhow::Context as _;
 use neurocards_testkit::fake_kie::{CallbackMode, Endpoint, Scenario};
+use neurocards_testkit::scratch_db::with_scratch_database;
 use neurocards_testkit::system::{SystemOptions, TestSystem};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::PgPool;
-use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -34,18 +33,6 @@ fn args() -> anyhow::Result<Args> {
     }
     anyhow::ensure!(a.jobs > 0, "--jobs must be positive");
     Ok(a)
-}
-
-/// A scratch database, dropped at the end.
-async fn scratch_database(url: &str) -> anyhow::Result<(PgPool, PgPool, String)> {
-    let admin = PgPoolOptions::new().max_connections(2).connect(url).await?;
-    let name = format!("neurocards_bench_{}", std::process::id());
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name}")).execute(&admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&admin).await?;
-    let options = PgConnectOptions::from_str(url)?.database(&name);
-    let pool = PgPoolOptions::new().max_connections(16).connect_with(options).await?;
-    neurocards_core::postgres::migrate(&pool).await?;
-    Ok((admin, pool, name))
 }
 
 fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
@@ -75,8 +62,15 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = args()?;
-    let url = std::env::var("DATABASE_URL").context("DATABASE_URL is not set")?;
-    let (admin, pool, name) = scratch_database(&url).await?;
+    let line = with_scratch_database("worker_bench", |db| run(args, db)).await?;
+    println!("{line}");
+    Ok(())
+}
+
+/// Places the jobs, runs one worker process until they are drained, and returns the JSON line.
+async fn run(args: Args, db: PgConnectOptions) -> anyhow::Result<String> {
+    let pool = PgPoolOptions::new().max_connections(16).connect_with(db).await?;
+    neurocards_core::postgres::migrate(&pool).await?;
 
     let users = args.jobs.div_ceil(5);
     let options = SystemOptions {
@@ -103,6 +97,8 @@ async fn main() -> anyhow::Result<()> {
         sys.order(user, product, n).await;
     }
 
+    // Build (or find) the worker binary before the clock starts.
+    neurocards_testkit::system::worker_binary();
     let started = Instant::now();
     let mut worker = sys.spawn_worker_binary();
     let pid = worker.id().context("worker pid")?;
@@ -144,10 +140,7 @@ async fn main() -> anyhow::Result<()> {
         "drain_seconds": (drain.as_secs_f64() * 10.0).round() / 10.0,
         "jobs_by_state": counts,
     });
-    println!("{line}");
-
     drop(sys);
     pool.close().await;
-    sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&admin).await?;
-    Ok(())
+    Ok(line.to_string())
 }
