@@ -1,6 +1,6 @@
 //! The queue under real concurrency: separate connections, separate tasks.
 
-use neurocards_core::domain::{Credits, JobId, Lease, UserId, WorkerId};
+use neurocards_core::domain::{Credits, JobId, Lease, LeaseToken, UserId, WorkerId};
 use neurocards_core::ports::{Accounts, JobQueue, QueueError};
 use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgQueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
@@ -193,4 +193,58 @@ async fn ten_light_users_are_claimed_before_a_heavy_users_backlog(pool: PgPool) 
         assert!(first.iter().any(|j| j.user_id == user), "user {user} waits behind the backlog");
     }
     assert_invariants(&pool).await;
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn racing_claimers_never_exceed_the_per_user_cap(
+    _pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let setup = own_pool(&opts, 2).await;
+    let accounts = PgAccounts::new(setup.clone());
+    let config = PgQueueConfig { per_user_cap: 5, ..PgQueueConfig::default() };
+    let enqueue = PgJobQueue::new(setup.clone(), config.clone());
+    let heavy = funded_user(&accounts, 200).await;
+    enqueue.place_order(&order(heavy, 200, 1)).await.expect("order of 200");
+
+    // Eight processes (own queue, own connection) claim at the same moment, round after round;
+    // the user's jobs in flight must never pass the cap.
+    for round in 0..5 {
+        let start = Arc::new(tokio::sync::Barrier::new(8));
+        let mut claimers = Vec::new();
+        for n in 0..8 {
+            let queue = PgJobQueue::new(own_pool(&opts, 1).await, config.clone());
+            let start = start.clone();
+            claimers.push(tokio::spawn(async move {
+                start.wait().await;
+                let worker = WorkerId::new(format!("round-{round}-claimer-{n}"));
+                queue.claim(&worker, 5).await.expect("claim")
+            }));
+        }
+        let mut claimed = Vec::new();
+        for c in claimers {
+            claimed.extend(c.await.expect("claimer task"));
+        }
+        let (running,): (i64,) =
+            sqlx::query_as("SELECT count(*) FROM jobs WHERE state = 'running'")
+                .fetch_one(&setup)
+                .await
+                .expect("count running");
+        assert_eq!(running, 5, "round {round}: the cap of 5 holds across racing claimers");
+        let room = if round == 0 { 5 } else { 3 };
+        assert_eq!(claimed.len(), room, "round {round}: exactly the free room is claimed");
+        // Finish three of the five, so the next round has room for exactly three.
+        let leases: Vec<Lease> = sqlx::query_as::<_, (i64, i64)>(
+            "SELECT id, lease_token FROM jobs WHERE state = 'running' ORDER BY id LIMIT 3",
+        )
+        .fetch_all(&setup)
+        .await
+        .expect("running leases")
+        .into_iter()
+        .map(|(id, token)| Lease { job_id: JobId(id), token: LeaseToken(token) })
+        .collect();
+        let done = enqueue.complete(&leases).await.expect("complete three");
+        assert_eq!(done.len(), 3);
+    }
+    assert_invariants(&setup).await;
 }

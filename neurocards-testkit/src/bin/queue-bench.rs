@@ -1,6 +1,7 @@
 //! Queue benchmark: enqueue N jobs in charged orders, drain them with no-op work through the
 //! real claim + complete, then measure pickup latency on an idle queue. Prints one JSON line
-//! `{"jobs","concurrency","enqueue_per_sec","drain_per_sec","pickup_p50_ms","pickup_p99_ms"}`.
+//! `{"jobs","concurrency","batch","shape","enqueue_per_sec","drain_per_sec","pickup_p50_ms",
+//! "pickup_p99_ms"}`.
 //!
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
@@ -10,21 +11,25 @@
 //! What is measured:
 //! - **enqueue**: `--concurrency` tasks place orders of `--order-size` jobs (one user per order,
 //!   each order charged in its own transaction, as the bot does); N / wall time.
-//! - **drain**: one simulated worker process with `--concurrency` job slots, shaped like the
-//!   pipeline worker: ONE claimer loop claims `min(free slots, --batch)` jobs per statement and
-//!   ONE completer commits the completions of all jobs finished since its previous flush in one
-//!   `complete` call. A job's work is a no-op; its slot is freed only after its completion has
-//!   committed, and a job counts only then. Rate = N / (last completion commit − first claim).
-//!   The default per-user cap (10) applies.
+//! - **drain** (`--shape fleet`, the default): `--concurrency` workers, each claiming up to
+//!   `--batch` jobs per statement, doing the no-op work and completing the whole batch in one
+//!   statement before it claims again. A job counts only once its completion has committed.
+//!   Rate = N / (last completion commit − start). The default per-user cap (10) applies.
+//! - **drain** (`--shape process`): ONE worker process with `--concurrency` job slots, shaped
+//!   like the pipeline worker: one claimer loop claims `min(free slots, --batch)` jobs per
+//!   statement and one completer commits every completion since its previous flush in one
+//!   `complete` call; a slot is freed only after its job's completion has committed. At most
+//!   `--concurrency` jobs are ever leased, so this shape is bound by round trips, not by the
+//!   queue's capacity.
 //! - **pickup**: one worker waits on the idle queue (LISTEN/NOTIFY wake-up, 1 s poll fallback);
 //!   orders of one job are placed one at a time, and the time from `place_order` returning
 //!   (its transaction, which sends the NOTIFY, has committed) to the worker's claim returning
 //!   that job is recorded; p50 and p99 over `--pickup-samples`.
 //!
-//! Options: `--jobs N` (20000), `--concurrency C` (32 job slots), `--batch B` (most jobs per
-//! claim, 32 like the pipeline's default), `--order-size S` (jobs per order, 50),
-//! `--pickup-samples P` (200). The benchmark creates its own database on DATABASE_URL's server
-//! and drops it at the end.
+//! Options: `--jobs N` (20000), `--concurrency C` (32), `--batch B` (most jobs per claim, 512),
+//! `--shape fleet|process` (fleet), `--order-size S` (jobs per order, 50), `--pickup-samples P`
+//! (200). The benchmark creates its own database on DATABASE_URL's server and drops it at the
+//! end.
 
 use anyhow::{bail, Context};
 use neurocards_core::domain::{Credits, JobId, Lease, LedgerReason, UserId, WorkerId};
@@ -45,11 +50,25 @@ struct Args {
     batch: u32,
     order_size: u32,
     pickup_samples: u32,
+    shape: Shape,
+}
+
+/// How the drain is organised; see [`drain_fleet`] and [`drain_slots`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Fleet,
+    Process,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args =
-        Args { jobs: 20_000, concurrency: 32, batch: 32, order_size: 50, pickup_samples: 200 };
+    let mut args = Args {
+        jobs: 20_000,
+        concurrency: 32,
+        batch: 512,
+        order_size: 50,
+        pickup_samples: 200,
+        shape: Shape::Fleet,
+    };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;
@@ -61,6 +80,13 @@ fn parse_args() -> anyhow::Result<Args> {
             "--batch" => args.batch = u32::try_from(number()?)?,
             "--order-size" => args.order_size = u32::try_from(number()?)?,
             "--pickup-samples" => args.pickup_samples = u32::try_from(number()?)?,
+            "--shape" => {
+                args.shape = match value.as_str() {
+                    "fleet" => Shape::Fleet,
+                    "process" => Shape::Process,
+                    other => bail!("--shape: fleet or process, not {other}"),
+                }
+            }
             other => bail!("unknown option {other}"),
         }
     }
@@ -135,12 +161,18 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Va
     }
     let enqueue_secs = started.elapsed().as_secs_f64();
 
-    let drain_secs = drain(&queue, args).await?.as_secs_f64();
+    let drain_secs = match args.shape {
+        Shape::Fleet => drain_fleet(&queue, args).await?,
+        Shape::Process => drain_slots(&queue, args).await?,
+    }
+    .as_secs_f64();
 
     let (p50, p99) = pickup(&queue, &accounts, args.pickup_samples).await?;
     Ok(serde_json::json!({
         "jobs": args.jobs,
         "concurrency": args.concurrency,
+        "batch": args.batch,
+        "shape": match args.shape { Shape::Fleet => "fleet", Shape::Process => "process" },
         "enqueue_per_sec": (args.jobs as f64 / enqueue_secs).round(),
         "drain_per_sec": (args.jobs as f64 / drain_secs).round(),
         "pickup_p50_ms": (p50 * 100.0).round() / 100.0,
@@ -148,14 +180,57 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Va
     }))
 }
 
-/// The drain, shaped like one worker process: `slots` job slots, ONE claimer loop that claims
-/// `min(free slots, batch)` jobs per statement, and ONE completer that commits the completions
-/// of every job finished since its last flush in one `complete` call. A slot is freed only
-/// after its job's completion has committed, so at most `slots` jobs are ever leased, and a job
-/// is counted only once its terminal state is durable.
+/// The drain as a fleet of `concurrency` workers (each its own worker id, on the shared pool):
+/// every worker claims up to `batch` jobs in one statement, does the no-op work, and completes
+/// the batch in one statement before it claims again. A job counts once its completion has
+/// committed. Returns the time from the start to the last completion commit.
+async fn drain_fleet(queue: &Arc<PgJobQueue>, args: &Args) -> anyhow::Result<Duration> {
+    let total = args.jobs;
+    let completed = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for w in 0..args.concurrency {
+        let (queue, completed) = (queue.clone(), completed.clone());
+        let batch = args.batch;
+        workers.push(tokio::spawn(async move {
+            let me = WorkerId::new(format!("bench-{w}"));
+            let mut last = None;
+            while completed.load(Ordering::Acquire) < total {
+                let jobs = queue.claim(&me, batch).await?;
+                if jobs.is_empty() {
+                    // The rest is leased by others or held back by the per-user cap; their
+                    // completions free it within moments.
+                    queue.wait_for_work(Duration::from_millis(1)).await?;
+                    continue;
+                }
+                let leases: Vec<Lease> = jobs.iter().map(|j| j.lease).collect();
+                let done = queue.complete(&leases).await?;
+                if done.len() != leases.len() {
+                    bail!("{} of {} completions refused", leases.len() - done.len(), leases.len());
+                }
+                completed.fetch_add(done.len() as u64, Ordering::AcqRel);
+                last = Some(Instant::now());
+            }
+            Ok::<_, anyhow::Error>(last)
+        }));
+    }
+    let mut finished = started;
+    for w in workers {
+        if let Some(at) = w.await?? {
+            finished = finished.max(at);
+        }
+    }
+    Ok(finished - started)
+}
+
+/// The drain shaped like ONE worker process with `concurrency` job slots: one claimer loop
+/// claims `min(free slots, batch)` jobs per statement and one completer commits the
+/// completions of every job finished since its last flush in one `complete` call. A slot is
+/// freed only after its job's completion has committed, so at most `concurrency` jobs are ever
+/// leased, and a job is counted only once its terminal state is durable.
 ///
 /// Returns the time from the first claim to the last completion commit.
-async fn drain(queue: &Arc<PgJobQueue>, args: &Args) -> anyhow::Result<Duration> {
+async fn drain_slots(queue: &Arc<PgJobQueue>, args: &Args) -> anyhow::Result<Duration> {
     let total = args.jobs;
     let slots = Arc::new(Slots::new(args.concurrency));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Lease>();

@@ -6,10 +6,10 @@ use crate::ports::QueueError;
 use crate::postgres::codec::{job_columns, JobRow};
 use std::collections::HashSet;
 
-/// One statement: count running jobs per user, lock up to `2 × max` ready jobs of users below
-/// their cap (lowest fair rank first, skipping rows other claimers hold), keep at most the
-/// cap's remaining room per user, and lease the first `max` of those. Rows locked but not
-/// chosen are free again when the statement's transaction ends, a moment later.
+/// One statement: count running jobs per user, lock up to `max + min(max, cap)` ready jobs of
+/// users below their cap (lowest fair rank first, skipping rows anyone else holds), keep at
+/// most the cap's remaining room per user, and lease the first `max` of those. Rows locked but
+/// not chosen are free again when the claim's transaction ends, a moment later.
 const CLAIM: &str = concat!(
     "WITH busy AS MATERIALIZED ( \
          SELECT user_id, count(*) AS n FROM jobs WHERE state = 'running' GROUP BY user_id \
@@ -36,11 +36,27 @@ const CLAIM: &str = concat!(
      SET state = 'running', attempt = j.attempt + 1, lease_token = j.lease_token + 1, \
          leased_by = $1, lease_expires_at = now() + make_interval(secs => $5), \
          first_claimed_at = coalesce(j.first_claimed_at, now()) \
-     FROM chosen c, orders o \
-     WHERE j.id = c.id AND o.id = j.order_id \
+     FROM orders o \
+     WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND o.id = j.order_id \
      RETURNING ",
     job_columns!()
 );
+
+/// Waits for this queue's claim turn (a transaction advisory lock keyed by the queue's channel),
+/// and pins the claim's plan to the ordered index scan.
+///
+/// - Claims take turns. Overlapping claims cost more than they gain: each claim's snapshot
+///   would still see rows another claim just leased, and locking its way along their update
+///   chains would hold running rows until it commits, so completions of those jobs would wait
+///   on an unrelated claim. In turns, every claim starts from a snapshot in which the previous
+///   claims are committed, and a claim of a whole batch takes a few milliseconds.
+/// - Bitmap and sequential scans are off for the claim. With stale statistics after a burst
+///   ("few queued rows") the planner would otherwise read and sort every queued row instead of
+///   walking `jobs_claim` in order and stopping after the batch, which makes claims slowest
+///   exactly when the backlog is largest.
+const CLAIM_TURN: &str = "SELECT pg_advisory_xact_lock(1852007277, hashtext($1)), \
+                                 set_config('enable_bitmapscan', 'off', true), \
+                                 set_config('enable_seqscan', 'off', true)";
 
 pub(super) async fn claim(
     q: &PgJobQueue,
@@ -51,15 +67,19 @@ pub(super) async fn claim(
         return Ok(Vec::new());
     }
     q.listener.claim_started();
-    let scan = i64::from(max).saturating_mul(2);
+    let scan = i64::from(max) + i64::from(max.min(q.config.per_user_cap));
+    let _turn = q.claim_turn.lock().await;
+    let mut tx = q.pool.begin().await?;
+    sqlx::query(CLAIM_TURN).bind(&q.config.notify_channel).execute(&mut *tx).await?;
     let rows: Vec<JobRow> = sqlx::query_as(CLAIM)
         .bind(worker.as_str())
         .bind(i64::from(max))
         .bind(scan)
         .bind(i64::from(q.config.per_user_cap))
         .bind(q.lease_secs())
-        .fetch_all(&q.pool)
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     let mut jobs = rows
         .into_iter()
         .map(JobRow::into_claimed)

@@ -4,7 +4,9 @@
 //!   one transaction; the unique (user, order key) makes a repeat a no-op.
 //! - Claims are one statement: `FOR UPDATE SKIP LOCKED` over the partial index of queued jobs,
 //!   in fair-queueing order (see `place.rs`), skipping users at their in-flight cap. Each claim
-//!   bumps the job's lease token; every later write presents it.
+//!   bumps the job's lease token; every later write presents it. Claims take turns (one at a
+//!   time per queue, through a transaction advisory lock) and each takes a whole batch, so
+//!   throughput comes from batch size, not from claims overlapping.
 //! - Failures and cancellations refund in the same transaction; the ledger's unique index on
 //!   refunds makes "at most once per job" a database fact.
 //! - No transaction is ever held open while a worker waits on a provider: every method is a
@@ -34,8 +36,8 @@ pub struct PgQueueConfig {
     /// third of it, so a dead worker's jobs run again elsewhere within about 1.5 leases.
     pub lease: Duration,
     /// Jobs of one user running at once, across all workers. Default 10: a user's order of 5 runs
-    /// entirely in parallel, while an admin's bulk order of 100 cannot occupy every slot. The cap
-    /// is checked against the claim's snapshot, so two claims racing may exceed it by a few.
+    /// entirely in parallel, while an admin's bulk order of 100 cannot occupy every slot. Claims
+    /// take turns (see `claim.rs`), so the cap holds exactly, across any number of processes.
     pub per_user_cap: u32,
     /// How many times a job may be rescued after its lease expired; the next expiry fails it
     /// with refund (a job that keeps killing workers). Default 3.
@@ -65,12 +67,16 @@ pub struct PgJobQueue {
     pool: PgPool,
     config: PgQueueConfig,
     listener: Listener,
+    /// Claims of this process take turns here before they take the database's claim turn, so
+    /// that at most one connection per process waits on the advisory lock (a waiting statement
+    /// holds a snapshot, which keeps dead rows from being cleaned up).
+    claim_turn: tokio::sync::Mutex<()>,
 }
 
 impl PgJobQueue {
     pub fn new(pool: PgPool, config: PgQueueConfig) -> Self {
         let listener = Listener::new(pool.clone(), config.notify_channel.clone());
-        Self { pool, config, listener }
+        Self { pool, config, listener, claim_turn: tokio::sync::Mutex::new(()) }
     }
 
     /// The pool the queue runs on.
