@@ -31,10 +31,14 @@ async fn registering_twice_gives_start_credits_once_and_refreshes_username(pool:
     assert!(created);
     assert_eq!(user.username.as_deref(), Some("ann"));
     assert_eq!(user.consent_at, None);
+    assert_eq!(user.balance, credits(3), "the returned user includes the start credits");
     let (user, created) =
         accounts.register(&new_user(7, "ann_new"), credits(3)).await.expect("reg again");
     assert!(!created);
     assert_eq!(user.username.as_deref(), Some("ann_new"));
+    assert_eq!(user.balance, credits(3));
+    let read = accounts.user(UserId(7)).await.expect("read").expect("registered");
+    assert_eq!(read.balance, credits(3), "a read user carries the ledger's balance");
     assert_eq!(accounts.balance(UserId(7)).await.expect("balance"), credits(3));
     let ledger = accounts.ledger(UserId(7)).await.expect("ledger");
     assert_eq!(ledger.len(), 1);

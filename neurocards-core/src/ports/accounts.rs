@@ -26,6 +26,8 @@ pub struct User {
     pub banned: bool,
     /// Set when Telegram answered 403 "bot was blocked by the user".
     pub blocked_bot_at: Option<DateTime<Utc>>,
+    /// The balance when the user was read (the ledger's sum at that moment).
+    pub balance: Credits,
     pub created_at: DateTime<Utc>,
 }
 

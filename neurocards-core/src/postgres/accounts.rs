@@ -30,6 +30,7 @@ struct UserRow {
     consent_at: Option<DateTime<Utc>>,
     banned: bool,
     blocked_bot_at: Option<DateTime<Utc>>,
+    balance: i64,
     created_at: DateTime<Utc>,
 }
 
@@ -43,6 +44,7 @@ impl UserRow {
             consent_at: self.consent_at,
             banned: self.banned,
             blocked_bot_at: self.blocked_bot_at,
+            balance: credits(self.balance)?,
             created_at: self.created_at,
         })
     }
@@ -61,13 +63,13 @@ impl Accounts for PgAccounts {
     ) -> Result<(User, bool), AccountsError> {
         let mut tx = self.pool.begin().await?;
         // `xmax = 0` tells a fresh insert from an update of an existing row.
-        let (row, created): (UserRow, bool) = {
+        let (mut row, created): (UserRow, bool) = {
             let row = sqlx::query(
                 "INSERT INTO users (id, username, first_name, language) VALUES ($1, $2, $3, $4) \
                  ON CONFLICT (id) DO UPDATE \
                  SET username = EXCLUDED.username, first_name = EXCLUDED.first_name \
                  RETURNING id, username, first_name, language, consent_at, banned, \
-                           blocked_bot_at, created_at, (xmax = 0) AS created",
+                           blocked_bot_at, balance, created_at, (xmax = 0) AS created",
             )
             .bind(user.id.get())
             .bind(user.username.as_deref())
@@ -80,7 +82,7 @@ impl Accounts for PgAccounts {
         };
         if created && start_credits > Credits::ZERO {
             // The unique index on welcome entries keeps this to once per user, ever.
-            sqlx::query(
+            let granted = sqlx::query(
                 "INSERT INTO ledger (user_id, delta, reason, note) \
                  VALUES ($1, $2, 'welcome', 'start credits') \
                  ON CONFLICT (user_id) WHERE reason = 'welcome' DO NOTHING",
@@ -88,7 +90,11 @@ impl Accounts for PgAccounts {
             .bind(user.id.get())
             .bind(start_credits.get())
             .execute(&mut *tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if granted == 1 {
+                row.balance += start_credits.get();
+            }
         }
         tx.commit().await?;
         if created {
@@ -100,7 +106,7 @@ impl Accounts for PgAccounts {
     async fn user(&self, id: UserId) -> Result<Option<User>, AccountsError> {
         let row: Option<UserRow> = sqlx::query_as(
             "SELECT id, username, first_name, language, consent_at, banned, blocked_bot_at, \
-                    created_at FROM users WHERE id = $1",
+                    balance, created_at FROM users WHERE id = $1",
         )
         .bind(id.get())
         .fetch_optional(&self.pool)

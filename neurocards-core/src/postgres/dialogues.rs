@@ -1,5 +1,10 @@
 //! Dialogue state in PostgreSQL (`bot_dialogues`), behind teloxide's `Storage` trait: any
 //! replica reads what another wrote, and a restart continues every dialogue where it was.
+//!
+//! A write does not wait for the WAL flush (`synchronous_commit = off` for that one statement):
+//! a database crash may forget the last fraction of a second of dialogue steps, and the user
+//! then continues from the step before (a button of the later step gets the stale-button
+//! answer). Nothing paid for depends on it — orders, charges and refunds commit durably.
 
 use crate::conversation::{DialogueStorage, State};
 use futures::future::BoxFuture;
@@ -54,7 +59,8 @@ impl PgDialogueStorage {
     async fn put(&self, chat: i64, state: &State) -> Result<(), DialogueStoreError> {
         let value = serde_json::to_value(state)?;
         sqlx::query(
-            "INSERT INTO bot_dialogues (chat_id, state, updated_at) VALUES ($1, $2, now()) \
+            "INSERT INTO bot_dialogues (chat_id, state, updated_at) \
+             SELECT $1, $2, now() FROM (SELECT set_config('synchronous_commit', 'off', true)) s \
              ON CONFLICT (chat_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
         )
         .bind(chat)

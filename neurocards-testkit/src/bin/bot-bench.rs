@@ -152,6 +152,7 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<String> {
     if orders != i64::from(args.users) {
         bail!("expected {} orders, found {orders}", args.users);
     }
+    let telegram_calls = h.telegram.all_calls().len();
     Ok(serde_json::json!({
         "bench": "bot",
         "users": args.users,
@@ -159,6 +160,8 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<String> {
         "updates": samples.len(),
         "orders": orders,
         "seconds": (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
+        "telegram_calls_per_update":
+            ((telegram_calls as f64 / samples.len().max(1) as f64) * 100.0).round() / 100.0,
         "updates_per_sec": (samples.len() as f64 / elapsed.as_secs_f64()).round(),
         "p50_ms": (pct(0.50) * 100.0).round() / 100.0,
         "p99_ms": (pct(0.99) * 100.0).round() / 100.0,

@@ -176,7 +176,9 @@ fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 impl FakeTelegram {
     /// Starts the fake on a random local port.
     pub async fn start() -> Self {
-        let server = MockServer::start().await;
+        // The fake records every call itself (see `all_calls`); wiremock's own copy of each
+        // request would only grow.
+        let server = MockServer::builder().disable_request_recording().start().await;
         let state = Arc::new(Mutex::new(State::default()));
         Mock::given(any()).respond_with(Responder { state: state.clone() }).mount(&server).await;
         Self { server: Arc::new(server), state }

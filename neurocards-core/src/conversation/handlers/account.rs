@@ -1,6 +1,6 @@
 //! "My account" (balance, recent orders), top-up and help.
 
-use super::{send, t, tr, HandlerResult};
+use super::{balance, send, t, tr, HandlerResult};
 use crate::conversation::context::BotContext;
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
@@ -14,10 +14,8 @@ const RECENT_ORDERS: u32 = 5;
 
 /// Balance (an error line when unreadable, never a zero) and the last orders with status.
 pub(super) async fn show(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
-    let (balance, orders) = tokio::join!(
-        ctx.accounts.balance(s.user_id),
-        ctx.accounts.recent_orders(s.user_id, RECENT_ORDERS)
-    );
+    let (balance, orders) =
+        tokio::join!(balance(ctx, s), ctx.accounts.recent_orders(s.user_id, RECENT_ORDERS));
     let balance = match balance {
         Ok(b) => b.to_string(),
         Err(e) => {

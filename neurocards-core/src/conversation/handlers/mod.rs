@@ -74,9 +74,21 @@ pub(super) fn tr(ctx: &BotContext, lang: Language, key: &str, args: &[(&str, &st
     ctx.texts.render(lang, key, args)
 }
 
+/// The balance read with the session at the start of this update, or read now for a user who
+/// had no account when the update arrived (registered during it).
+pub(super) async fn balance(
+    ctx: &BotContext,
+    s: &Session,
+) -> Result<crate::domain::Credits, crate::ports::AccountsError> {
+    match &s.account {
+        Some(account) => Ok(account.balance),
+        None => ctx.accounts.balance(s.user_id).await,
+    }
+}
+
 /// "Balance: N; one video costs P", or a "can't read it" line — never a false zero.
 pub(super) async fn balance_line(ctx: &BotContext, s: &Session) -> String {
-    match ctx.accounts.balance(s.user_id).await {
+    match balance(ctx, s).await {
         Ok(balance) => tr(
             ctx,
             s.lang,

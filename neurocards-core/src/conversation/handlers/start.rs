@@ -1,6 +1,6 @@
 //! `/start`, consent to the terms, the welcome demo, the main menu and the language switch.
 
-use super::{send, set_state, t, tr, unavailable, HandlerResult};
+use super::{balance, send, set_state, t, tr, unavailable, HandlerResult};
 use crate::conversation::context::BotContext;
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
@@ -76,7 +76,7 @@ pub(super) async fn on_accept_terms(bot: &Bot, ctx: &BotContext, s: &Session) ->
     set_state(s, State::Idle).await?;
     if first_time {
         send_welcome_videos(bot, ctx, s).await;
-        if let Ok(balance) = ctx.accounts.balance(s.user_id).await {
+        if let Ok(balance) = balance(ctx, s).await {
             let text = tr(ctx, s.lang, "bot.welcome.text", &[("balance", &balance.to_string())]);
             send(bot, s, text, None).await?;
         }
@@ -108,7 +108,7 @@ async fn send_welcome_videos(bot: &Bot, ctx: &BotContext, s: &Session) {
 /// The main menu with the balance (or without it when it cannot be read — never a false zero).
 pub(super) async fn show_menu(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
     let price = ctx.settings.price_per_video.to_string();
-    let text = match ctx.accounts.balance(s.user_id).await {
+    let text = match balance(ctx, s).await {
         Ok(balance) => tr(
             ctx,
             s.lang,
