@@ -71,7 +71,8 @@ pub async fn run(
             conversation_settings,
         )
         .with_stats(queries.clone())
-        .with_history(queries),
+        .with_history(queries)
+        .with_session_reader(Arc::new(PgDialogueStorage::new(pool.clone()))),
     );
     let storage = PgDialogueStorage::erased(pool.clone());
 

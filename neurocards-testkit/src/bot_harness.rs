@@ -57,7 +57,7 @@ impl BotHarness {
             neurocards_core::telemetry::init(neurocards_core::telemetry::LogFormat::Text);
         }
         let telegram = FakeTelegram::start().await;
-        Self::on(telegram, pool, settings).await
+        Self::on(telegram, pool, settings, true).await
     }
 
     /// A conversation on an existing FakeTelegram (for example a [`crate::system::TestSystem`]'s,
@@ -67,34 +67,48 @@ impl BotHarness {
         pool: PgPool,
         settings: ConversationSettings,
     ) -> Self {
-        Self::on(telegram, pool, settings).await
+        Self::on(telegram, pool, settings, true).await
     }
 
     /// Another bot process on the same FakeTelegram and database: nothing in memory is shared,
     /// as after a restart or on a second replica.
     pub async fn restart(&self) -> Self {
-        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone()).await
+        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), true).await
     }
 
-    async fn on(telegram: FakeTelegram, pool: PgPool, settings: ConversationSettings) -> Self {
+    /// As [`BotHarness::restart`], for a host without a
+    /// [`neurocards_core::conversation::SessionReader`]: dialogue state and account are read
+    /// separately, through the dialogue storage and the accounts port.
+    pub async fn restart_reading_separately(&self) -> Self {
+        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), false).await
+    }
+
+    async fn on(
+        telegram: FakeTelegram,
+        pool: PgPool,
+        settings: ConversationSettings,
+        combined_reads: bool,
+    ) -> Self {
         let bot = Bot::new(telegram.token().expose()).set_api_url(telegram.api_url());
         let accounts = Arc::new(PgAccounts::new(pool.clone()));
         let products: Arc<dyn Products> = Arc::new(PgProducts::new(pool.clone()));
         let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
         let prompts: Arc<dyn PromptEngine> = Arc::new(TemplatePromptEngine::new(2000));
         let queries = Arc::new(PgBotQueries::new(pool.clone()));
-        let ctx = Arc::new(
-            BotContext::new(
-                accounts.clone() as Arc<dyn Accounts>,
-                products,
-                queue.clone() as Arc<dyn JobQueue>,
-                prompts,
-                Arc::new(TemplateCatalogue::builtin()),
-                settings,
-            )
-            .with_stats(queries.clone())
-            .with_history(queries),
-        );
+        let mut ctx = BotContext::new(
+            accounts.clone() as Arc<dyn Accounts>,
+            products,
+            queue.clone() as Arc<dyn JobQueue>,
+            prompts,
+            Arc::new(TemplateCatalogue::builtin()),
+            settings,
+        )
+        .with_stats(queries.clone())
+        .with_history(queries);
+        if combined_reads {
+            ctx = ctx.with_session_reader(Arc::new(PgDialogueStorage::new(pool.clone())));
+        }
+        let ctx = Arc::new(ctx);
         let storage: Arc<DialogueStorage> = PgDialogueStorage::erased(pool.clone());
         let me = bot.get_me().await.expect("FakeTelegram answers getMe");
         let conversation = Arc::new(Conversation::new(bot.clone(), me, ctx.clone(), storage));

@@ -291,6 +291,11 @@ async fn a_restart_in_the_middle_of_a_dialogue_keeps_the_state(pool: PgPool) {
     drop(h);
     restarted.say(&user, "A mug").await;
     assert!(restarted.last(&user).callback_data().contains(&"tpl:ugc"), "went on to templates");
+    // A host that reads state and account separately sees the same dialogue.
+    let separate = restarted.restart_reading_separately().await;
+    drop(restarted);
+    separate.press(&user, "tpl:ugc").await;
+    assert!(separate.last(&user).callback_data().contains(&"skip"), "went on to wishes");
 }
 
 #[sqlx::test(migrations = "../migrations")]

@@ -1,16 +1,17 @@
 //! What the handlers depend on: the ports, the template catalogue and the settings, injected
 //! into the handler tree as one `Arc<BotContext>`.
 
-use super::state::Draft;
+use super::state::{Draft, State};
 use crate::domain::{Credits, OrderId, UserId};
 use crate::i18n::Texts;
-use crate::ports::{Accounts, AccountsError, JobQueue, Products, PromptEngine};
+use crate::ports::{Accounts, AccountsError, JobQueue, Products, PromptEngine, User};
 use crate::templates::TemplateCatalogue;
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use teloxide::types::ChatId;
 
 /// At most `max_orders` orders per user within `window`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +111,21 @@ pub trait OrderHistory: Send + Sync {
     ) -> Result<Option<Draft>, AccountsError>;
 }
 
+/// Reads what every update needs before a handler runs — the chat's stored dialogue state and
+/// the sender's account — in one round trip. Without one, the conversation reads them
+/// separately (dialogue storage and [`Accounts::user`], in parallel).
+#[async_trait::async_trait]
+pub trait SessionReader: Send + Sync {
+    /// The chat's dialogue state (`None` when none is stored, or when the stored one no longer
+    /// parses) and the user's account (`None` before registration). An error means neither
+    /// could be read; retrying later can help.
+    async fn read(
+        &self,
+        chat: ChatId,
+        user: UserId,
+    ) -> Result<(Option<State>, Option<User>), AccountsError>;
+}
+
 /// Counters the bot exports on `/metrics`.
 #[derive(Debug, Default)]
 pub struct BotCounters {
@@ -166,6 +182,8 @@ pub struct BotContext {
     pub stats: Option<Arc<dyn StatsSource>>,
     /// Past orders for "Retry"; without it "Retry" starts a fresh order.
     pub history: Option<Arc<dyn OrderHistory>>,
+    /// Reads dialogue state and account together; without it they are read separately.
+    pub sessions: Option<Arc<dyn SessionReader>>,
     pub counters: BotCounters,
 }
 
@@ -195,6 +213,7 @@ impl BotContext {
             texts: Texts::builtin(),
             stats: None,
             history: None,
+            sessions: None,
             counters: BotCounters::default(),
         }
     }
@@ -208,6 +227,13 @@ impl BotContext {
     /// Adds the order history "Retry" reads.
     pub fn with_history(mut self, history: Arc<dyn OrderHistory>) -> Self {
         self.history = Some(history);
+        self
+    }
+
+    /// Adds the reader that loads dialogue state and account in one round trip. It must read
+    /// the same dialogue storage the conversation writes.
+    pub fn with_session_reader(mut self, sessions: Arc<dyn SessionReader>) -> Self {
+        self.sessions = Some(sessions);
         self
     }
 

@@ -23,7 +23,7 @@ pub use action::{new_order_token, Action, MAX_CALLBACK_BYTES};
 pub use command::{AdminCommand, Command, ADMIN_COMMANDS, MAX_GRANT, PUBLIC_COMMANDS};
 pub use context::{
     BotContext, BotCounters, ConversationSettings, DailyStats, OrderHistory, OrderRateLimit,
-    StatsSource,
+    SessionReader, StatsSource,
 };
 pub use handlers::{ConversationError, HandlerResult};
 pub use runner::{dependencies, dispatcher, register_commands, Conversation, ALLOWED_UPDATES};

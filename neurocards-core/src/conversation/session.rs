@@ -72,15 +72,24 @@ async fn load(
     }
     let user_id = UserId(i64::try_from(from.id.0).map_err(|_| LoadError::NotOurs)?);
     let dialogue = BotDialogue::new(storage, chat);
-    let (state, account) = tokio::join!(dialogue.get(), ctx.accounts.user(user_id));
-    let state = state.map_err(|e| {
-        tracing::error!(user_id = %user_id, error = %e, "dialogue state unreadable");
-        LoadError::Unavailable
-    })?;
-    let account = account.map_err(|e| {
-        tracing::error!(user_id = %user_id, error = %e, "account unreadable");
-        LoadError::Unavailable
-    })?;
+    let (state, account) = match &ctx.sessions {
+        Some(sessions) => sessions.read(chat, user_id).await.map_err(|e| {
+            tracing::error!(user_id = %user_id, error = %e, "session unreadable");
+            LoadError::Unavailable
+        })?,
+        None => {
+            let (state, account) = tokio::join!(dialogue.get(), ctx.accounts.user(user_id));
+            let state = state.map_err(|e| {
+                tracing::error!(user_id = %user_id, error = %e, "dialogue state unreadable");
+                LoadError::Unavailable
+            })?;
+            let account = account.map_err(|e| {
+                tracing::error!(user_id = %user_id, error = %e, "account unreadable");
+                LoadError::Unavailable
+            })?;
+            (state, account)
+        }
+    };
     let telegram_language = from.language_code.clone();
     let lang = account
         .as_ref()

@@ -22,7 +22,7 @@ impl PgAccounts {
 }
 
 #[derive(sqlx::FromRow)]
-struct UserRow {
+pub(super) struct UserRow {
     id: i64,
     username: Option<String>,
     first_name: Option<String>,
@@ -35,7 +35,7 @@ struct UserRow {
 }
 
 impl UserRow {
-    fn into_user(self) -> Result<User, AccountsError> {
+    pub(super) fn into_user(self) -> Result<User, AccountsError> {
         Ok(User {
             id: UserId(self.id),
             username: self.username,

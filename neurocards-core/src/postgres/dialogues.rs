@@ -6,9 +6,12 @@
 //! then continues from the step before (a button of the later step gets the stale-button
 //! answer). Nothing paid for depends on it — orders, charges and refunds commit durably.
 
-use crate::conversation::{DialogueStorage, State};
+use super::accounts::UserRow;
+use crate::conversation::{DialogueStorage, SessionReader, State};
+use crate::domain::UserId;
+use crate::ports::{AccountsError, User};
 use futures::future::BoxFuture;
-use sqlx::PgPool;
+use sqlx::{FromRow, PgPool, Row};
 use std::sync::Arc;
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::types::ChatId;
@@ -47,13 +50,7 @@ impl PgDialogueStorage {
                 .bind(chat)
                 .fetch_optional(&self.pool)
                 .await?;
-        Ok(row.and_then(|(value,)| match serde_json::from_value(value) {
-            Ok(state) => Some(state),
-            Err(e) => {
-                tracing::warn!(chat_id = chat, error = %e, "stored dialogue unreadable; reset");
-                None
-            }
-        }))
+        Ok(row.and_then(|(value,)| parse_state(chat, value)))
     }
 
     async fn put(&self, chat: i64, state: &State) -> Result<(), DialogueStoreError> {
@@ -76,6 +73,47 @@ impl PgDialogueStorage {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+/// A stored state, or `None` (logged) when it no longer parses.
+fn parse_state(chat: i64, value: serde_json::Value) -> Option<State> {
+    match serde_json::from_value(value) {
+        Ok(state) => Some(state),
+        Err(e) => {
+            tracing::warn!(chat_id = chat, error = %e, "stored dialogue unreadable; reset");
+            None
+        }
+    }
+}
+
+/// Dialogue state and account in one statement: one row always comes back, with NULLs for
+/// what is not stored.
+#[async_trait::async_trait]
+impl SessionReader for PgDialogueStorage {
+    async fn read(
+        &self,
+        chat: ChatId,
+        user: UserId,
+    ) -> Result<(Option<State>, Option<User>), AccountsError> {
+        let row = sqlx::query(
+            "SELECT d.state, u.id, u.username, u.first_name, u.language, u.consent_at, \
+                    u.banned, u.blocked_bot_at, u.balance, u.created_at \
+             FROM (VALUES (1)) AS one \
+             LEFT JOIN bot_dialogues d ON d.chat_id = $1 \
+             LEFT JOIN users u ON u.id = $2",
+        )
+        .bind(chat.0)
+        .bind(user.get())
+        .fetch_one(&self.pool)
+        .await?;
+        let state: Option<serde_json::Value> = row.try_get("state")?;
+        let registered: Option<i64> = row.try_get("id")?;
+        let account = match registered {
+            Some(_) => Some(UserRow::from_row(&row)?.into_user()?),
+            None => None,
+        };
+        Ok((state.and_then(|value| parse_state(chat.0, value)), account))
     }
 }
 
@@ -127,12 +165,44 @@ mod tests {
     }
 
     #[sqlx::test(migrations = "../migrations")]
+    async fn session_read_returns_state_and_account_together(pool: PgPool) {
+        use crate::domain::{Credits, Language};
+        use crate::ports::{Accounts, NewUser};
+        let store = Arc::new(PgDialogueStorage::new(pool.clone()));
+        let (chat, user) = (ChatId(7), UserId(7));
+        assert_eq!(store.read(chat, user).await.expect("reads"), (None, None));
+
+        let accounts = crate::postgres::PgAccounts::new(pool.clone());
+        let new_user = NewUser {
+            id: user,
+            username: Some("ann".into()),
+            first_name: None,
+            language: Language::En,
+        };
+        let credits = Credits::new(4).expect("credits");
+        let (registered, _) = accounts.register(&new_user, credits).await.expect("registers");
+        let (state, account) = store.read(chat, user).await.expect("reads");
+        assert_eq!(state, None);
+        assert_eq!(account.as_ref().map(|a| a.balance), Some(credits));
+        assert_eq!(account, Some(registered));
+
+        let next = State::ChoosingTemplate { product_id: ProductId(3) };
+        store.clone().update_dialogue(chat, next.clone()).await.expect("writes");
+        let (state, account) = store.read(chat, user).await.expect("reads");
+        assert_eq!(state, Some(next));
+        assert_eq!(account.map(|a| a.id), Some(user));
+        // Another chat's state is not this chat's.
+        assert_eq!(store.read(ChatId(8), user).await.expect("reads").0, None);
+    }
+
+    #[sqlx::test(migrations = "../migrations")]
     async fn unreadable_state_starts_over(pool: PgPool) {
         sqlx::query("INSERT INTO bot_dialogues (chat_id, state) VALUES (1, '{\"step\":\"gone\"}')")
             .execute(&pool)
             .await
             .expect("inserts");
         let store = Arc::new(PgDialogueStorage::new(pool));
-        assert_eq!(store.get_dialogue(ChatId(1)).await.expect("reads"), None);
+        assert_eq!(store.clone().get_dialogue(ChatId(1)).await.expect("reads"), None);
+        assert_eq!(store.read(ChatId(1), UserId(1)).await.expect("reads"), (None, None));
     }
 }
