@@ -27,3 +27,47 @@ async fn a_malformed_url_is_reported_without_echoing_it() {
     assert!(matches!(err, ConnectError::InvalidUrl(_)));
     assert!(!err.to_string().contains("secret"));
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_connection_the_server_closed_fails_once_and_is_replaced(
+    pool_opts: PgPoolOptions,
+    opts: PgConnectOptions,
+) {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
+    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
+    url.set_path(opts.get_database().expect("the test database has a name"));
+    let pool = connect(url.as_str(), 1).await.expect("connect");
+    let pid: i32 =
+        sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&pool).await.expect("first use");
+
+    // The server ends the pool's only connection (a restart, an admin, a network cut).
+    let admin = pool_opts.max_connections(1).connect_with(opts).await.expect("admin connection");
+    let ended: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(pid)
+        .fetch_one(&admin)
+        .await
+        .expect("terminate");
+    assert!(ended);
+    for _ in 0..500 {
+        let alive: i64 = sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE pid = $1")
+            .bind(pid)
+            .fetch_one(&admin)
+            .await
+            .expect("read activity");
+        if alive == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+
+    // Without a ping before each use, the next query is the one that finds out; it fails with
+    // an error the caller handles, and the pool opens a new connection for the one after.
+    let mut outcomes = Vec::new();
+    for _ in 0..2 {
+        outcomes
+            .push(sqlx::query_scalar::<_, i32>("SELECT pg_backend_pid()").fetch_one(&pool).await);
+    }
+    assert!(outcomes[0].is_err(), "the closed connection's next query fails: {outcomes:?}");
+    let next = outcomes[1].as_ref().expect("the query after it runs on a new connection");
+    assert_ne!(*next, pid);
+}

@@ -60,12 +60,23 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<PgPool, ConnectE
         .map_err(|_| ConnectError::InvalidUrl("cannot parse the postgres:// URL".to_owned()))?
         .application_name("neurocards")
         .options([("idle_in_transaction_session_timeout", "30s"), ("statement_timeout", "30s")]);
+    pool_options(max_connections).connect_with(options).await.map_err(ConnectError::Unreachable)
+}
+
+/// The pool settings [`connect`] uses, for hosts that build their own connect options.
+///
+/// - At most `max_connections` (at least 1); waiting for a free connection gives up after
+///   10 s.
+/// - A connection is not pinged before each use. The ping is a full round trip, as costly as
+///   the query it guards, and it cannot prevent the failure it looks for (the server may go
+///   away right after it). A connection the server closed fails its next query with an error
+///   every caller already handles — the bot answers "try again", the worker retries the step
+///   — and the pool then replaces it.
+pub fn pool_options(max_connections: u32) -> PgPoolOptions {
     PgPoolOptions::new()
         .max_connections(max_connections.max(1))
         .acquire_timeout(Duration::from_secs(10))
-        .connect_with(options)
-        .await
-        .map_err(ConnectError::Unreachable)
+        .test_before_acquire(false)
 }
 
 /// Applies the workspace's migrations that are not applied yet. Safe to run from several

@@ -17,7 +17,7 @@ use neurocards_testkit::bot_harness::{test_settings, BotHarness, JPEG};
 use neurocards_testkit::fake_telegram::TgUser;
 use neurocards_testkit::scratch_db::with_scratch_database;
 use serde_json::Value;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,8 +105,7 @@ async fn user_story(
 }
 
 async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<String> {
-    let pool = PgPoolOptions::new()
-        .max_connections(args.concurrency.clamp(8, 90))
+    let pool = neurocards_core::postgres::pool_options(args.concurrency.clamp(8, 90))
         .connect_with(db)
         .await
         .context("connect to the bench database")?;

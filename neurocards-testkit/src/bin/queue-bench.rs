@@ -37,7 +37,7 @@ use neurocards_core::ports::{Accounts, JobQueue, NewUser};
 use neurocards_core::postgres::{self, PgAccounts, PgJobQueue, PgQueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::scratch_db::with_scratch_database;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -110,8 +110,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Value> {
-    let pool = PgPoolOptions::new()
-        .max_connections(args.concurrency + 2)
+    let pool = postgres::pool_options(args.concurrency + 2)
         .connect_with(db)
         .await
         .context("connect to the bench database")?;

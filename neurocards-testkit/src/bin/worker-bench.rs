@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use neurocards_testkit::fake_kie::{CallbackMode, Endpoint, Scenario};
 use neurocards_testkit::scratch_db::with_scratch_database;
 use neurocards_testkit::system::{SystemOptions, TestSystem};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::postgres::PgConnectOptions;
 use std::time::{Duration, Instant};
 
 struct Args {
@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Places the jobs, runs one worker process until they are drained, and returns the JSON line.
 async fn run(args: Args, db: PgConnectOptions) -> anyhow::Result<String> {
-    let pool = PgPoolOptions::new().max_connections(16).connect_with(db).await?;
+    let pool = neurocards_core::postgres::pool_options(16).connect_with(db).await?;
     neurocards_core::postgres::migrate(&pool).await?;
 
     let users = args.jobs.div_ceil(5);
