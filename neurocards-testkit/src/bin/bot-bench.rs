@@ -4,12 +4,14 @@
 //! posting an update to the webhook answering — the bot answers only after its reply was sent.
 //!
 //! ```text
-//! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
-//!   cargo run --release -p neurocards-testkit --bin bot-bench -- --users 300 --concurrency 64
+//! DATABASE_URL='postgres://postgres@localhost/postgres?host=/var/run/postgresql' \
+//!   cargo run --release -p neurocards-testkit --bin bot-bench -- --users 2000 --concurrency 8
 //! ```
 //!
-//! Options: `--users M` (300), `--concurrency C` (64 users in flight). The benchmark creates its
-//! own database on DATABASE_URL's server and drops it at the end.
+//! Options: `--users M` (2000), `--concurrency C` (8 users in flight; each sends its next
+//! update as soon as the previous one was answered). The benchmark creates its own database on
+//! DATABASE_URL's server and drops it at the end. Everything runs on one machine: the client,
+//! the bot, FakeTelegram and PostgreSQL share its cores.
 
 use anyhow::{bail, Context};
 use neurocards_core::domain::Credits;
@@ -29,7 +31,7 @@ struct Args {
 }
 
 fn parse_args() -> anyhow::Result<Args> {
-    let mut args = Args { users: 300, concurrency: 64 };
+    let mut args = Args { users: 2000, concurrency: 8 };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let value = it.next().with_context(|| format!("{flag} needs a value"))?;

@@ -97,25 +97,23 @@ pub(super) async fn place_order(
     .await?;
     jobs.sort_unstable();
 
+    // The charge, and the wake-up of waiting workers (delivered on commit only; several in one
+    // transaction coalesce), in one statement. The ledger trigger takes exactly the charge off
+    // the balance of the row locked above, so the balance after is known without reading it.
     sqlx::query(
-        "INSERT INTO ledger (user_id, delta, reason, order_id) VALUES ($1, $2, 'charge', $3)",
+        "WITH charge AS ( \
+             INSERT INTO ledger (user_id, delta, reason, order_id) \
+             VALUES ($1, $2, 'charge', $3) RETURNING id \
+         ) \
+         SELECT pg_notify($4, 'order') FROM charge",
     )
     .bind(user)
     .bind(-total.get())
     .bind(order_id)
+    .bind(&q.config.notify_channel)
     .execute(&mut *tx)
     .await?;
-
-    let balance_after: i64 = sqlx::query_scalar("SELECT balance FROM users WHERE id = $1")
-        .bind(user)
-        .fetch_one(&mut *tx)
-        .await?;
-
-    // Delivered on commit only; several notifications in one transaction coalesce.
-    sqlx::query("SELECT pg_notify($1, 'order')")
-        .bind(&q.config.notify_channel)
-        .execute(&mut *tx)
-        .await?;
+    let balance_after = balance - total.get();
     tx.commit().await?;
 
     tracing::info!(
