@@ -3,15 +3,20 @@
 use neurocards_core::postgres::{connect, migrate, ConnectError};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
+/// `DATABASE_URL` pointed at the test's own database, as a host would configure it.
+fn test_database_url(opts: &PgConnectOptions) -> String {
+    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
+    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
+    url.set_path(opts.get_database().expect("the test database has a name"));
+    url.into()
+}
+
 #[sqlx::test(migrations = "../migrations")]
 async fn connect_then_migrate_an_up_to_date_database_is_a_no_op(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
-    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
-    url.set_path(opts.get_database().expect("the test database has a name"));
-    let pool = connect(url.as_str(), 2).await.expect("connect");
+    let pool = connect(&test_database_url(&opts), 2).await.expect("connect");
     migrate(&pool).await.expect("migrations already applied: nothing to do");
     migrate(&pool).await.expect("and again");
     let timeout: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
@@ -33,10 +38,7 @@ async fn a_connection_the_server_closed_fails_once_and_is_replaced(
     pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
-    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
-    url.set_path(opts.get_database().expect("the test database has a name"));
-    let pool = connect(url.as_str(), 1).await.expect("connect");
+    let pool = connect(&test_database_url(&opts), 1).await.expect("connect");
     let pid: i32 =
         sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&pool).await.expect("first use");
 

@@ -54,9 +54,13 @@ const CLAIM: &str = concat!(
 ///   ("few queued rows") the planner would otherwise read and sort every queued row instead of
 ///   walking `jobs_claim` in order and stopping after the batch, which makes claims slowest
 ///   exactly when the backlog is largest.
-const CLAIM_TURN: &str = "SELECT pg_advisory_xact_lock(1852007277, hashtext($1)), \
+const CLAIM_TURN: &str = "SELECT pg_advisory_xact_lock($1, hashtext($2)), \
                                  set_config('enable_bitmapscan', 'off', true), \
                                  set_config('enable_seqscan', 'off', true)";
+
+/// The advisory lock class of claim turns ("ncqm" in ASCII); the object is the hash of the
+/// queue's channel, so queues on different channels in one database do not wait on each other.
+const CLAIM_LOCK_CLASS: i32 = 0x6E63_716D;
 
 pub(super) async fn claim(
     q: &PgJobQueue,
@@ -70,7 +74,11 @@ pub(super) async fn claim(
     let scan = i64::from(max) + i64::from(max.min(q.config.per_user_cap));
     let _turn = q.claim_turn.lock().await;
     let mut tx = q.pool.begin().await?;
-    sqlx::query(CLAIM_TURN).bind(&q.config.notify_channel).execute(&mut *tx).await?;
+    sqlx::query(CLAIM_TURN)
+        .bind(CLAIM_LOCK_CLASS)
+        .bind(&q.config.notify_channel)
+        .execute(&mut *tx)
+        .await?;
     let rows: Vec<JobRow> = sqlx::query_as(CLAIM)
         .bind(worker.as_str())
         .bind(i64::from(max))
