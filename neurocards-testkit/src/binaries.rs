@@ -19,6 +19,30 @@ pub fn workspace_binary(name: &str, override_var: &str) -> PathBuf {
     dir.join(name)
 }
 
+/// A command for a workspace binary run as a service under test: only `env` (plus `PATH`) in
+/// its environment, no stdin, stdout discarded, stderr shown with the test's output, and killed
+/// when the child handle is dropped.
+pub fn service_command<K, V>(
+    binary: &std::path::Path,
+    env: impl IntoIterator<Item = (K, V)>,
+) -> tokio::process::Command
+where
+    K: AsRef<std::ffi::OsStr>,
+    V: AsRef<std::ffi::OsStr>,
+{
+    let mut cmd = tokio::process::Command::new(binary);
+    cmd.env_clear()
+        .envs(env)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    cmd
+}
+
 /// `target/<profile>` of the running test executable.
 fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test executable has a path");

@@ -486,17 +486,8 @@ impl TestSystem {
 
     /// Like [`TestSystem::spawn_worker_binary`], with extra or overriding variables.
     pub fn spawn_worker_binary_with(&self, extra: &[(&str, &str)]) -> tokio::process::Child {
-        let mut cmd = tokio::process::Command::new(worker_binary());
-        cmd.env_clear()
-            .envs(self.env())
-            .envs(extra.iter().copied())
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::inherit())
-            .kill_on_drop(true);
-        if let Ok(path) = std::env::var("PATH") {
-            cmd.env("PATH", path);
-        }
+        let mut cmd = crate::binaries::service_command(&worker_binary(), self.env());
+        cmd.envs(extra.iter().copied());
         cmd.spawn().expect("start neurocards-worker")
     }
 }

@@ -1,6 +1,7 @@
 //! From the first `/start` to the delivered video: the conversation places the order, the
 //! worker generates it against FakeKie and FakeOpenAi and delivers it through FakeTelegram.
 
+use neurocards_testkit::binaries::service_command;
 use neurocards_testkit::bot_harness::{bot_binary, test_settings, BotHarness, JPEG};
 use neurocards_testkit::fake_telegram::{FakeTelegram, TgUser};
 use neurocards_testkit::system::TestSystem;
@@ -75,17 +76,7 @@ async fn the_bot_and_worker_binaries_complete_an_order(pool: PgPool) {
     env.insert("BOT_MODE".into(), "polling".into());
     env.insert("HTTP_ADDR".into(), "127.0.0.1:0".into());
     env.insert("START_CREDITS".into(), "1".into());
-    let mut cmd = tokio::process::Command::new(bot_binary());
-    cmd.env_clear()
-        .envs(env)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true);
-    if let Ok(path) = std::env::var("PATH") {
-        cmd.env("PATH", path);
-    }
-    let mut bot = cmd.spawn().expect("start neurocards-bot");
+    let mut bot = service_command(&bot_binary(), env).spawn().expect("start neurocards-bot");
 
     let tg = &system.telegram;
     let user = TgUser::new(88_001).language("en");
@@ -111,19 +102,8 @@ async fn the_bot_and_worker_binaries_complete_an_order(pool: PgPool) {
         };
         let shown = tg.wait_until(Duration::from_secs(30), has_button).await;
         assert!(shown, "no {data} button: {:?}", tg.texts_to(user.id));
-        let message = tg
-            .messages_to(user.id)
-            .into_iter()
-            .rev()
-            .find(|m| m.callback_data().iter().any(|d| d.starts_with(data)))
-            .unwrap_or_else(|| panic!("no {data} button: {:?}", tg.texts_to(user.id)));
-        let full = message
-            .callback_data()
-            .into_iter()
-            .find(|d| d.starts_with(data))
-            .map(str::to_owned)
-            .unwrap_or_default();
-        tg.callback_update(user, message.message_id, &full)
+        tg.press_update(user, data)
+            .unwrap_or_else(|| panic!("no {data} button: {:?}", tg.texts_to(user.id)))
     };
     step(tg.command_update(user, "/start")).await;
     step(press("terms").await).await;

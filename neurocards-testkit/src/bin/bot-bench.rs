@@ -79,20 +79,9 @@ async fn user_story(
         Ok::<Duration, anyhow::Error>(started.elapsed())
     };
     let press = |data: &str| -> anyhow::Result<Value> {
-        let message = h
-            .telegram
-            .messages_to(user.id)
-            .into_iter()
-            .rev()
-            .find(|m| m.callback_data().iter().any(|d| d.starts_with(data)))
-            .with_context(|| format!("user {} was not offered {data}", user.id))?;
-        let full = message
-            .callback_data()
-            .into_iter()
-            .find(|d| d.starts_with(data))
-            .map(str::to_owned)
-            .unwrap_or_default();
-        Ok(h.telegram.callback_update(user, message.message_id, &full))
+        h.telegram
+            .press_update(user, data)
+            .with_context(|| format!("user {} was not offered {data}", user.id))
     };
     samples.push(post(h.telegram.command_update(user, "/start")).await?);
     samples.push(post(press("terms")?).await?);

@@ -85,6 +85,19 @@ impl FakeTelegram {
         (update, file_id)
     }
 
+    /// A press on the newest button whose callback data starts with `prefix`, in the newest
+    /// bot message in the user's chat that offers one; `None` when no message does. The full
+    /// data is used, so `prefix` may leave out a generated part (an order token, say).
+    pub fn press_update(&self, user: &TgUser, prefix: &str) -> Option<Value> {
+        let message = self
+            .messages_to(user.id)
+            .into_iter()
+            .rev()
+            .find(|m| m.callback_data().iter().any(|d| d.starts_with(prefix)))?;
+        let data = message.callback_data().into_iter().find(|d| d.starts_with(prefix))?;
+        Some(self.callback_update(user, message.message_id, data))
+    }
+
     /// A press on an inline button with `data` under the bot's message `message_id` in the
     /// user's chat (the message is included as Telegram includes it; an unknown id gives an
     /// inaccessible message).
