@@ -50,6 +50,14 @@ impl UserRow {
     }
 }
 
+/// `UnknownUser` when a statement keyed on the user's id touched no row.
+fn require_user(rows_affected: u64, id: UserId) -> Result<(), AccountsError> {
+    if rows_affected == 0 {
+        return Err(AccountsError::UnknownUser(id));
+    }
+    Ok(())
+}
+
 fn credits(v: i64) -> Result<Credits, AccountsError> {
     Credits::new(v).map_err(|e| AccountsError::Unexpected(anyhow!("stored balance: {e}")))
 }
@@ -147,9 +155,7 @@ impl Accounts for PgAccounts {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        if inserted == 0 {
-            return Err(AccountsError::UnknownUser(id));
-        }
+        require_user(inserted, id)?;
         let balance: i64 = sqlx::query_scalar("SELECT balance FROM users WHERE id = $1")
             .bind(id.get())
             .fetch_one(&mut *tx)
@@ -166,43 +172,37 @@ impl Accounts for PgAccounts {
     }
 
     async fn record_consent(&self, id: UserId) -> Result<(), AccountsError> {
-        let found =
+        let updated =
             sqlx::query("UPDATE users SET consent_at = coalesce(consent_at, now()) WHERE id = $1")
                 .bind(id.get())
                 .execute(&self.pool)
                 .await?
                 .rows_affected();
-        if found == 0 {
-            return Err(AccountsError::UnknownUser(id));
-        }
-        Ok(())
+        require_user(updated, id)
     }
 
     async fn set_language(&self, id: UserId, language: Language) -> Result<(), AccountsError> {
-        let found = sqlx::query("UPDATE users SET language = $2 WHERE id = $1")
+        let updated = sqlx::query("UPDATE users SET language = $2 WHERE id = $1")
             .bind(id.get())
             .bind(language.as_str())
             .execute(&self.pool)
             .await?
             .rows_affected();
-        if found == 0 {
-            return Err(AccountsError::UnknownUser(id));
-        }
-        Ok(())
+        require_user(updated, id)
     }
 
     async fn set_banned(&self, id: UserId, banned: bool) -> Result<bool, AccountsError> {
-        let found = sqlx::query("UPDATE users SET banned = $2 WHERE id = $1")
+        let updated = sqlx::query("UPDATE users SET banned = $2 WHERE id = $1")
             .bind(id.get())
             .bind(banned)
             .execute(&self.pool)
             .await?
             .rows_affected();
-        Ok(found > 0)
+        Ok(updated > 0)
     }
 
     async fn set_bot_blocked(&self, id: UserId, blocked: bool) -> Result<(), AccountsError> {
-        let found = sqlx::query(
+        let updated = sqlx::query(
             "UPDATE users SET blocked_bot_at = CASE WHEN $2 THEN coalesce(blocked_bot_at, now()) END \
              WHERE id = $1",
         )
@@ -211,10 +211,7 @@ impl Accounts for PgAccounts {
         .execute(&self.pool)
         .await?
         .rows_affected();
-        if found == 0 {
-            return Err(AccountsError::UnknownUser(id));
-        }
-        Ok(())
+        require_user(updated, id)
     }
 
     async fn recent_orders(

@@ -5,7 +5,6 @@ use super::place::credits;
 use super::{clip, lease_arrays, lease_lost_or_missing, PgJobQueue};
 use crate::domain::{Delivery, JobId, Lease, StepResult};
 use crate::ports::{JobFailure, QueueError, Refund, Reschedule};
-use sqlx::postgres::PgQueryResult;
 use sqlx::PgConnection;
 use std::time::Duration;
 
@@ -14,57 +13,34 @@ pub(super) async fn record_step(
     lease: Lease,
     step: &StepResult,
 ) -> Result<(), QueueError> {
-    let id = lease.job_id.get();
-    let token = lease.token.0;
-    let result: PgQueryResult = match step {
-        StepResult::ImageUploaded { image_url } => {
-            sqlx::query(
-                "UPDATE jobs SET image_url = $3 \
-                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
-            )
-            .bind(id)
-            .bind(token)
-            .bind(image_url)
-            .execute(&q.pool)
-            .await?
-        }
-        StepResult::PromptBuilt { prompt } => {
-            sqlx::query(
-                "UPDATE jobs SET prompt = $3 \
-                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
-            )
-            .bind(id)
-            .bind(token)
-            .bind(prompt.as_str())
-            .execute(&q.pool)
-            .await?
-        }
-        StepResult::Submitted { task } => {
-            sqlx::query(
-                "UPDATE jobs SET provider_task_id = $3, provider_model = $4, \
-                                 provider_key_id = $5, provider_submitted_at = $6 \
-                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
-            )
-            .bind(id)
-            .bind(token)
-            .bind(&task.task_id)
-            .bind(&task.model)
-            .bind(&task.key_id)
-            .bind(task.submitted_at)
-            .execute(&q.pool)
-            .await?
-        }
-        StepResult::Generated { video_url } => {
-            sqlx::query(
-                "UPDATE jobs SET video_url = $3 \
-                 WHERE id = $1 AND lease_token = $2 AND state = 'running'",
-            )
-            .bind(id)
-            .bind(token)
-            .bind(video_url)
-            .execute(&q.pool)
-            .await?
-        }
+    // Every step write is fenced the same way: `$1` is the job, `$2` its lease token, and the
+    // row changes only while that lease still holds it.
+    let fenced = |sql| sqlx::query(sql).bind(lease.job_id.get()).bind(lease.token.0);
+    let query = match step {
+        StepResult::ImageUploaded { image_url } => fenced(
+            "UPDATE jobs SET image_url = $3 \
+             WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+        )
+        .bind(image_url),
+        StepResult::PromptBuilt { prompt } => fenced(
+            "UPDATE jobs SET prompt = $3 \
+             WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+        )
+        .bind(prompt.as_str()),
+        StepResult::Submitted { task } => fenced(
+            "UPDATE jobs SET provider_task_id = $3, provider_model = $4, \
+                             provider_key_id = $5, provider_submitted_at = $6 \
+             WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+        )
+        .bind(&task.task_id)
+        .bind(&task.model)
+        .bind(&task.key_id)
+        .bind(task.submitted_at),
+        StepResult::Generated { video_url } => fenced(
+            "UPDATE jobs SET video_url = $3 \
+             WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+        )
+        .bind(video_url),
         StepResult::Delivered { delivery } => {
             let (message_id, file_id, undeliverable) = match delivery {
                 Delivery::Sent { message_id, file_id } => {
@@ -72,20 +48,17 @@ pub(super) async fn record_step(
                 }
                 Delivery::Undeliverable { reason } => (None, None, Some(clip(reason))),
             };
-            sqlx::query(
+            fenced(
                 "UPDATE jobs SET delivered_message_id = $3, delivered_file_id = $4, \
                                  undeliverable_reason = $5 \
                  WHERE id = $1 AND lease_token = $2 AND state = 'running'",
             )
-            .bind(id)
-            .bind(token)
             .bind(message_id)
             .bind(file_id)
             .bind(undeliverable)
-            .execute(&q.pool)
-            .await?
         }
     };
+    let result = query.execute(&q.pool).await?;
     if result.rows_affected() == 0 {
         return Err(lease_lost_or_missing(&q.pool, lease.job_id).await);
     }
