@@ -127,16 +127,23 @@ pub async fn run(
     Ok(())
 }
 
-/// The KIE callback route, when KIE keys are configured (the callback is verified with them).
+/// The KIE callback route, only when a public URL is set (otherwise KIE is never given a
+/// callback URL, so nothing legitimate can arrive) and a KIE key is configured (the provider
+/// verifies signatures).
 fn kie_callback(settings: &Settings, pool: &PgPool) -> anyhow::Result<Option<CallbackRoute>> {
+    if settings.public_base_url.is_none() {
+        tracing::info!("no PUBLIC_BASE_URL: the KIE callback route is not served");
+        return Ok(None);
+    }
     let keys = collect_keys(|k| std::env::var(k).ok());
     if keys.is_empty() {
-        tracing::info!("no KIE key configured: /kie/callback is not served");
+        tracing::info!("no KIE key configured: the KIE callback route is not served");
         return Ok(None);
     }
     let config = wiring::kie_config(settings, keys);
     let provider = KieProvider::new(config).context("KIE provider")?;
     Ok(Some(CallbackRoute {
+        secret: settings.kie_callback_secret.clone(),
         provider: Arc::new(provider),
         signals: Arc::new(PgTaskSignals::new(pool.clone())),
     }))

@@ -46,6 +46,9 @@ pub struct Settings {
     pub kie_models: Vec<String>,
     /// Optional HMAC key for verifying KIE callbacks (`KIE_WEBHOOK_HMAC_KEY`).
     pub kie_callback_hmac_key: Option<Secret>,
+    /// The secret path segment of the KIE callback route (`KIE_CALLBACK_SECRET`); derived from
+    /// the bot token when unset, so the bot and every worker agree without extra setup.
+    pub kie_callback_secret: Secret,
     pub openai_api_key: Option<Secret>,
     pub openai_base_url: Url,
     pub openai_model: String,
@@ -160,6 +163,22 @@ impl Settings {
             });
         }
 
+        let kie_callback_secret = match get("KIE_CALLBACK_SECRET") {
+            Some(s) => {
+                let ok = (16..=128).contains(&s.len())
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !ok {
+                    return Err(ConfigError::Invalid {
+                        var: "KIE_CALLBACK_SECRET",
+                        reason: "use 16-128 characters of A-Z, a-z, 0-9, _ and -".into(),
+                    });
+                }
+                Secret::new(s)
+            }
+            None => derived_callback_secret(
+                get("BOT_TOKEN").as_deref().ok_or(ConfigError::Missing("BOT_TOKEN"))?,
+            ),
+        };
         Ok(Self {
             database_url: get("DATABASE_URL")
                 .map(Secret::new)
@@ -177,6 +196,7 @@ impl Settings {
             kie_upload_url: env.url("KIE_UPLOAD_URL", "https://kieai.redpandaai.co")?,
             kie_models,
             kie_callback_hmac_key: get("KIE_WEBHOOK_HMAC_KEY").map(Secret::new),
+            kie_callback_secret,
             openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
             openai_base_url: env.url("OPENAI_BASE_URL", "https://api.openai.com/v1")?,
             openai_model: get("OPENAI_MODEL").unwrap_or_else(|| "gpt-4.1-mini".into()),
@@ -199,9 +219,13 @@ impl Settings {
         })
     }
 
-    /// The URL KIE should POST results to, when a public base URL is configured.
-    pub fn kie_callback_url(&self) -> Option<String> {
-        self.public_base_url.as_ref().and_then(|u| u.join("kie/callback").ok()).map(String::from)
+    /// The URL KIE should POST results to, when a public base URL is configured:
+    /// `PUBLIC_BASE_URL/kie/callback/<secret>` (a secret itself: never log it). Workers add
+    /// `?job=<id>` per task.
+    pub fn kie_callback_url(&self) -> Option<Secret> {
+        let base = self.public_base_url.as_ref()?;
+        let url = base.join(&format!("kie/callback/{}", self.kie_callback_secret.expose())).ok()?;
+        Some(Secret::new(String::from(url)))
     }
 
     /// The URL Telegram should POST updates to in webhook mode.
@@ -286,6 +310,20 @@ fn parse_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
     Ok(url)
 }
 
+/// The callback secret when `KIE_CALLBACK_SECRET` is unset: HMAC-SHA256 of a fixed label under
+/// the bot token, hex, 32 characters. One-way, so the path reveals nothing about the token.
+fn derived_callback_secret(bot_token: &str) -> Secret {
+    use hmac::Mac as _;
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(bot_token.as_bytes()) else {
+        // HMAC takes keys of any length; this branch cannot run.
+        return Secret::new(String::new());
+    };
+    mac.update(b"neurocards kie callback path");
+    let hex: String =
+        mac.finalize().into_bytes().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Secret::new(hex)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,7 +375,10 @@ mod tests {
             s.webhook_url().map(String::from).as_deref(),
             Some("https://bot.example.com/telegram/webhook")
         );
-        assert_eq!(s.kie_callback_url().as_deref(), Some("https://bot.example.com/kie/callback"));
+        let url = s.kie_callback_url().expect("callback URL");
+        let secret = s.kie_callback_secret.expose();
+        assert_eq!(secret.len(), 32, "derived from the bot token");
+        assert_eq!(url.expose(), format!("https://bot.example.com/kie/callback/{secret}"));
     }
 
     #[test]

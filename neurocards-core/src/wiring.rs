@@ -84,6 +84,32 @@ pub fn pipeline_config(settings: &Settings) -> PipelineConfig {
     }
 }
 
+/// Asks the KIE callback route at `callback_url` whether it is served (a `?probe=1` POST the
+/// route answers 200 only when the path secret matches), trying for about ten seconds in case
+/// the bot is starting too. `false` means KIE's callbacks would not reach anyone: the caller
+/// should warn and poll at the normal rate. The URL is never logged (it holds the secret).
+pub async fn callback_route_answers(callback_url: &Secret) -> bool {
+    let Ok(http) = crate::http::client(crate::http::HttpTimeouts {
+        connect: Duration::from_secs(3),
+        request: Duration::from_secs(5),
+    }) else {
+        return false;
+    };
+    let sep = if callback_url.expose().contains('?') { '&' } else { '?' };
+    let probe = format!("{}{sep}probe=1", callback_url.expose());
+    for attempt in 0..5 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        match http.post(&probe).send().await {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) => tracing::debug!(status = r.status().as_u16(), "callback route probe refused"),
+            Err(e) => tracing::debug!(error = %e.without_url(), "callback route probe failed"),
+        }
+    }
+    false
+}
+
 /// The template catalogue: `TEMPLATES_PATH` when set, the built-in one otherwise.
 pub fn templates(settings: &Settings) -> Result<TemplateCatalogue, WiringError> {
     Ok(TemplateCatalogue::from_env_or_builtin(settings.templates_path.as_deref())?)

@@ -169,6 +169,7 @@ impl TestSystem {
             let receiver = CallbackReceiver::start(
                 system.pool.clone(),
                 Arc::new(system.kie_provider(&settings)),
+                settings.kie_callback_secret.clone(),
             )
             .await;
             system.callbacks = Some(receiver);
@@ -358,17 +359,25 @@ impl TestSystem {
         }
     }
 
-    /// Delivers FakeKie's current callback for `task_id` the way the bot's `/kie/callback`
-    /// does: parsed by the KIE adapter, recorded in the inbox. Returns whether it was new.
-    pub async fn deliver_callback(&self, task_id: &str) -> bool {
+    /// Delivers FakeKie's current callback for `task_id` the way the bot's callback route does:
+    /// the KIE adapter verifies it and names the task, and the job that owns the task is woken.
+    /// Returns what the route would have stored.
+    pub async fn deliver_callback(&self, task_id: &str) -> neurocards_core::ports::WakeupOutcome {
         use neurocards_core::ports::{CallbackHeaders, TaskSignals, VideoProvider};
         let body = self.kie.callback_body(task_id).expect("the task exists");
         let bytes = serde_json::to_vec(&body).expect("serialize callback");
-        let update = self
+        let named = self
             .provider
-            .parse_callback(&CallbackHeaders::default(), &bytes)
-            .expect("callback parses");
-        self.signals.record_update(&update).await.expect("record callback")
+            .callback_task_id(&CallbackHeaders::default(), &bytes)
+            .expect("callback verifies");
+        let job: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE provider_task_id = $1")
+                .bind(&named)
+                .fetch_optional(&self.pool)
+                .await
+                .expect("find the job of the task");
+        let job = neurocards_core::domain::JobId(job.unwrap_or(i64::MAX));
+        self.signals.record_wakeup(job, &named).await.expect("record wake-up")
     }
 
     /// Checks the database invariants (panics listing violations).

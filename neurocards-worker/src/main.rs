@@ -77,11 +77,22 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     postgres::migrate(&pool).await?;
     let adapters = Adapters::build(&settings, pool, provider)?;
 
-    let config = wiring::pipeline_config(&settings);
+    let mut config = wiring::pipeline_config(&settings);
+    if let Some(url) = &config.callback_url {
+        config.callbacks_confirmed = wiring::callback_route_answers(url).await;
+        if !config.callbacks_confirmed {
+            tracing::warn!(
+                "KIE callbacks are configured (PUBLIC_BASE_URL) but the bot does not answer at \
+                 PUBLIC_BASE_URL/kie/callback/…: check that the bot runs with the same \
+                 PUBLIC_BASE_URL and KIE_CALLBACK_SECRET (or BOT_TOKEN). Jobs poll KIE at the \
+                 normal rate meanwhile"
+            );
+        }
+    }
     tracing::info!(
         worker = %config.worker_id,
         concurrency = config.concurrency,
-        callbacks = config.callback_url.is_some(),
+        callbacks = config.callback_url.is_some() && config.callbacks_confirmed,
         llm = adapters.prompts.has_llm(),
         "worker starting"
     );

@@ -9,8 +9,7 @@ use super::upload::{upload_file_name, UploadApi};
 use super::{KieConfig, KieError};
 use crate::domain::{ErrorClass, ImageData, ImageMime, ProviderTaskRef};
 use crate::ports::{
-    CallbackError, CallbackHeaders, GenerationRequest, ProviderError, TaskState, TaskUpdate,
-    VideoProvider,
+    CallbackError, CallbackHeaders, GenerationRequest, ProviderError, TaskState, VideoProvider,
 };
 use crate::secret::Secret;
 use chrono::Utc;
@@ -146,7 +145,7 @@ impl KieProvider {
                     &key,
                     model.slug(),
                     input.clone(),
-                    request.callback_url.as_deref(),
+                    request.callback_url.as_ref().map(Secret::expose),
                     &secrets,
                 )
                 .await;
@@ -250,12 +249,12 @@ impl VideoProvider for KieProvider {
         }
     }
 
-    fn parse_callback(
+    fn callback_task_id(
         &self,
         headers: &CallbackHeaders,
         body: &[u8],
-    ) -> Result<TaskUpdate, CallbackError> {
-        callback::parse_callback(
+    ) -> Result<String, CallbackError> {
+        callback::verify_callback(
             self.callback_hmac_key.as_ref(),
             self.callback_max_age,
             Utc::now().timestamp(),

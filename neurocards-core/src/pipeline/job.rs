@@ -282,7 +282,11 @@ async fn steps(
             image_url,
             prompt,
             options: job.spec.options,
-            callback_url: inner.config.callback_url.clone(),
+            callback_url: inner
+                .config
+                .callback_url
+                .as_ref()
+                .map(|base| super::job_callback_url(base, lease.job_id)),
         };
         let task = deps.provider.submit(&request).await.map_err(|e| {
             inner.metrics.provider_call("submit", e.class.as_str());
@@ -301,7 +305,7 @@ async fn steps(
             return Err(Failure::new(ErrorClass::Unknown, "no provider task to wait for").into());
         };
         let t = Instant::now();
-        let state = match wait::wait_for_task(inner, &task, stop).await {
+        let state = match wait::wait_for_task(inner, lease.job_id, &task, stop).await {
             WaitOutcome::Finished(state) => state,
             WaitOutcome::Stopped => return Err(StepError::End(JobOutcome::Stopped)),
             WaitOutcome::CheckFailed(e) => return Err(provider_failure(e).into()),

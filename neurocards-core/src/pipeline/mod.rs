@@ -27,6 +27,7 @@ use crate::ports::{
     Accounts, JobQueue, Notifier, OrderProgressStore, PhotoSource, Products, PromptEngine,
     TaskSignals, VideoProvider,
 };
+use crate::secret::Secret;
 use crate::templates::TemplateCatalogue;
 use std::sync::Arc;
 use std::time::Duration;
@@ -78,8 +79,14 @@ pub struct PipelineConfig {
     pub retry: RetryPolicy,
     /// Polling schedule and deadline while the provider generates.
     pub wait: WaitPolicy,
-    /// Where the provider posts task results (`PUBLIC_BASE_URL/kie/callback`), if public.
-    pub callback_url: Option<String>,
+    /// Where the provider posts its completion notices (`PUBLIC_BASE_URL/kie/callback/<secret>`),
+    /// if public; each job's task gets it with `?job=<id>` added. A notice only wakes the job,
+    /// which then asks the provider for the task's state.
+    pub callback_url: Option<Secret>,
+    /// Whether the callback route answered this process's start-up probe. When it did not, jobs
+    /// poll at the schedule used without callbacks (the URL is still given to the provider, in
+    /// case the route comes up later).
+    pub callbacks_confirmed: bool,
     /// A typical generation time, for the queued ETA.
     pub typical_generation: Duration,
 }
@@ -99,6 +106,7 @@ impl Default for PipelineConfig {
             retry: RetryPolicy::default(),
             wait: WaitPolicy::default(),
             callback_url: None,
+            callbacks_confirmed: true,
             typical_generation: Duration::from_secs(180),
         }
     }
@@ -164,4 +172,11 @@ impl Pipeline {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> RunReport {
         worker::run(self.inner, shutdown).await
     }
+}
+
+/// The callback URL for one job's task: the base with `?job=<id>` (or `&job=` when the base has
+/// a query already). A secret, like the base.
+pub(crate) fn job_callback_url(base: &Secret, job: crate::domain::JobId) -> Secret {
+    let sep = if base.expose().contains('?') { '&' } else { '?' };
+    Secret::new(format!("{}{sep}job={}", base.expose(), job.get()))
 }

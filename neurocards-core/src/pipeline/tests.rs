@@ -137,7 +137,7 @@ impl Mocks {
             push(&l, "complete");
             Ok(leases.iter().map(|l| l.job_id).collect())
         });
-        m.signals.expect_wait_update().returning(|_, _| Ok(None));
+        m.signals.expect_wait_wakeup().returning(|_, _, _| Ok(false));
         m.progress.expect_claim_stage().returning(|_, _| Ok(ProgressSlot::Skip));
         m.progress.expect_order_status().returning(|order| {
             Ok(OrderStatus {
@@ -461,17 +461,52 @@ async fn polling_is_fast_at_first_then_slower() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_callback_ends_the_wait_without_polling() {
+async fn a_callback_wakes_the_wait_and_the_status_check_decides() {
     let mut m = Mocks::new();
     m.signals.checkpoint();
-    m.signals.expect_wait_update().returning(|task_id, _| {
+    let wakeups = Arc::new(Mutex::new(0u32));
+    let w = wakeups.clone();
+    m.signals.expect_wait_wakeup().returning(move |job, task_id, _| {
+        assert_eq!(job, JobId(7));
         assert_eq!(task_id, "task-1");
-        Ok(Some(TaskState::Succeeded { video_urls: vec!["https://v/cb.mp4".into()] }))
+        let mut n = w.lock().expect("lock");
+        *n += 1;
+        // The first wake-up comes at once; nothing after.
+        Ok(*n == 1)
     });
-    m.provider.expect_check().never();
-    m.video_sent();
+    m.check_returns(vec![TaskState::Succeeded { video_urls: vec!["https://kie/real.mp4".into()] }]);
+    m.notifier.expect_send_video().times(1).returning(|_, video| {
+        assert_eq!(video.video_url, "https://kie/real.mp4", "only the provider's answer counts");
+        Ok(SentVideo { message_id: 100, file_id: None })
+    });
+    let started = tokio::time::Instant::now();
     let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
     assert_eq!(outcome, JobOutcome::Succeeded);
+    assert!(started.elapsed() < Duration::from_secs(1), "no poll interval was waited");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wakeup_the_provider_does_not_confirm_keeps_the_job_waiting() {
+    let mut m = Mocks::new();
+    m.signals.checkpoint();
+    let wakeups = Arc::new(Mutex::new(0u32));
+    let w = wakeups.clone();
+    m.signals.expect_wait_wakeup().returning(move |_, _, timeout| {
+        let mut n = w.lock().expect("lock");
+        *n += 1;
+        Ok(*n == 1 || timeout.is_zero())
+    });
+    // The forged wake-up finds the task still generating; the next check finds it done.
+    m.check_returns(vec![
+        TaskState::Pending { progress: Some(10) },
+        TaskState::Succeeded { video_urls: vec!["https://kie/real.mp4".into()] },
+    ]);
+    m.video_sent();
+    let log = m.log.clone();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    let checks = log.lock().expect("log").iter().filter(|e| e.as_str() == "check").count();
+    assert_eq!(checks, 2, "the unconfirmed wake-up changed nothing but one extra check");
 }
 
 #[tokio::test(start_paused = true)]

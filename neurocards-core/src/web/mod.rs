@@ -2,8 +2,8 @@
 //! `/telegram/webhook` and `/kie/callback`, as one axum router the binary serves on `HTTP_ADDR`.
 //!
 //! The webhook checks Telegram's secret header in constant time and runs the conversation
-//! within the request; the KIE callback is verified by the provider, stored for the worker and
-//! answered at once (a repeated callback changes nothing).
+//! within the request; a KIE callback only wakes the job that owns its task (see `kie.rs`) and
+//! is answered at once (a repeated callback changes nothing).
 
 mod health;
 mod kie;
@@ -85,10 +85,12 @@ impl std::fmt::Debug for WebhookRoute {
     }
 }
 
-/// `/kie/callback`: the provider that verifies and parses, and the store the waiting worker
-/// reads (recording the same update twice is harmless).
+/// `/kie/callback/{secret}`: the path secret, the provider that verifies a callback and names
+/// its task, and the store that wakes the job owning the task (a repeat is harmless).
 #[derive(Clone)]
 pub struct CallbackRoute {
+    /// The path segment that must match (see `Settings::kie_callback_secret`).
+    pub secret: Secret,
     pub provider: Arc<dyn VideoProvider>,
     pub signals: Arc<dyn TaskSignals>,
 }
@@ -123,8 +125,10 @@ impl std::fmt::Debug for WebDeps {
 
 /// Path of the Telegram webhook route.
 pub const WEBHOOK_PATH: &str = "/telegram/webhook";
-/// Path of the KIE callback route.
-pub const KIE_CALLBACK_PATH: &str = "/kie/callback";
+/// Path of the KIE callback route; the last segment is the deployment's callback secret.
+pub const KIE_CALLBACK_PATH: &str = "/kie/callback/{secret}";
+
+pub use kie::CALLBACK_BODY_LIMIT;
 
 /// The router with every route of the HTTP surface.
 pub fn router(deps: WebDeps) -> Router {
@@ -139,10 +143,18 @@ pub fn router(deps: WebDeps) -> Router {
             .merge(Router::new().route(WEBHOOK_PATH, post(webhook::receive)).with_state(route));
     }
     if let Some(route) = deps.kie_callback {
-        router = router
-            .merge(Router::new().route(KIE_CALLBACK_PATH, post(kie::receive)).with_state(route));
+        router = router.merge(kie_callback_router(route));
     }
     router
+}
+
+/// The KIE callback route alone, with its body limit (bodies over [`CALLBACK_BODY_LIMIT`] get
+/// 413). [`router`] mounts it; a host with its own HTTP server can mount it too.
+pub fn kie_callback_router(route: CallbackRoute) -> Router {
+    Router::new()
+        .route(KIE_CALLBACK_PATH, post(kie::receive))
+        .layer(axum::extract::DefaultBodyLimit::max(CALLBACK_BODY_LIMIT))
+        .with_state(route)
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
