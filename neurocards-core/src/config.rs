@@ -60,8 +60,12 @@ pub struct Settings {
     pub generation_deadline: Duration,
     /// Jobs of one user running at once across all workers.
     pub per_user_in_flight: u32,
-    /// Rescues after which a job that keeps losing its worker is failed with refund.
+    /// Blamed rescues after which a job is failed with refund as a poison job (`MAX_RESCUES`);
+    /// a rescue is blamed on a job when its worker died right after beginning a step on it.
     pub max_rescues: u32,
+    /// How long a job may stay unfinished after its first claim before a rescue fails it with
+    /// refund (`JOB_DEADLINE`, default 2 h).
+    pub job_deadline: Duration,
     /// Admins; empty means nobody.
     pub admin_ids: Vec<UserId>,
     pub start_credits: Credits,
@@ -206,6 +210,7 @@ impl Settings {
             generation_deadline: env.duration("GENERATION_DEADLINE", "20m")?,
             per_user_in_flight: env.number("PER_USER_IN_FLIGHT", 5)?,
             max_rescues: env.number("MAX_RESCUES", 3)?,
+            job_deadline: env.duration("JOB_DEADLINE", "2h")?,
             admin_ids,
             start_credits: env.credits("START_CREDITS", 0)?,
             price_per_video: env.credits("PRICE_PER_VIDEO", 1)?,
@@ -349,6 +354,8 @@ mod tests {
         assert!(s.admin_ids.is_empty());
         assert!(!s.is_admin(UserId(1)));
         assert_eq!(s.start_credits, Credits::ZERO);
+        assert_eq!(s.max_rescues, 3);
+        assert_eq!(s.job_deadline, Duration::from_secs(2 * 3600));
     }
 
     #[test]
@@ -393,6 +400,8 @@ mod tests {
             ("BOT_MODE", "carrier-pigeon"),
             ("LOG_FORMAT", "xml"),
             ("WEBHOOK_SECRET", "has spaces"),
+            ("JOB_DEADLINE", "soon"),
+            ("JOB_DEADLINE", "0s"),
         ] {
             let mut pairs = BASE.to_vec();
             pairs.push((var, value));

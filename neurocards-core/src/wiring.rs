@@ -42,12 +42,13 @@ pub enum WiringError {
 }
 
 /// The queue settings from the configuration (`JOB_LEASE`, `PER_USER_IN_FLIGHT`,
-/// `MAX_RESCUES`).
+/// `MAX_RESCUES`, `JOB_DEADLINE`).
 pub fn queue_config(settings: &Settings) -> PgQueueConfig {
     PgQueueConfig {
         lease: settings.job_lease,
         per_user_cap: settings.per_user_in_flight,
         max_rescues: settings.max_rescues,
+        job_deadline: settings.job_deadline,
         ..PgQueueConfig::default()
     }
 }

@@ -188,6 +188,49 @@ pub struct Lease {
     pub token: LeaseToken,
 }
 
+/// A step of a job inside `running`, in the order the pipeline runs them. Recorded (with
+/// [`crate::ports::JobQueue::begin_step`]) as a job *enters* each step, before the step's
+/// result exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStep {
+    /// Uploading the product photo where the provider can fetch it.
+    Upload,
+    /// Building the video prompt.
+    Prompt,
+    /// Creating the provider task (a paid call).
+    Submit,
+    /// Waiting for the provider to finish the video.
+    Wait,
+    /// Sending the video to the user.
+    Deliver,
+}
+
+impl JobStep {
+    pub const ALL: [JobStep; 5] =
+        [JobStep::Upload, JobStep::Prompt, JobStep::Submit, JobStep::Wait, JobStep::Deliver];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStep::Upload => "upload",
+            JobStep::Prompt => "prompt",
+            JobStep::Submit => "submit",
+            JobStep::Wait => "wait",
+            JobStep::Deliver => "deliver",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        JobStep::ALL.into_iter().find(|step| step.as_str() == s)
+    }
+}
+
+impl fmt::Display for JobStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The results of the steps a job has finished so far, in step order. A job picked up again
 /// resumes after the last recorded step.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +245,11 @@ pub struct JobProgress {
     pub video_url: Option<String>,
     /// 5. the delivered Telegram message.
     pub delivery: Option<Delivery>,
+    /// The last step a worker *began* on this job, under any lease (kept across claims). A step
+    /// begun but without its result above is an intent whose outcome is unknown: the worker
+    /// doing it may have died in the middle (after a paid call or a sent message).
+    #[serde(default)]
+    pub entered_step: Option<JobStep>,
 }
 
 /// A task created at the provider: its id, the model, and which API key created it (the task is
@@ -296,6 +344,15 @@ mod tests {
             ]
         );
         assert!(RetryPolicy::parse_schedule("10x").is_err());
+    }
+
+    #[test]
+    fn job_steps_round_trip_in_pipeline_order() {
+        for step in JobStep::ALL {
+            assert_eq!(JobStep::parse(step.as_str()), Some(step));
+        }
+        assert!(JobStep::ALL.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(JobStep::parse("sleep"), None);
     }
 
     #[test]

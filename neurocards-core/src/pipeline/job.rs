@@ -11,7 +11,9 @@
 use super::failure::{self, Failure};
 use super::wait::{self, WaitOutcome};
 use super::{progress, Inner};
-use crate::domain::{ClaimedJob, Delivery, ErrorClass, ImageData, JobProgress, StepResult};
+use crate::domain::{
+    ClaimedJob, Delivery, ErrorClass, ImageData, JobProgress, JobStep, StepResult,
+};
 use crate::ports::{
     AccountsError, GenerationRequest, NotifyError, PhotoError, Product, PromptError, PromptRequest,
     ProviderError, QueueError, Recipient, TaskState, VideoMessage,
@@ -222,6 +224,7 @@ async fn steps(
 
         if done.image_url.is_none() {
             stop_requested(stop)?;
+            deps.queue.begin_step(lease, JobStep::Upload).await?;
             let t = Instant::now();
             let p = product(inner, job).await?;
             let img = photo(inner, &p).await?;
@@ -242,6 +245,7 @@ async fn steps(
 
         if done.prompt.is_none() {
             stop_requested(stop)?;
+            deps.queue.begin_step(lease, JobStep::Prompt).await?;
             let t = Instant::now();
             let p = match product_cache.take() {
                 Some(p) => p,
@@ -277,6 +281,7 @@ async fn steps(
         let (Some(image_url), Some(prompt)) = (done.image_url.clone(), done.prompt.clone()) else {
             return Err(Failure::new(ErrorClass::Unknown, "steps recorded out of order").into());
         };
+        deps.queue.begin_step(lease, JobStep::Submit).await?;
         let t = Instant::now();
         let request = GenerationRequest {
             image_url,
@@ -304,6 +309,7 @@ async fn steps(
         let Some(task) = done.provider_task.clone() else {
             return Err(Failure::new(ErrorClass::Unknown, "no provider task to wait for").into());
         };
+        deps.queue.begin_step(lease, JobStep::Wait).await?;
         let t = Instant::now();
         let state = match wait::wait_for_task(inner, lease.job_id, &task, stop).await {
             WaitOutcome::Finished(state) => state,
@@ -353,6 +359,7 @@ async fn steps(
             let Some(video_url) = done.video_url.clone() else {
                 return Err(Failure::new(ErrorClass::Unknown, "no video to deliver").into());
             };
+            deps.queue.begin_step(lease, JobStep::Deliver).await?;
             let t = Instant::now();
             if let Err(e) = deps.notifier.chat_action(to).await {
                 tracing::debug!(error = %e, "chat action not shown");

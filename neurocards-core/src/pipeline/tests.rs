@@ -132,6 +132,7 @@ impl Mocks {
             push(&l, step_name(step));
             Ok(())
         });
+        m.queue.expect_begin_step().returning(|_, _| Ok(()));
         let l = log.clone();
         m.queue.expect_complete().returning(move |leases| {
             push(&l, "complete");
@@ -234,6 +235,73 @@ async fn each_step_is_recorded_before_the_next_starts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_step_is_begun_under_the_lease_right_before_it_runs() {
+    let mut m = Mocks::new();
+    m.queue.checkpoint();
+    let l = m.log.clone();
+    m.queue.expect_begin_step().returning(move |lease, step| {
+        assert_eq!(lease, Lease { job_id: JobId(7), token: LeaseToken(70) });
+        push(&l, format!("begin {step}"));
+        Ok(())
+    });
+    let l = m.log.clone();
+    m.queue.expect_record_step().returning(move |_, step| {
+        push(&l, step_name(step));
+        Ok(())
+    });
+    let l = m.log.clone();
+    m.queue.expect_complete().returning(move |leases| {
+        push(&l, "complete");
+        Ok(leases.iter().map(|l| l.job_id).collect())
+    });
+    m.check_returns(vec![succeeded("https://v/1.mp4")]);
+    m.video_sent();
+    let log = m.log.clone();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    assert_eq!(
+        entries(&log),
+        [
+            "begin upload",
+            "upload",
+            "record image",
+            "begin prompt",
+            "prompt",
+            "record prompt",
+            "begin submit",
+            "submit",
+            "record task",
+            "begin wait",
+            "check",
+            "record video",
+            "begin deliver",
+            "send video",
+            "record delivery",
+            "complete"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_lease_at_a_step_begin_stops_the_job_before_the_paid_call() {
+    let mut m = Mocks::new();
+    m.queue.checkpoint();
+    m.queue.expect_begin_step().returning(|lease, step| match step {
+        JobStep::Submit => Err(QueueError::LeaseLost(lease.job_id)),
+        _ => Ok(()),
+    });
+    m.queue.expect_record_step().returning(|_, _| Ok(()));
+    m.provider.checkpoint();
+    m.provider.expect_upload_image().returning(|_, _| Ok("https://files/1.jpg".into()));
+    m.provider.expect_submit().never();
+    m.queue.expect_complete().never();
+    m.queue.expect_fail().never();
+    m.queue.expect_reschedule().never();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::LeaseLost);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_resumed_job_polls_its_recorded_task_and_never_submits_again() {
     let mut m = Mocks::new();
     m.provider.checkpoint();
@@ -270,6 +338,7 @@ async fn a_generated_job_whose_send_failed_is_delivered_without_generating_again
         provider_task: Some(task()),
         video_url: Some("https://v/1.mp4".into()),
         delivery: None,
+        entered_step: Some(JobStep::Deliver),
     };
     assert_eq!(run_job(m.inner(), claimed(progress)).await, JobOutcome::Succeeded);
     assert_eq!(entries(&log), ["send video", "record delivery", "complete"]);
@@ -370,6 +439,7 @@ async fn a_failed_send_is_retried_durably_without_refund() {
 async fn a_lost_lease_stops_the_job_before_it_waits() {
     let mut m = Mocks::new();
     m.queue.checkpoint();
+    m.queue.expect_begin_step().returning(|_, _| Ok(()));
     m.queue.expect_record_step().returning(|lease, step| match step {
         StepResult::Submitted { .. } => Err(QueueError::LeaseLost(lease.job_id)),
         _ => Ok(()),
