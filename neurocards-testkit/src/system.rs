@@ -377,7 +377,10 @@ impl TestSystem {
                 .await
                 .expect("find the job of the task");
         let job = neurocards_core::domain::JobId(job.unwrap_or(i64::MAX));
-        self.signals.record_wakeup(job, &named).await.expect("record wake-up")
+        self.signals
+            .record_wakeup(job, &neurocards_core::ports::WakeupTask::new(named))
+            .await
+            .expect("record wake-up")
     }
 
     /// Checks the database invariants (panics listing violations).

@@ -114,7 +114,7 @@ async fn a_wakeup_for_the_jobs_own_task_wakes_its_waiter_once(pool: PgPool) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let receiver = PgTaskSignals::new(pool.clone());
     assert_eq!(
-        receiver.record_wakeup(id, "task-9").await.expect("record"),
+        receiver.record_wakeup(id, &WakeupTask::new("task-9")).await.expect("record"),
         WakeupOutcome::Recorded
     );
     let started = std::time::Instant::now();
@@ -123,8 +123,14 @@ async fn a_wakeup_for_the_jobs_own_task_wakes_its_waiter_once(pool: PgPool) {
 
     // Consumed: the next wait times out, and a repeated callback wakes once more.
     assert!(!signals.wait_wakeup(id, "task-9", Duration::from_millis(10)).await.expect("wait"));
-    assert_eq!(receiver.record_wakeup(id, "task-9").await.expect("again"), WakeupOutcome::Recorded);
-    assert_eq!(receiver.record_wakeup(id, "task-9").await.expect("dup"), WakeupOutcome::Pending);
+    assert_eq!(
+        receiver.record_wakeup(id, &WakeupTask::new("task-9")).await.expect("again"),
+        WakeupOutcome::Recorded
+    );
+    assert_eq!(
+        receiver.record_wakeup(id, &WakeupTask::new("task-9")).await.expect("dup"),
+        WakeupOutcome::Pending
+    );
     assert_eq!(wakeup_rows(&pool).await, 1);
     assert!(signals.wait_wakeup(id, "task-9", Duration::from_millis(10)).await.expect("wait"));
 }
@@ -140,14 +146,14 @@ async fn wakeups_for_tasks_no_job_owns_store_nothing(pool: PgPool) {
     let unowned = [(a.lease.job_id, "t-other"), (JobId(9_999_999), "t-a")];
     for (job, task_id) in unowned {
         assert_eq!(
-            signals.record_wakeup(job, task_id).await.expect("record"),
+            signals.record_wakeup(job, &WakeupTask::new(task_id)).await.expect("record"),
             WakeupOutcome::NotOwned
         );
     }
     // A finished job owns nothing any more.
     queue.complete(&[a.lease]).await.expect("complete");
     assert_eq!(
-        signals.record_wakeup(a.lease.job_id, "t-a").await.expect("record"),
+        signals.record_wakeup(a.lease.job_id, &WakeupTask::new("t-a")).await.expect("record"),
         WakeupOutcome::NotOwned
     );
     assert_eq!(wakeup_rows(&pool).await, 0, "nothing stored for strangers");
@@ -156,7 +162,10 @@ async fn wakeups_for_tasks_no_job_owns_store_nothing(pool: PgPool) {
     // only a few: whatever arrives, the table stays bounded.
     let b_id = b.lease.job_id;
     for i in 0..10 {
-        let got = signals.record_wakeup(b_id, &format!("orphan-{i}")).await.expect("record");
+        let got = signals
+            .record_wakeup(b_id, &WakeupTask::new(format!("orphan-{i}")))
+            .await
+            .expect("record");
         let expected = if i < MAX_PENDING_WAKEUPS as usize {
             WakeupOutcome::Recorded
         } else {
@@ -167,7 +176,7 @@ async fn wakeups_for_tasks_no_job_owns_store_nothing(pool: PgPool) {
     assert_eq!(wakeup_rows(&pool).await, i64::from(MAX_PENDING_WAKEUPS));
     let named = signals.wakeup_tasks(b_id).await.expect("tasks");
     assert_eq!(named.len(), MAX_PENDING_WAKEUPS as usize);
-    assert_eq!(named[0], "orphan-0");
+    assert_eq!(named[0].task_id, "orphan-0");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -180,7 +189,7 @@ async fn abandoning_a_task_is_fenced_by_the_lease(pool: PgPool) {
         .await
         .expect("record");
     assert_eq!(
-        signals.record_wakeup(job.lease.job_id, "t1").await.expect("wake"),
+        signals.record_wakeup(job.lease.job_id, &WakeupTask::new("t1")).await.expect("wake"),
         WakeupOutcome::Recorded
     );
     signals.abandon_task(job.lease).await.expect("abandon");

@@ -139,15 +139,15 @@ impl KieProvider {
         let mut tried: Vec<usize> = Vec::new();
         loop {
             let key = self.pool.acquire_create(&tried).await?;
+            // The key and model ride along in the callback URL, so that a task whose create
+            // answer is lost can still be checked (and adopted) when its callback arrives.
+            let callback_url = request
+                .callback_url
+                .as_ref()
+                .map(|url| with_task_hints(url.expose(), &key.id, model.slug()));
             let result = self
                 .jobs
-                .create_task(
-                    &key,
-                    model.slug(),
-                    input.clone(),
-                    request.callback_url.as_ref().map(Secret::expose),
-                    &secrets,
-                )
+                .create_task(&key, model.slug(), input.clone(), callback_url.as_deref(), &secrets)
                 .await;
             match result {
                 Ok(task_id) => {
@@ -177,6 +177,16 @@ impl KieProvider {
             }
         }
     }
+}
+
+/// `url` with `key=<key id>&model=<slug>` added to its query (key ids hold no secret).
+fn with_task_hints(url: &str, key_id: &str, model: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let hints: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("key", key_id)
+        .append_pair("model", model)
+        .finish();
+    format!("{url}{sep}{hints}")
 }
 
 #[async_trait::async_trait]

@@ -146,6 +146,22 @@ pub enum WakeupOutcome {
     NotOwned,
 }
 
+/// A task named by a callback: its id and, when the callback URL carried them, the key and model
+/// the task was created with (hints for checking it; the provider's answer decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WakeupTask {
+    pub task_id: String,
+    pub key_id: Option<String>,
+    pub model: Option<String>,
+}
+
+impl WakeupTask {
+    /// A wake-up naming only the task.
+    pub fn new(task_id: impl Into<String>) -> Self {
+        Self { task_id: task_id.into(), key_id: None, model: None }
+    }
+}
+
 /// Most wake-ups pending for one job at a time; more are dropped, so stored state stays
 /// bounded whatever arrives.
 pub const MAX_PENDING_WAKEUPS: u32 = 4;
@@ -165,11 +181,11 @@ pub const MAX_PENDING_WAKEUPS: u32 = 4;
 #[mockall::automock]
 #[async_trait::async_trait]
 pub trait TaskSignals: Send + Sync {
-    /// Stores a wake-up for `task_id`, addressed to `job`, if the job owns the task.
+    /// Stores a wake-up for `task`, addressed to `job`, if the job owns the task.
     async fn record_wakeup(
         &self,
         job: JobId,
-        task_id: &str,
+        task: &WakeupTask,
     ) -> Result<WakeupOutcome, PipelineStoreError>;
 
     /// Waits up to `timeout` for a wake-up of `job`'s task `task_id` and consumes it. `true`
@@ -181,9 +197,9 @@ pub trait TaskSignals: Send + Sync {
         timeout: Duration,
     ) -> Result<bool, PipelineStoreError>;
 
-    /// Task ids named by pending wake-ups of `job`: tasks a callback says exist for the job,
-    /// for adopting a task whose create call's answer was lost. Oldest first.
-    async fn wakeup_tasks(&self, job: JobId) -> Result<Vec<String>, PipelineStoreError>;
+    /// Tasks named by pending wake-ups of `job`: tasks a callback says exist for the job, for
+    /// adopting a task whose create call's answer was lost. Oldest first.
+    async fn wakeup_tasks(&self, job: JobId) -> Result<Vec<WakeupTask>, PipelineStoreError>;
 
     /// Forgets the job's provider task after it failed at the provider, keeping the uploaded
     /// photo and the prompt, so that the job's next attempt submits a new task instead of

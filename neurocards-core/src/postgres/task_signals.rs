@@ -5,7 +5,9 @@
 
 use super::order_progress::store_error;
 use crate::domain::{JobId, Lease};
-use crate::ports::{PipelineStoreError, TaskSignals, WakeupOutcome, MAX_PENDING_WAKEUPS};
+use crate::ports::{
+    PipelineStoreError, TaskSignals, WakeupOutcome, WakeupTask, MAX_PENDING_WAKEUPS,
+};
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -25,8 +27,8 @@ WITH owner AS ( \
     WHERE id = $1 AND state IN ('queued', 'running') \
       AND (provider_task_id = $2 OR provider_task_id IS NULL) \
 ), ins AS ( \
-    INSERT INTO task_wakeups (job_id, task_id) \
-    SELECT id, $2 FROM owner \
+    INSERT INTO task_wakeups (job_id, task_id, key_id, model) \
+    SELECT id, $2, $4, $5 FROM owner \
     WHERE (SELECT count(*) FROM task_wakeups WHERE job_id = $1) < $3 \
     ON CONFLICT (job_id, task_id) DO NOTHING \
     RETURNING job_id \
@@ -139,13 +141,15 @@ impl TaskSignals for PgTaskSignals {
     async fn record_wakeup(
         &self,
         job: JobId,
-        task_id: &str,
+        task: &WakeupTask,
     ) -> Result<WakeupOutcome, PipelineStoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
         let (owned, recorded): (bool, bool) = sqlx::query_as(RECORD)
             .bind(job.get())
-            .bind(task_id)
+            .bind(&task.task_id)
             .bind(i64::from(MAX_PENDING_WAKEUPS))
+            .bind(task.key_id.as_deref())
+            .bind(task.model.as_deref())
             .fetch_one(&mut *tx)
             .await
             .map_err(store_error)?;
@@ -200,14 +204,19 @@ impl TaskSignals for PgTaskSignals {
         }
     }
 
-    async fn wakeup_tasks(&self, job: JobId) -> Result<Vec<String>, PipelineStoreError> {
-        sqlx::query_scalar(
-            "SELECT task_id FROM task_wakeups WHERE job_id = $1 ORDER BY received_at, task_id",
+    async fn wakeup_tasks(&self, job: JobId) -> Result<Vec<WakeupTask>, PipelineStoreError> {
+        let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT task_id, key_id, model FROM task_wakeups WHERE job_id = $1 \
+             ORDER BY received_at, task_id",
         )
         .bind(job.get())
         .fetch_all(&self.pool)
         .await
-        .map_err(store_error)
+        .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(task_id, key_id, model)| WakeupTask { task_id, key_id, model })
+            .collect())
     }
 
     async fn abandon_task(&self, lease: Lease) -> Result<(), PipelineStoreError> {

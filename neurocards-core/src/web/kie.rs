@@ -9,7 +9,7 @@
 
 use super::CallbackRoute;
 use crate::domain::JobId;
-use crate::ports::{CallbackError, CallbackHeaders, WakeupOutcome};
+use crate::ports::{CallbackError, CallbackHeaders, WakeupOutcome, WakeupTask};
 use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -30,28 +30,39 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-/// What the query string says: the job the callback URL was made for, or a readiness probe.
+/// What the query string says: the job the callback URL was made for (with the key and model
+/// the provider adapter added when it created the task), or a readiness probe.
+#[derive(Debug)]
 enum Addressee {
-    Job(JobId),
+    Job { job: JobId, key_id: Option<String>, model: Option<String> },
     Probe,
     Nobody,
 }
 
+/// A short identifier from the query (key ids and model slugs), else nothing.
+fn hint(v: &str) -> Option<String> {
+    (!v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .then(|| v.to_owned())
+}
+
 fn addressee(query: Option<&str>) -> Addressee {
     let Some(query) = query else { return Addressee::Nobody };
-    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+    let (mut job, mut key_id, mut model, mut probe) = (None, None, None, false);
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()).take(8) {
         match k.as_ref() {
-            "job" => {
-                return match v.parse::<i64>() {
-                    Ok(id) if id > 0 => Addressee::Job(JobId(id)),
-                    _ => Addressee::Nobody,
-                }
-            }
-            "probe" => return Addressee::Probe,
+            "job" => job = Some(v.parse::<i64>().ok().filter(|id| *id > 0)),
+            "key" => key_id = hint(&v),
+            "model" => model = hint(&v),
+            "probe" => probe = true,
             _ => {}
         }
     }
-    Addressee::Nobody
+    match job {
+        Some(Some(id)) => Addressee::Job { job: JobId(id), key_id, model },
+        Some(None) => Addressee::Nobody,
+        None if probe => Addressee::Probe,
+        None => Addressee::Nobody,
+    }
 }
 
 pub(super) async fn receive(
@@ -64,8 +75,8 @@ pub(super) async fn receive(
     if !bool::from(secret.as_bytes().ct_eq(route.secret.expose().as_bytes())) {
         return answer(StatusCode::NOT_FOUND, "not found");
     }
-    let job = match addressee(query.as_deref()) {
-        Addressee::Job(job) => job,
+    let (job, key_id, model) = match addressee(query.as_deref()) {
+        Addressee::Job { job, key_id, model } => (job, key_id, model),
         Addressee::Probe => return answer(StatusCode::OK, "ready"),
         Addressee::Nobody => return answer(StatusCode::NOT_FOUND, "no such task"),
     };
@@ -84,7 +95,8 @@ pub(super) async fn receive(
             return answer(StatusCode::BAD_REQUEST, "malformed");
         }
     };
-    match route.signals.record_wakeup(job, &task_id).await {
+    let task = WakeupTask { task_id: task_id.clone(), key_id, model };
+    match route.signals.record_wakeup(job, &task).await {
         Ok(WakeupOutcome::Recorded) => {
             tracing::info!(job_id = %job, task_id = %task_id, "provider callback: job woken");
             answer(StatusCode::OK, "success")
@@ -108,8 +120,17 @@ mod tests {
 
     #[test]
     fn the_query_names_a_positive_job_or_a_probe() {
-        assert!(matches!(addressee(Some("job=42")), Addressee::Job(JobId(42))));
-        assert!(matches!(addressee(Some("x=1&job=7")), Addressee::Job(JobId(7))));
+        assert!(matches!(addressee(Some("job=42")), Addressee::Job { job: JobId(42), .. }));
+        match addressee(Some("x=1&job=7&key=key-ab12&model=sora-2-image-to-video")) {
+            Addressee::Job { job, key_id, model } => {
+                assert_eq!(job, JobId(7));
+                assert_eq!(key_id.as_deref(), Some("key-ab12"));
+                assert_eq!(model.as_deref(), Some("sora-2-image-to-video"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let long = format!("job=7&key={}", "k".repeat(65));
+        assert!(matches!(addressee(Some(&long)), Addressee::Job { key_id: None, .. }));
         assert!(matches!(addressee(Some("probe=1")), Addressee::Probe));
         for bad in [
             None,
