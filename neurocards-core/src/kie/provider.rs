@@ -159,24 +159,30 @@ impl KieProvider {
                         submitted_at: Utc::now(),
                     });
                 }
+                // A gateway between us and KIE failed: KIE itself may have created the task.
+                Err(CallError::Rejected(e)) if is_gateway_error(&e) => {
+                    return Err(ProviderError { task_may_exist: true, ..e });
+                }
                 // KIE refused before billing: another key may take it.
                 Err(CallError::Rejected(e)) if self.pool.report_failure(&key, &e) => {
                     tracing::warn!(key_id = %key.id, class = %e.class, "KIE key refused the task; trying another key");
                     tried.push(key.index);
                 }
                 Err(CallError::Rejected(e)) => return Err(e),
-                // The task may exist: never send it again within this attempt.
+                // The task may exist: never send it again within this attempt, and tell the
+                // caller so that the next attempt adopts it instead of paying twice.
                 Err(CallError::Unclear { error, answered }) => {
-                    let error = if answered {
-                        ProviderError { class: ErrorClass::Unknown, ..error }
-                    } else {
-                        error
-                    };
-                    return Err(error);
+                    let class = if answered { ErrorClass::Unknown } else { error.class };
+                    return Err(ProviderError { class, task_may_exist: true, ..error });
                 }
             }
         }
     }
+}
+
+/// An HTTP 502 or 504: a proxy or load balancer answered, not KIE.
+fn is_gateway_error(e: &ProviderError) -> bool {
+    matches!(e.code.as_deref(), Some("502" | "504"))
 }
 
 /// `url` with `key=<key id>&model=<slug>` added to its query (key ids hold no secret).

@@ -26,6 +26,7 @@ pub struct PipelineMetrics {
     provider_calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     rescues: Mutex<BTreeMap<&'static str, u64>>,
     poison_jobs: AtomicU64,
+    store_retries: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -34,6 +35,16 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PipelineMetrics {
+    /// A fenced database write failed with a retryable error and is tried again.
+    pub(crate) fn store_retry(&self, write: &'static str) {
+        *locked(&self.store_retries).entry(write).or_default() += 1;
+    }
+
+    /// Retries of fenced database writes so far, over all writes.
+    pub fn store_retries(&self) -> u64 {
+        locked(&self.store_retries).values().sum()
+    }
+
     pub(crate) fn job_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
@@ -147,6 +158,15 @@ impl PipelineMetrics {
         );
         let _ = writeln!(out, "# TYPE neurocards_poison_jobs_total counter");
         let _ = writeln!(out, "neurocards_poison_jobs_total {}", self.poison_jobs());
+
+        let _ = writeln!(
+            out,
+            "# HELP neurocards_store_retries_total Fenced database writes tried again after a transient error."
+        );
+        let _ = writeln!(out, "# TYPE neurocards_store_retries_total counter");
+        for (write, n) in locked(&self.store_retries).iter() {
+            let _ = writeln!(out, "neurocards_store_retries_total{{write=\"{write}\"}} {n}");
+        }
 
         let _ = writeln!(out, "# HELP neurocards_step_seconds Duration of each job step.");
         let _ = writeln!(out, "# TYPE neurocards_step_seconds histogram");

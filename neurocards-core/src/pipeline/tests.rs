@@ -189,12 +189,11 @@ impl Mocks {
     }
 
     fn inner(self) -> Arc<Inner> {
-        Arc::new(Inner {
-            deps: self.deps(),
-            config: PipelineConfig { worker_id: WorkerId::new("test"), ..Default::default() },
-            metrics: Arc::new(PipelineMetrics::default()),
-            settled: Default::default(),
-        })
+        Arc::new(Inner::new(
+            self.deps(),
+            PipelineConfig { worker_id: WorkerId::new("test"), ..Default::default() },
+            Arc::new(PipelineMetrics::default()),
+        ))
     }
 }
 
@@ -667,4 +666,142 @@ async fn a_new_order_is_announced_once_with_its_queue_position() {
     });
     let inner = m.inner();
     assert_eq!(super::progress::announce_new_orders(&inner, 1).await, 1);
+}
+
+/// The queue's expectations after `checkpoint()`: steps and completion succeed and are logged.
+fn queue_accepts_steps(m: &mut Mocks) {
+    m.queue.expect_begin_step().returning(|_, _| Ok(()));
+    let l = m.log.clone();
+    m.queue.expect_complete().returning(move |leases| {
+        push(&l, "complete");
+        Ok(leases.iter().map(|l| l.job_id).collect())
+    });
+}
+
+fn recorded(prompt: bool) -> JobProgress {
+    JobProgress {
+        image_url: Some("https://files.example/job-7.jpg".into()),
+        prompt: prompt.then(|| Prompt::parse("a red mug on a table").expect("prompt")),
+        ..JobProgress::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_write_lost_to_a_database_blip_is_retried_and_the_task_is_created_once() {
+    let mut m = Mocks::new();
+    m.queue.checkpoint();
+    queue_accepts_steps(&mut m);
+    let failures = Arc::new(Mutex::new(0u32));
+    let f = failures.clone();
+    let l = m.log.clone();
+    m.queue.expect_record_step().returning(move |_, step| {
+        if matches!(step, StepResult::Submitted { .. }) {
+            let mut n = f.lock().expect("lock");
+            *n += 1;
+            if *n <= 2 {
+                return Err(QueueError::Unavailable("connection reset".into()));
+            }
+        }
+        push(&l, step_name(step));
+        Ok(())
+    });
+    m.check_returns(vec![succeeded("https://v/1.mp4")]);
+    m.video_sent();
+    let log = m.log.clone();
+    let inner = m.inner();
+    let outcome = run_job(inner.clone(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    let entries = entries(&log);
+    assert_eq!(entries.iter().filter(|e| e.as_str() == "submit").count(), 1, "{entries:?}");
+    assert_eq!(inner.metrics.store_retries(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_write_that_keeps_failing_ends_the_run_without_a_second_effect() {
+    let mut m = Mocks::new();
+    m.queue.checkpoint();
+    queue_accepts_steps(&mut m);
+    m.queue.expect_record_step().returning(|_, step| match step {
+        StepResult::Submitted { .. } => Err(QueueError::Unavailable("database down".into())),
+        _ => Ok(()),
+    });
+    let log = m.log.clone();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert!(matches!(outcome, JobOutcome::StorageError(_)), "{outcome:?}");
+    assert_eq!(entries(&log).iter().filter(|e| e.as_str() == "submit").count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_call_whose_answer_was_lost_is_adopted_from_its_callback() {
+    let mut m = Mocks::new();
+    m.provider.checkpoint();
+    m.provider.expect_submit().never();
+    m.provider.expect_check().returning(|task| {
+        assert_eq!(task.task_id, "t-lost");
+        assert_eq!(task.key_id, "key-1", "checked with the key that created it");
+        Ok(succeeded("https://kie/lost.mp4"))
+    });
+    m.signals.expect_wakeup_tasks().returning(|job| {
+        assert_eq!(job, JobId(7));
+        Ok(vec![WakeupTask {
+            task_id: "t-lost".into(),
+            key_id: Some("key-1".into()),
+            model: Some("sora-2-image-to-video".into()),
+        }])
+    });
+    m.video_sent();
+    let log = m.log.clone();
+    let mut config = PipelineConfig { worker_id: WorkerId::new("test"), ..Default::default() };
+    config.callback_url = Some(crate::secret::Secret::new("https://bot/kie/callback/s"));
+    let inner = Arc::new(Inner::new(m.deps(), config, Arc::new(PipelineMetrics::default())));
+    let progress = JobProgress { entered_step: Some(JobStep::Submit), ..recorded(true) };
+    let outcome = run_job(inner.clone(), claimed(progress)).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    assert!(entries(&log).contains(&"record task".to_owned()), "{:?}", entries(&log));
+    assert_eq!(inner.metrics.provider_calls("submit"), 1, "counted as adopted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_callbacks_a_lost_create_answer_creates_one_new_task_and_says_so() {
+    let mut m = Mocks::new();
+    m.signals.expect_wakeup_tasks().returning(|_| Ok(vec![]));
+    m.check_returns(vec![succeeded("https://v/1.mp4")]);
+    m.video_sent();
+    let log = m.log.clone();
+    let inner = m.inner();
+    let progress = JobProgress { entered_step: Some(JobStep::Submit), ..recorded(true) };
+    let outcome = run_job(inner.clone(), claimed(progress)).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    assert_eq!(entries(&log).iter().filter(|e| e.as_str() == "submit").count(), 1);
+    assert!(inner.metrics.render().contains("result=\"resubmitted_after_lost_answer\"} 1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_create_clears_its_intent_and_a_lost_answer_keeps_it() {
+    for may_exist in [false, true] {
+        let mut m = Mocks::new();
+        m.provider.checkpoint();
+        m.provider.expect_submit().times(1).returning(move |_| {
+            let mut e = ProviderError::new(ErrorClass::Temporary, "KIE answered HTTP 500");
+            e.task_may_exist = may_exist;
+            Err(e)
+        });
+        m.signals.expect_abandon_task().times(usize::from(!may_exist)).returning(|_| Ok(()));
+        m.queue.expect_reschedule().times(1).returning(|_, _, _| Ok(()));
+        let outcome = run_job(m.inner(), claimed(recorded(true))).await;
+        assert_eq!(outcome, JobOutcome::Retried(ErrorClass::Temporary), "may exist: {may_exist}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_paid_call_starts_while_this_process_cannot_heartbeat() {
+    let mut m = Mocks::new();
+    m.provider.checkpoint();
+    m.provider.expect_submit().never();
+    let inner = m.inner();
+    // Heartbeats have been failing for a whole lease (the default lease is 90 s).
+    inner.heartbeat_failed();
+    tokio::time::advance(Duration::from_secs(90)).await;
+    let outcome = run_job(inner, claimed(recorded(true))).await;
+    assert!(matches!(outcome, JobOutcome::StorageError(_)), "{outcome:?}");
 }

@@ -232,10 +232,12 @@ async fn heartbeat_loop(inner: Arc<Inner>, held: Held) {
         tick.tick().await;
         let leases: Vec<Lease> = locked(&held).values().map(|(l, _)| *l).collect();
         if leases.is_empty() {
+            inner.heartbeat_ok();
             continue;
         }
         match inner.deps.queue.heartbeat(&inner.config.worker_id, &leases).await {
             Ok(lost) => {
+                inner.heartbeat_ok();
                 let mut held = locked(&held);
                 for id in lost {
                     if inner.is_settled(id) {
@@ -248,7 +250,10 @@ async fn heartbeat_loop(inner: Arc<Inner>, held: Held) {
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying next tick"),
+            Err(e) => {
+                inner.heartbeat_failed();
+                tracing::warn!(error = %e, "heartbeat failed; retrying next tick");
+            }
         }
     }
 }

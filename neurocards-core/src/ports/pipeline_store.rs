@@ -201,8 +201,10 @@ pub trait TaskSignals: Send + Sync {
     /// adopting a task whose create call's answer was lost. Oldest first.
     async fn wakeup_tasks(&self, job: JobId) -> Result<Vec<WakeupTask>, PipelineStoreError>;
 
-    /// Forgets the job's provider task after it failed at the provider, keeping the uploaded
-    /// photo and the prompt, so that the job's next attempt submits a new task instead of
-    /// polling the failed one. Fenced by the lease.
+    /// Forgets the job's provider task after it failed at the provider (or after a create call
+    /// the provider refused), keeping the uploaded photo and the prompt, so that the job's next
+    /// attempt submits a new task at once instead of polling the failed one or looking for a
+    /// lost one: the task, its pending wake-ups and a `submit`/`wait` intent are cleared.
+    /// Fenced by the lease.
     async fn abandon_task(&self, lease: Lease) -> Result<(), PipelineStoreError>;
 }

@@ -44,11 +44,21 @@ pub struct ProviderError {
     pub code: Option<String>,
     /// How long the provider asked us to wait, when it said.
     pub retry_after: Option<Duration>,
+    /// For a create call: the answer was lost (a timeout, a dropped connection, a gateway
+    /// error), so the paid task may exist anyway. A new create for the same attempt must first
+    /// try to adopt it.
+    pub task_may_exist: bool,
 }
 
 impl ProviderError {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        Self { class, message: message.into(), code: None, retry_after: None }
+        Self {
+            class,
+            message: message.into(),
+            code: None,
+            retry_after: None,
+            task_may_exist: false,
+        }
     }
 
     pub fn with_code(mut self, code: impl Into<String>) -> Self {

@@ -224,7 +224,9 @@ impl TaskSignals for PgTaskSignals {
         let (done,): (i64,) = sqlx::query_as(
             "WITH j AS ( \
                  UPDATE jobs SET provider_task_id = NULL, provider_model = NULL, \
-                        provider_key_id = NULL, provider_submitted_at = NULL \
+                        provider_key_id = NULL, provider_submitted_at = NULL, \
+                        current_step = CASE WHEN current_step IN ('submit', 'wait') \
+                                            THEN NULL ELSE current_step END \
                  WHERE id = $1 AND lease_token = $2 AND state = 'running' \
                  RETURNING id \
              ), gone AS ( \
