@@ -8,7 +8,6 @@ use crate::domain::ErrorClass;
 use crate::ports::{ProviderError, TaskState};
 use crate::secret::{redact, Secret};
 use serde_json::Value;
-use std::time::Duration;
 use url::Url;
 
 /// Why a call failed.
@@ -133,8 +132,7 @@ pub(crate) async fn send(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(crate::http::parse_retry_after);
     let bytes = resp
         .bytes()
         .await

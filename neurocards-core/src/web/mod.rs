@@ -4,17 +4,29 @@
 //! The webhook checks Telegram's secret header in constant time and runs the conversation
 //! within the request; the KIE callback is verified by the provider, stored for the worker and
 //! answered at once (a repeated callback changes nothing).
+//!
+//! Every route is bounded ([`HttpLimits`]): a body limit per route (413 over it, refused from
+//! `Content-Length` before reading), a whole-request timeout (408), and, in [`serve_with`], a
+//! cap on connections and a timeout on reading request headers. `/metrics` and `/queue_stats`
+//! require a bearer token when one is configured.
 
+mod auth;
 mod health;
 mod kie;
+mod server;
 mod webhook;
 
+pub use auth::{protect, BearerToken};
 pub use health::QueueStatsBody;
+pub use server::{serve_with, HttpLimits};
 
 use crate::ports::{JobQueue, TaskSignals, VideoProvider};
 use crate::secret::Secret;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -61,13 +73,14 @@ impl MetricsSource for GlobalMetrics {
 /// Where Telegram updates from the webhook go.
 #[async_trait::async_trait]
 pub trait UpdateSink: Send + Sync {
-    /// Handles the update to the end; never fails (errors are logged by the sink).
-    async fn handle(&self, update: teloxide::types::Update);
+    /// Handles the update to the end. Handler errors are logged by the sink; the answer says
+    /// only whether Telegram should deliver the update again.
+    async fn handle(&self, update: teloxide::types::Update) -> crate::conversation::Delivery;
 }
 
 #[async_trait::async_trait]
 impl UpdateSink for crate::conversation::Conversation {
-    async fn handle(&self, update: teloxide::types::Update) {
+    async fn handle(&self, update: teloxide::types::Update) -> crate::conversation::Delivery {
         crate::conversation::Conversation::handle(self, update).await
     }
 }
@@ -109,6 +122,10 @@ pub struct WebDeps {
     pub kie_callback: Option<CallbackRoute>,
     /// The window `/queue_stats` averages waits over.
     pub stats_window: Duration,
+    /// Required as `Authorization: Bearer …` on `/metrics` and `/queue_stats` (`METRICS_TOKEN`).
+    pub metrics_token: Option<Secret>,
+    /// Body limits and timeouts of the routes.
+    pub limits: HttpLimits,
 }
 
 impl std::fmt::Debug for WebDeps {
@@ -117,6 +134,8 @@ impl std::fmt::Debug for WebDeps {
             .field("webhook", &self.webhook.is_some())
             .field("kie_callback", &self.kie_callback.is_some())
             .field("stats_window", &self.stats_window)
+            .field("metrics_token", &self.metrics_token.is_some())
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -126,30 +145,46 @@ pub const WEBHOOK_PATH: &str = "/telegram/webhook";
 /// Path of the KIE callback route.
 pub const KIE_CALLBACK_PATH: &str = "/kie/callback";
 
-/// The router with every route of the HTTP surface.
+/// The router with every route of the HTTP surface, each with its body limit and timeout.
 pub fn router(deps: WebDeps) -> Router {
+    let limits = deps.limits;
+    let timeout =
+        |d: Duration| TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d);
+    let operator = Router::new()
+        .route("/queue_stats", get(health::queue_stats))
+        .route("/metrics", get(health::metrics));
     let mut router = Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .route("/queue_stats", get(health::queue_stats))
-        .route("/metrics", get(health::metrics))
-        .with_state(Arc::new(deps.clone()));
+        .merge(protect(operator, deps.metrics_token.as_ref()))
+        .with_state(Arc::new(deps.clone()))
+        .layer(RequestBodyLimitLayer::new(limits.read_body_bytes))
+        .layer(timeout(limits.request_timeout));
     if let Some(route) = deps.webhook {
-        router = router
-            .merge(Router::new().route(WEBHOOK_PATH, post(webhook::receive)).with_state(route));
+        let webhook = Router::new()
+            .route(WEBHOOK_PATH, post(webhook::receive))
+            .with_state(route)
+            .layer(RequestBodyLimitLayer::new(limits.webhook_body_bytes))
+            .layer(timeout(limits.webhook_timeout));
+        router = router.merge(webhook);
     }
     if let Some(route) = deps.kie_callback {
-        router = router
-            .merge(Router::new().route(KIE_CALLBACK_PATH, post(kie::receive)).with_state(route));
+        let callback = Router::new()
+            .route(KIE_CALLBACK_PATH, post(kie::receive))
+            .with_state(route)
+            .layer(RequestBodyLimitLayer::new(limits.callback_body_bytes))
+            .layer(timeout(limits.request_timeout));
+        router = router.merge(callback);
     }
     router
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes in-flight requests.
+/// Serves `router` on `listener` with the default [`HttpLimits`] until `shutdown` completes,
+/// then finishes in-flight requests. See [`serve_with`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    serve_with(listener, router, HttpLimits::default(), shutdown).await
 }
