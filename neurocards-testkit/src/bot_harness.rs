@@ -58,7 +58,18 @@ impl BotHarness {
             neurocards_core::telemetry::init(neurocards_core::telemetry::LogFormat::Text);
         }
         let telegram = FakeTelegram::start().await;
-        Self::on(telegram, pool, settings, true).await
+        Self::on(telegram, pool, settings, true, None).await
+    }
+
+    /// As [`BotHarness::start`], with a prompt engine of the test's own (the default builds
+    /// prompts from the templates alone).
+    pub async fn start_with_prompts(
+        pool: PgPool,
+        settings: ConversationSettings,
+        prompts: Arc<dyn PromptEngine>,
+    ) -> Self {
+        let telegram = FakeTelegram::start().await;
+        Self::on(telegram, pool, settings, true, Some(prompts)).await
     }
 
     /// A conversation on an existing FakeTelegram (for example a [`crate::system::TestSystem`]'s,
@@ -68,20 +79,24 @@ impl BotHarness {
         pool: PgPool,
         settings: ConversationSettings,
     ) -> Self {
-        Self::on(telegram, pool, settings, true).await
+        Self::on(telegram, pool, settings, true, None).await
     }
 
     /// Another bot process on the same FakeTelegram and database: nothing in memory is shared,
     /// as after a restart or on a second replica.
     pub async fn restart(&self) -> Self {
-        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), true).await
+        let prompts = Some(self.ctx.prompts.clone());
+        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), true, prompts)
+            .await
     }
 
     /// As [`BotHarness::restart`], for a host without a
     /// [`neurocards_core::conversation::SessionReader`]: dialogue state and account are read
     /// separately, through the dialogue storage and the accounts port.
     pub async fn restart_reading_separately(&self) -> Self {
-        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), false).await
+        let prompts = Some(self.ctx.prompts.clone());
+        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), false, prompts)
+            .await
     }
 
     async fn on(
@@ -89,12 +104,14 @@ impl BotHarness {
         pool: PgPool,
         settings: ConversationSettings,
         combined_reads: bool,
+        prompts: Option<Arc<dyn PromptEngine>>,
     ) -> Self {
         let bot = Bot::new(telegram.token().expose()).set_api_url(telegram.api_url());
         let accounts = Arc::new(PgAccounts::new(pool.clone()));
         let products: Arc<dyn Products> = Arc::new(PgProducts::new(pool.clone()));
         let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
-        let prompts: Arc<dyn PromptEngine> = Arc::new(TemplatePromptEngine::new(2000));
+        let prompts: Arc<dyn PromptEngine> =
+            prompts.unwrap_or_else(|| Arc::new(TemplatePromptEngine::new(2000)));
         let queries = Arc::new(PgBotQueries::new(pool.clone()));
         let mut ctx = BotContext::new(
             accounts.clone() as Arc<dyn Accounts>,

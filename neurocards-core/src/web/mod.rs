@@ -188,3 +188,94 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     serve_with(listener, router, HttpLimits::default(), shutdown).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::conversation::Delivery;
+    use axum::body::Body;
+    use axum::http::Request;
+    use tower::ServiceExt;
+
+    /// Ready only after a long while.
+    struct SlowReadiness;
+
+    #[async_trait::async_trait]
+    impl Readiness for SlowReadiness {
+        async fn check(&self) -> Result<(), String> {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Ok(())
+        }
+    }
+
+    /// Takes an hour per update.
+    struct SlowSink;
+
+    #[async_trait::async_trait]
+    impl UpdateSink for SlowSink {
+        async fn handle(&self, _update: teloxide::types::Update) -> Delivery {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Delivery::Done
+        }
+    }
+
+    const SECRET: &str = "unit_secret-0123456789";
+
+    fn deps(limits: HttpLimits) -> WebDeps {
+        WebDeps {
+            readiness: Arc::new(SlowReadiness),
+            queue: Arc::new(crate::ports::MockJobQueue::new()),
+            metrics: Vec::new(),
+            webhook: Some(WebhookRoute { secret: Secret::new(SECRET), updates: Arc::new(SlowSink) }),
+            kie_callback: None,
+            stats_window: Duration::from_secs(60),
+            metrics_token: None,
+            limits,
+        }
+    }
+
+    fn update_json() -> String {
+        serde_json::json!({
+            "update_id": 1,
+            "message": {
+                "message_id": 1, "date": 0,
+                "chat": { "id": 5, "type": "private", "first_name": "A" },
+                "from": { "id": 5, "is_bot": false, "first_name": "A" },
+                "text": "hi"
+            }
+        })
+        .to_string()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_read_route_times_out_with_408() {
+        let limits = HttpLimits { request_timeout: Duration::from_secs(2), ..HttpLimits::default() };
+        let request = Request::get("/readyz").body(Body::empty()).expect("request");
+        let answer = router(deps(limits)).oneshot(request).await.expect("answer");
+        assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_webhook_times_out_with_408() {
+        let limits = HttpLimits { webhook_timeout: Duration::from_secs(5), ..HttpLimits::default() };
+        let request = Request::post(WEBHOOK_PATH)
+            .header(webhook::SECRET_HEADER, SECRET)
+            .body(Body::from(update_json()))
+            .expect("request");
+        let answer = router(deps(limits)).oneshot(request).await.expect("answer");
+        assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_streamed_webhook_body_over_the_limit_is_refused() {
+        let limits = HttpLimits { webhook_body_bytes: 1024, ..HttpLimits::default() };
+        // No Content-Length: the limit is enforced while reading.
+        let chunks = (0..8).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; 512])));
+        let request = Request::post(WEBHOOK_PATH)
+            .header(webhook::SECRET_HEADER, SECRET)
+            .body(Body::from_stream(futures::stream::iter(chunks)))
+            .expect("request");
+        let answer = router(deps(limits)).oneshot(request).await.expect("answer");
+        assert_eq!(answer.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+}
