@@ -84,7 +84,8 @@ async fn idea_refinement_is_limited_per_user_per_hour_across_replicas(pool: PgPo
     assert!(h.last(&other).text.contains("REFINED"));
     assert_eq!(engine.refines.load(Ordering::SeqCst), 3);
 
-    let metrics = h.ctx.counters.render();
+    // The replica that refused counts it.
+    let metrics = other_replica.ctx.counters.render();
     assert!(metrics.contains("neurocards_bot_idea_refines_limited_total 1"), "{metrics}");
 }
 

@@ -69,8 +69,8 @@ async fn a_redelivered_start_tap_places_one_order_and_answers_once(pool: PgPool)
     let tap = h.telegram.press_update(&user, "go:").expect("the summary offers Start");
 
     h.deliver(tap.clone()).await;
-    let calls = h.telegram.all_calls().len();
     let second_replica = h.restart().await;
+    let calls = h.telegram.all_calls().len();
     second_replica.deliver(tap.clone()).await;
     h.deliver(tap).await;
 
