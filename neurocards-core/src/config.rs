@@ -556,4 +556,63 @@ mod tests {
         assert!(!dbg.contains("1:abc"));
         assert!(!dbg.contains("postgres://localhost"));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const VARS: &[&str] = &[
+            "BOT_MODE", "PUBLIC_BASE_URL", "WEBHOOK_SECRET", "METRICS_TOKEN", "HTTP_ADDR",
+            "HTTP_MAX_CONNECTIONS", "KIE_MODEL", "ADMIN_IDS", "RETRY_TEMPORARY_DELAYS",
+            "RETRY_RATE_LIMIT_DELAYS", "LOG_FORMAT", "WORKER_CONCURRENCY", "JOB_LEASE",
+            "GENERATION_DEADLINE", "PER_USER_IN_FLIGHT", "MAX_RESCUES", "START_CREDITS",
+            "PRICE_PER_VIDEO", "ORDERS_PER_MINUTE", "IDEA_REFINES_PER_HOUR",
+            "DOWNLOAD_CONCURRENCY", "FETCH_ALLOW_LOCAL", "DATABASE_MAX_CONNECTIONS",
+            "TELEGRAM_API_URL", "SUPPORT_URL",
+        ];
+
+        /// Values that look like what operators type, plus absurd and random ones.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                (any::<u64>(), prop::sample::select(vec!["ms", "s", "m", "h", "d"]))
+                    .prop_map(|(n, u)| format!("{n}{u}")),
+                "[0-9]{1,3}(ms|s|m|h)(,[0-9]{1,25}(ms|s|m|h)){0,4}",
+                "(https?|ftp)://[a-z.]{1,12}(:[0-9]{1,6})?/?",
+                "[A-Za-z0-9_-]{0,40}",
+                "\\PC{0,40}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any environment is either valid settings or one error naming a variable that was
+            /// set; never a panic.
+            #[test]
+            fn any_environment_is_settings_or_an_error_naming_a_variable(
+                pairs in prop::collection::vec((prop::sample::select(VARS.to_vec()), value()), 0..8)
+            ) {
+                let mut env: std::collections::HashMap<String, String> = pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect();
+                env.insert("DATABASE_URL".into(), "postgres://localhost/x".into());
+                env.insert("BOT_TOKEN".into(), "1:abc".into());
+                match Settings::from_lookup(&|k| env.get(k).cloned()) {
+                    Ok(s) => {
+                        prop_assert!(s.job_lease <= Duration::from_secs(3600));
+                        prop_assert!(s.generation_deadline <= Duration::from_secs(24 * 3600));
+                        prop_assert!(s.retry.temporary.iter().all(|d| *d <= Duration::from_secs(24 * 3600)));
+                    }
+                    Err(e) => {
+                        let named = e.to_string();
+                        let var = named.split_whitespace().next().unwrap_or_default();
+                        prop_assert!(VARS.contains(&var) || var == "PUBLIC_BASE_URL" || var == "WEBHOOK_SECRET", "{}", named);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -348,4 +348,43 @@ mod tests {
             assert_eq!(ErrorClass::parse(c.as_str()), Some(c));
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any text is a duration within the maximum or an error; never a panic.
+            #[test]
+            fn any_text_parses_within_bounds_or_fails(text in "\\PC{0,30}") {
+                if let Ok(d) = parse_duration(&text) {
+                    prop_assert!(d <= MAX_DURATION);
+                }
+            }
+
+            /// Any number with any unit: exact when it fits, an error when it does not.
+            #[test]
+            fn numbers_with_units_are_exact_or_refused(n: u64, unit in prop::sample::select(vec!["", "ms", "s", "m", "h"])) {
+                let per_ms: u128 = match unit { "ms" => 1, "" | "s" => 1_000, "m" => 60_000, _ => 3_600_000 };
+                let want = u128::from(n) * per_ms;
+                match parse_duration(&format!("{n}{unit}")) {
+                    Ok(d) => prop_assert_eq!(d.as_millis(), want),
+                    Err(e) => {
+                        prop_assert!(want > MAX_DURATION.as_millis(), "{}", e);
+                        prop_assert!(e.contains("too long"));
+                    }
+                }
+            }
+
+            /// Any schedule text gives delays within the maximum, or an error.
+            #[test]
+            fn any_schedule_parses_within_bounds_or_fails(text in "[0-9a-z, ]{0,40}") {
+                if let Ok(delays) = RetryPolicy::parse_schedule(&text) {
+                    prop_assert!(delays.iter().all(|d| *d <= MAX_DURATION));
+                }
+            }
+        }
+    }
 }
