@@ -12,9 +12,7 @@ use neurocards_core::postgres::{
     PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgTaskSignals,
     PgUpdateClaims, PgUsageQuota, PollingLock,
 };
-use neurocards_core::web::{
-    self, CallbackRoute, GlobalMetrics, HttpLimits, WebDeps, WebhookRoute,
-};
+use neurocards_core::web::{self, CallbackRoute, GlobalMetrics, HttpLimits, WebDeps, WebhookRoute};
 use neurocards_core::wiring;
 use sqlx::PgPool;
 use std::future::Future;
@@ -144,10 +142,7 @@ pub async fn run(
 
 /// The HTTP bounds: the defaults, with the connection cap from `HTTP_MAX_CONNECTIONS`.
 fn http_limits(settings: &Settings) -> HttpLimits {
-    HttpLimits {
-        max_connections: settings.http_max_connections as usize,
-        ..HttpLimits::default()
-    }
+    HttpLimits { max_connections: settings.http_max_connections as usize, ..HttpLimits::default() }
 }
 
 /// The KIE callback route, when KIE keys are configured (the callback is verified with them).

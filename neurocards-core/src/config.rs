@@ -185,7 +185,11 @@ impl Settings {
             database_url: get("DATABASE_URL")
                 .map(Secret::new)
                 .ok_or(ConfigError::Missing("DATABASE_URL"))?,
-            database_max_connections: env.number_within("DATABASE_MAX_CONNECTIONS", 10, 1..=10_000)?,
+            database_max_connections: env.number_within(
+                "DATABASE_MAX_CONNECTIONS",
+                10,
+                1..=10_000,
+            )?,
             bot_token: get("BOT_TOKEN")
                 .map(Secret::new)
                 .ok_or(ConfigError::Missing("BOT_TOKEN"))?,
@@ -206,7 +210,11 @@ impl Settings {
             worker_concurrency,
             worker_http_addr: env.addr("WORKER_HTTP_ADDR", "0.0.0.0:10001")?,
             job_lease: env.duration("JOB_LEASE", "60s", ms(500)..=hours(1))?,
-            generation_deadline: env.duration("GENERATION_DEADLINE", "20m", ms(1000)..=hours(24))?,
+            generation_deadline: env.duration(
+                "GENERATION_DEADLINE",
+                "20m",
+                ms(1000)..=hours(24),
+            )?,
             per_user_in_flight: env.number_within("PER_USER_IN_FLIGHT", 5, 1..=1_000)?,
             max_rescues: env.number_within("MAX_RESCUES", 3, 0..=100)?,
             admin_ids,
@@ -299,10 +307,9 @@ impl Env<'_> {
         match (self.get)(var).map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("0" | "false" | "no" | "off") => Ok(false),
             Some("1" | "true" | "yes" | "on") => Ok(true),
-            Some(other) => Err(ConfigError::Invalid {
-                var,
-                reason: format!("{other:?} (expected 1 or 0)"),
-            }),
+            Some(other) => {
+                Err(ConfigError::Invalid { var, reason: format!("{other:?} (expected 1 or 0)") })
+            }
         }
     }
 
@@ -337,8 +344,8 @@ impl Env<'_> {
     /// A retry schedule: at most [`MAX_RETRIES`] delays, each at most a day.
     fn schedule(&self, var: &'static str, default: &str) -> Result<Vec<Duration>, ConfigError> {
         let raw = (self.get)(var).unwrap_or_else(|| default.to_owned());
-        let delays =
-            RetryPolicy::parse_schedule(&raw).map_err(|reason| ConfigError::Invalid { var, reason })?;
+        let delays = RetryPolicy::parse_schedule(&raw)
+            .map_err(|reason| ConfigError::Invalid { var, reason })?;
         if delays.len() > MAX_RETRIES {
             return Err(ConfigError::Invalid {
                 var,
@@ -377,7 +384,7 @@ fn show(d: Duration) -> String {
     let secs = d.as_secs();
     if d.subsec_millis() != 0 || secs == 0 {
         format!("{}ms", d.as_millis())
-    } else if secs % 3600 == 0 {
+    } else if secs.is_multiple_of(3600) {
         format!("{}h", secs / 3600)
     } else {
         format!("{secs}s")
@@ -562,13 +569,31 @@ mod tests {
         use proptest::prelude::*;
 
         const VARS: &[&str] = &[
-            "BOT_MODE", "PUBLIC_BASE_URL", "WEBHOOK_SECRET", "METRICS_TOKEN", "HTTP_ADDR",
-            "HTTP_MAX_CONNECTIONS", "KIE_MODEL", "ADMIN_IDS", "RETRY_TEMPORARY_DELAYS",
-            "RETRY_RATE_LIMIT_DELAYS", "LOG_FORMAT", "WORKER_CONCURRENCY", "JOB_LEASE",
-            "GENERATION_DEADLINE", "PER_USER_IN_FLIGHT", "MAX_RESCUES", "START_CREDITS",
-            "PRICE_PER_VIDEO", "ORDERS_PER_MINUTE", "IDEA_REFINES_PER_HOUR",
-            "DOWNLOAD_CONCURRENCY", "FETCH_ALLOW_LOCAL", "DATABASE_MAX_CONNECTIONS",
-            "TELEGRAM_API_URL", "SUPPORT_URL",
+            "BOT_MODE",
+            "PUBLIC_BASE_URL",
+            "WEBHOOK_SECRET",
+            "METRICS_TOKEN",
+            "HTTP_ADDR",
+            "HTTP_MAX_CONNECTIONS",
+            "KIE_MODEL",
+            "ADMIN_IDS",
+            "RETRY_TEMPORARY_DELAYS",
+            "RETRY_RATE_LIMIT_DELAYS",
+            "LOG_FORMAT",
+            "WORKER_CONCURRENCY",
+            "JOB_LEASE",
+            "GENERATION_DEADLINE",
+            "PER_USER_IN_FLIGHT",
+            "MAX_RESCUES",
+            "START_CREDITS",
+            "PRICE_PER_VIDEO",
+            "ORDERS_PER_MINUTE",
+            "IDEA_REFINES_PER_HOUR",
+            "DOWNLOAD_CONCURRENCY",
+            "FETCH_ALLOW_LOCAL",
+            "DATABASE_MAX_CONNECTIONS",
+            "TELEGRAM_API_URL",
+            "SUPPORT_URL",
         ];
 
         /// Values that look like what operators type, plus absurd and random ones.

@@ -153,8 +153,8 @@ impl Adapters {
         let prompts = prompt_engine(settings, &templates)?;
         let bot =
             build_bot(&settings.bot_token, &settings.telegram_api_url, &BotOptions::default())?;
-        let downloads = SafeFetch::new(fetch_policy(settings))
-            .map_err(|e| WiringError::Http(e.to_string()))?;
+        let downloads =
+            SafeFetch::new(fetch_policy(settings)).map_err(|e| WiringError::Http(e.to_string()))?;
         Ok(Self {
             queue: Arc::new(PgJobQueue::new(pool.clone(), queue_config(settings))),
             accounts: Arc::new(PgAccounts::new(pool.clone())),

@@ -95,8 +95,14 @@ impl BotHarness {
     /// separately, through the dialogue storage and the accounts port.
     pub async fn restart_reading_separately(&self) -> Self {
         let prompts = Some(self.ctx.prompts.clone());
-        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), false, prompts)
-            .await
+        Self::on(
+            self.telegram.clone(),
+            self.pool.clone(),
+            self.ctx.settings.clone(),
+            false,
+            prompts,
+        )
+        .await
     }
 
     async fn on(

@@ -70,7 +70,10 @@ async fn idea_refinement_is_limited_per_user_per_hour_across_replicas(pool: PgPo
     assert_eq!(engine.refines.load(Ordering::SeqCst), 2, "the LLM is not called");
     let texts = h.telegram.texts_to(user.id);
     let limited = &texts[texts.len() - 2];
-    assert!(limited.contains("limit of polished ideas") && limited.contains("2 per hour"), "{limited}");
+    assert!(
+        limited.contains("limit of polished ideas") && limited.contains("2 per hour"),
+        "{limited}"
+    );
     assert!(limited.contains("60 min") || limited.contains("59 min"), "{limited}");
     let review = h.last(&user);
     assert!(!review.text.contains("REFINED"), "shown as written: {}", review.text);

@@ -18,7 +18,10 @@ enum Step {
     Text(String),
     Command(String),
     Photo,
-    Document { mime: String, size: u32 },
+    Document {
+        mime: String,
+        size: u32,
+    },
     /// Presses the `n`-th button (modulo) of the latest message that has buttons.
     PressShown(usize),
     PressRandom(String),
@@ -39,8 +42,18 @@ fn text() -> impl Strategy<Value = String> {
 
 fn command() -> impl Strategy<Value = String> {
     let name = prop::sample::select(vec![
-        "/start", "/menu", "/account", "/help", "/language", "/cancel", "/grant", "/balance",
-        "/stats", "/ban", "/broadcast", "/nope",
+        "/start",
+        "/menu",
+        "/account",
+        "/help",
+        "/language",
+        "/cancel",
+        "/grant",
+        "/balance",
+        "/stats",
+        "/ban",
+        "/broadcast",
+        "/nope",
     ]);
     (name, "[ a-z0-9_-]{0,20}").prop_map(|(n, args)| format!("{n}{args}"))
 }
@@ -148,10 +161,7 @@ async fn random_updates_never_break_the_conversation_or_the_ledger(pool: PgPool)
             .expect("invariants readable");
         assert!(violations.is_empty(), "case {case}: {violations:?} after {steps:?}");
         let answered = h.telegram.calls("answerCallbackQuery").len() - presses_before;
-        assert!(
-            answered <= presses,
-            "case {case}: more answers than presses after {steps:?}"
-        );
+        assert!(answered <= presses, "case {case}: more answers than presses after {steps:?}");
     }
     // The callback data the bot parses never panics on its own either.
     let mut runner = TestRunner::new(Config { cases: 256, ..Config::default() });

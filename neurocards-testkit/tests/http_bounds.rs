@@ -103,13 +103,11 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot(pool: PgPool) {
     assert!(third.is_err(), "a third connection is not served while two are held");
 
     drop(held.pop());
-    let third = tokio::time::timeout(
-        Duration::from_secs(5),
-        client.get(format!("{base}/healthz")).send(),
-    )
-    .await
-    .expect("served once a slot is free")
-    .expect("request");
+    let third =
+        tokio::time::timeout(Duration::from_secs(5), client.get(format!("{base}/healthz")).send())
+            .await
+            .expect("served once a slot is free")
+            .expect("request");
     assert_eq!(third.status(), 200);
 }
 
@@ -123,12 +121,8 @@ async fn metrics_and_queue_stats_require_the_token_and_health_does_not(pool: PgP
         let none = client.get(&url).send().await.expect("request");
         assert_eq!(none.status(), 401, "{path} without a token");
         assert_eq!(none.headers()["www-authenticate"], "Bearer");
-        let wrong = client
-            .get(&url)
-            .bearer_auth("metrics-token-0123456780")
-            .send()
-            .await
-            .expect("request");
+        let wrong =
+            client.get(&url).bearer_auth("metrics-token-0123456780").send().await.expect("request");
         assert_eq!(wrong.status(), 401, "{path} with a wrong token");
         let right = client.get(&url).bearer_auth(TOKEN).send().await.expect("request");
         assert_eq!(right.status(), 200, "{path} with the token");
@@ -161,8 +155,12 @@ async fn the_worker_metrics_require_the_same_token(pool: PgPool) {
     assert_eq!(health.map(|s| s.as_u16()), Some(200), "the worker serves health openly");
     let none = http.get(format!("http://{addr}/metrics")).send().await.expect("metrics");
     assert_eq!(none.status(), 401);
-    let right =
-        http.get(format!("http://{addr}/metrics")).bearer_auth(TOKEN).send().await.expect("metrics");
+    let right = http
+        .get(format!("http://{addr}/metrics"))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("metrics");
     assert_eq!(right.status(), 200);
     assert!(right.text().await.expect("body").contains("neurocards_"));
     process.start_kill().expect("kill");

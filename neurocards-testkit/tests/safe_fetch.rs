@@ -57,11 +57,7 @@ async fn big(State(counter): State<Arc<InFlight>>) -> Response {
 }
 
 fn redirect(to: &'static str) -> impl Fn() -> std::future::Ready<Response> + Clone {
-    move || {
-        std::future::ready(
-            (StatusCode::FOUND, [(header::LOCATION, to)]).into_response(),
-        )
-    }
+    move || std::future::ready((StatusCode::FOUND, [(header::LOCATION, to)]).into_response())
 }
 
 /// Serves the test routes on 127.0.0.1; returns the base URL and the counter.
@@ -124,7 +120,10 @@ async fn private_and_loopback_addresses_are_refused_outside_test_mode() {
 
     // Test mode reaches loopback, and only loopback.
     let local = fetcher(true, 4);
-    assert_eq!(local.get_capped(&format!("{base}/small"), 1024).await.expect("small"), "small body");
+    assert_eq!(
+        local.get_capped(&format!("{base}/small"), 1024).await.expect("small"),
+        "small body"
+    );
     refused(local.get_capped("http://169.254.169.254/latest/meta-data/", 1024).await);
     refused(local.get_capped("http://192.168.0.10/", 1024).await);
 }

@@ -179,7 +179,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if num.is_empty() {
         return Err(format!("not a duration: {s:?}"));
     }
-    let too_long = || format!("{s:?} is too long (at most {} days)", MAX_DURATION.as_secs() / 86_400);
+    let too_long =
+        || format!("{s:?} is too long (at most {} days)", MAX_DURATION.as_secs() / 86_400);
     // Digits only, so a parse failure is an overflow.
     let n: u64 = num.parse().map_err(|_| too_long())?;
     let millis = n.checked_mul(millis_per_unit).ok_or_else(too_long)?;

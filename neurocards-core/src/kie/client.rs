@@ -264,8 +264,17 @@ mod tests {
         fn key() -> impl Strategy<Value = String> {
             prop_oneof![
                 prop::sample::select(vec![
-                    "code", "msg", "data", "state", "resultJson", "resultUrls", "failCode",
-                    "failMsg", "taskId", "progress", "x",
+                    "code",
+                    "msg",
+                    "data",
+                    "state",
+                    "resultJson",
+                    "resultUrls",
+                    "failCode",
+                    "failMsg",
+                    "taskId",
+                    "progress",
+                    "x",
                 ])
                 .prop_map(str::to_owned),
                 "[a-zA-Z]{0,8}",
@@ -277,14 +286,28 @@ mod tests {
                 Just(Value::Null),
                 any::<bool>().prop_map(Value::from),
                 any::<i64>().prop_map(Value::from),
-                prop::sample::select(vec![200i64, 400, 401, 402, 404, 422, 429, 455, 500, 501, 505])
-                    .prop_map(Value::from),
-                any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
                 prop::sample::select(vec![
-                    "success", "fail", "waiting", "generating", "422", "500", "",
-                    "This content may violate our guardrails", "Internal Error, Please try again later.",
-                    "{\"resultUrls\":[\"https://files.example/v.mp4\"]}", "{\"resultUrls\":7}",
-                    "temporarily paused", "Credits insufficient", "rate limit",
+                    200i64, 400, 401, 402, 404, 422, 429, 455, 500, 501, 505
+                ])
+                .prop_map(Value::from),
+                any::<f64>().prop_map(
+                    |f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                ),
+                prop::sample::select(vec![
+                    "success",
+                    "fail",
+                    "waiting",
+                    "generating",
+                    "422",
+                    "500",
+                    "",
+                    "This content may violate our guardrails",
+                    "Internal Error, Please try again later.",
+                    "{\"resultUrls\":[\"https://files.example/v.mp4\"]}",
+                    "{\"resultUrls\":7}",
+                    "temporarily paused",
+                    "Credits insufficient",
+                    "rate limit",
                 ])
                 .prop_map(Value::from),
                 ".{0,60}".prop_map(Value::from),
@@ -304,9 +327,9 @@ mod tests {
 
         /// A KIE envelope with any code, message and data.
         fn envelope() -> impl Strategy<Value = Value> {
-            (leaf(), leaf(), json()).prop_map(|(code, msg, data)| {
-                serde_json::json!({ "code": code, "msg": msg, "data": data })
-            })
+            (leaf(), leaf(), json()).prop_map(
+                |(code, msg, data)| serde_json::json!({ "code": code, "msg": msg, "data": data }),
+            )
         }
 
         fn body() -> impl Strategy<Value = Vec<u8>> {

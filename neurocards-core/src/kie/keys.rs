@@ -361,9 +361,7 @@ fn is_auth_code(code: Option<&str>) -> bool {
 
 /// `now + wait`, saturating far in the future instead of panicking on overflow.
 fn later(now: Instant, wait: Duration) -> Instant {
-    now.checked_add(wait)
-        .or_else(|| now.checked_add(crate::domain::MAX_DURATION))
-        .unwrap_or(now)
+    now.checked_add(wait).or_else(|| now.checked_add(crate::domain::MAX_DURATION)).unwrap_or(now)
 }
 
 #[cfg(test)]

@@ -93,7 +93,8 @@ impl OpenAiClient {
 
         let status = response.status();
         let request_id = header(&response, "x-request-id");
-        let retry_after = header(&response, "retry-after").and_then(|v| crate::http::parse_retry_after(&v));
+        let retry_after =
+            header(&response, "retry-after").and_then(|v| crate::http::parse_retry_after(&v));
         let text = response.text().await.map_err(|e| self.transport_error(e))?;
         tracing::debug!(
             status = status.as_u16(),

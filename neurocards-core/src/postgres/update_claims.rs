@@ -42,7 +42,7 @@ impl PgUpdateClaims {
 #[async_trait::async_trait]
 impl UpdateClaims for PgUpdateClaims {
     async fn claim(&self, bot_id: i64, update_id: i64) -> Result<bool, AccountsError> {
-        if self.claims.fetch_add(1, Ordering::Relaxed) % PRUNE_EVERY == 0 {
+        if self.claims.fetch_add(1, Ordering::Relaxed).is_multiple_of(PRUNE_EVERY) {
             match self.prune(self.retention).await {
                 Ok(n) if n > 0 => tracing::debug!(pruned = n, "old update claims pruned"),
                 Ok(_) => {}

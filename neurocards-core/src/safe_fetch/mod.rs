@@ -201,10 +201,12 @@ impl SafeFetch {
         let mut method = method;
         for _ in 0..=self.policy.max_redirects {
             self.check_url(&url)?;
-            let response =
-                self.client.request(method.clone(), url.clone()).send().await.map_err(|e| {
-                    transport(&e)
-                })?;
+            let response = self
+                .client
+                .request(method.clone(), url.clone())
+                .send()
+                .await
+                .map_err(|e| transport(&e))?;
             if !response.status().is_redirection() {
                 return Ok(response);
             }
@@ -268,7 +270,10 @@ mod tests {
             "file:///etc/passwd",
             "gopher://x/",
         ] {
-            assert!(matches!(strict.check_url(&url(refused)), Err(FetchError::Refused(_))), "{refused}");
+            assert!(
+                matches!(strict.check_url(&url(refused)), Err(FetchError::Refused(_))),
+                "{refused}"
+            );
         }
         assert!(client(true).check_url(&url("http://127.0.0.1:8080/v.mp4")).is_ok());
     }
@@ -284,7 +289,10 @@ mod tests {
                 "https://[::ffff:192.168.0.1]/",
                 "https://0.0.0.0/",
             ] {
-                assert!(matches!(c.check_url(&url(refused)), Err(FetchError::Refused(_))), "{refused}");
+                assert!(
+                    matches!(c.check_url(&url(refused)), Err(FetchError::Refused(_))),
+                    "{refused}"
+                );
             }
         }
         assert!(client(false).check_url(&url("https://127.0.0.1/")).is_err());

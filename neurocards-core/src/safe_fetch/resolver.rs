@@ -26,7 +26,8 @@ impl Resolve for CheckedResolver {
         let reach = self.reach;
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let addrs: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
             if addrs.is_empty() || addrs.iter().any(|a| !reach.allows(a.ip())) {
                 return Err(Box::new(RefusedAddress { host }) as _);
             }

@@ -30,7 +30,9 @@ pub fn is_unreachable_user(error: &ApiError) -> bool {
 /// a chat that does not exist) → `Permanent`.
 pub fn notify_error(error: &RequestError, token: &Secret) -> NotifyError {
     match error {
-        RequestError::RetryAfter(s) => NotifyError::RetryAfter(crate::domain::cap_retry_after(s.duration())),
+        RequestError::RetryAfter(s) => {
+            NotifyError::RetryAfter(crate::domain::cap_retry_after(s.duration()))
+        }
         RequestError::Api(api) if is_unreachable_user(api) => NotifyError::BotBlocked,
         RequestError::Api(api) if is_server_side(api) => {
             NotifyError::Temporary(describe_request_error(error, token))
@@ -151,7 +153,10 @@ mod tests {
     fn a_retry_after_of_a_year_is_capped() {
         let year = RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(31_536_000));
         assert_eq!(retry_after(&year), Some(crate::domain::MAX_RETRY_AFTER));
-        assert_eq!(notify_error(&year, &token()), NotifyError::RetryAfter(crate::domain::MAX_RETRY_AFTER));
+        assert_eq!(
+            notify_error(&year, &token()),
+            NotifyError::RetryAfter(crate::domain::MAX_RETRY_AFTER)
+        );
     }
 
     #[test]

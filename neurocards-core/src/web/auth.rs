@@ -59,8 +59,9 @@ where
     S: Clone + Send + Sync + 'static,
 {
     match token {
-        Some(token) => router
-            .route_layer(ValidateRequestHeaderLayer::custom(BearerToken::new(token.clone()))),
+        Some(token) => {
+            router.route_layer(ValidateRequestHeaderLayer::custom(BearerToken::new(token.clone())))
+        }
         None => router,
     }
 }

@@ -25,11 +25,11 @@ use crate::secret::Secret;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::Router;
-use tower_http::limit::RequestBodyLimitLayer;
-use tower_http::timeout::TimeoutLayer;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
 
 /// Whether the process can serve: the database answers.
 #[async_trait::async_trait]
@@ -148,8 +148,7 @@ pub const KIE_CALLBACK_PATH: &str = "/kie/callback";
 /// The router with every route of the HTTP surface, each with its body limit and timeout.
 pub fn router(deps: WebDeps) -> Router {
     let limits = deps.limits;
-    let timeout =
-        |d: Duration| TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d);
+    let timeout = |d: Duration| TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, d);
     let operator = Router::new()
         .route("/queue_stats", get(health::queue_stats))
         .route("/metrics", get(health::metrics));
@@ -226,7 +225,10 @@ mod tests {
             readiness: Arc::new(SlowReadiness),
             queue: Arc::new(crate::ports::MockJobQueue::new()),
             metrics: Vec::new(),
-            webhook: Some(WebhookRoute { secret: Secret::new(SECRET), updates: Arc::new(SlowSink) }),
+            webhook: Some(WebhookRoute {
+                secret: Secret::new(SECRET),
+                updates: Arc::new(SlowSink),
+            }),
             kie_callback: None,
             stats_window: Duration::from_secs(60),
             metrics_token: None,
@@ -249,7 +251,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_read_route_times_out_with_408() {
-        let limits = HttpLimits { request_timeout: Duration::from_secs(2), ..HttpLimits::default() };
+        let limits =
+            HttpLimits { request_timeout: Duration::from_secs(2), ..HttpLimits::default() };
         let request = Request::get("/readyz").body(Body::empty()).expect("request");
         let answer = router(deps(limits)).oneshot(request).await.expect("answer");
         assert_eq!(answer.status(), StatusCode::REQUEST_TIMEOUT);
@@ -257,7 +260,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_slow_webhook_times_out_with_408() {
-        let limits = HttpLimits { webhook_timeout: Duration::from_secs(5), ..HttpLimits::default() };
+        let limits =
+            HttpLimits { webhook_timeout: Duration::from_secs(5), ..HttpLimits::default() };
         let request = Request::post(WEBHOOK_PATH)
             .header(webhook::SECRET_HEADER, SECRET)
             .body(Body::from(update_json()))
