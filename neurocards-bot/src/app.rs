@@ -9,9 +9,10 @@ use neurocards_core::http::{self, HttpTimeouts};
 use neurocards_core::kie::{collect_keys, KieProvider};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
 use neurocards_core::postgres::{
-    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgTaskSignals, PollingLock,
+    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgTaskSignals,
+    PgUpdateClaims, PgUsageQuota, PollingLock,
 };
-use neurocards_core::web::{self, CallbackRoute, GlobalMetrics, WebDeps, WebhookRoute};
+use neurocards_core::web::{self, CallbackRoute, GlobalMetrics, HttpLimits, WebDeps, WebhookRoute};
 use neurocards_core::wiring;
 use sqlx::PgPool;
 use std::future::Future;
@@ -59,6 +60,7 @@ pub async fn run(
             max_orders: settings.orders_per_minute,
             window: Duration::from_secs(60),
         }),
+        idea_refines_per_hour: settings.idea_refines_per_hour,
         ..ConversationSettings::default()
     };
     let ctx = Arc::new(
@@ -72,7 +74,9 @@ pub async fn run(
         )
         .with_stats(queries.clone())
         .with_history(queries)
-        .with_session_reader(Arc::new(PgDialogueStorage::new(pool.clone()))),
+        .with_session_reader(Arc::new(PgDialogueStorage::new(pool.clone())))
+        .with_update_claims(Arc::new(PgUpdateClaims::new(pool.clone())))
+        .with_usage_quota(Arc::new(PgUsageQuota::new(pool.clone()))),
     );
     let storage = PgDialogueStorage::erased(pool.clone());
 
@@ -112,12 +116,21 @@ pub async fn run(
         webhook,
         kie_callback: kie_callback(&settings, &pool)?,
         stats_window: Duration::from_secs(3600),
+        metrics_token: settings.metrics_token.clone(),
+        limits: http_limits(&settings),
     };
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
         .await
         .with_context(|| format!("binding HTTP_ADDR {}", settings.http_addr))?;
     tracing::info!(addr = %settings.http_addr, "HTTP server listening");
-    let server = tokio::spawn(web::serve(listener, web::router(deps), stopped()));
+    if settings.metrics_token.is_none() {
+        tracing::warn!(
+            "METRICS_TOKEN is not set: /metrics and /queue_stats are open to anyone who can \
+             reach HTTP_ADDR"
+        );
+    }
+    let limits = deps.limits;
+    let server = tokio::spawn(web::serve_with(listener, web::router(deps), limits, stopped()));
 
     if settings.bot_mode == BotMode::Polling {
         poll(bot, ctx, storage, &pool, stopped).await?;
@@ -125,6 +138,11 @@ pub async fn run(
     server.await.context("HTTP server task")?.context("HTTP server")?;
     tracing::info!("bot stopped");
     Ok(())
+}
+
+/// The HTTP bounds: the defaults, with the connection cap from `HTTP_MAX_CONNECTIONS`.
+fn http_limits(settings: &Settings) -> HttpLimits {
+    HttpLimits { max_connections: settings.http_max_connections as usize, ..HttpLimits::default() }
 }
 
 /// The KIE callback route, only when a public URL is set (otherwise KIE is never given a

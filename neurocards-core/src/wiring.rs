@@ -13,6 +13,7 @@ use crate::postgres::{
     PgAccounts, PgJobQueue, PgOrderProgress, PgProducts, PgQueueConfig, PgTaskSignals,
 };
 use crate::prompts::LlmPromptEngine;
+use crate::safe_fetch::{FetchPolicy, SafeFetch};
 use crate::secret::Secret;
 use crate::telegram::{build_bot, BotOptions, BuildBotError, TelegramNotifier, TelegramPhotos};
 use crate::templates::{CatalogueError, TemplateCatalogue};
@@ -111,6 +112,16 @@ pub async fn callback_route_answers(callback_url: &Secret) -> bool {
     false
 }
 
+/// The policy of outbound fetches of URLs we did not build (`DOWNLOAD_CONCURRENCY`,
+/// `FETCH_ALLOW_LOCAL`).
+pub fn fetch_policy(settings: &Settings) -> FetchPolicy {
+    FetchPolicy {
+        allow_local: settings.fetch_allow_local,
+        concurrency: settings.download_concurrency as usize,
+        ..FetchPolicy::default()
+    }
+}
+
 /// The template catalogue: `TEMPLATES_PATH` when set, the built-in one otherwise.
 pub fn templates(settings: &Settings) -> Result<TemplateCatalogue, WiringError> {
     Ok(TemplateCatalogue::from_env_or_builtin(settings.templates_path.as_deref())?)
@@ -169,11 +180,8 @@ impl Adapters {
         let prompts = prompt_engine(settings, &templates)?;
         let bot =
             build_bot(&settings.bot_token, &settings.telegram_api_url, &BotOptions::default())?;
-        let downloads = crate::http::client(crate::http::HttpTimeouts {
-            connect: Duration::from_secs(10),
-            request: Duration::from_secs(180),
-        })
-        .map_err(|e| WiringError::Http(e.to_string()))?;
+        let downloads =
+            SafeFetch::new(fetch_policy(settings)).map_err(|e| WiringError::Http(e.to_string()))?;
         Ok(Self {
             queue: Arc::new(PgJobQueue::new(pool.clone(), queue_config(settings))),
             accounts: Arc::new(PgAccounts::new(pool.clone())),

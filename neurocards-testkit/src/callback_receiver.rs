@@ -7,7 +7,7 @@ use axum::middleware::Next;
 use neurocards_core::kie::KieProvider;
 use neurocards_core::postgres::PgTaskSignals;
 use neurocards_core::secret::Secret;
-use neurocards_core::web::{kie_callback_router, CallbackRoute};
+use neurocards_core::web::{kie_callback_router, CallbackRoute, HttpLimits};
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -32,15 +32,15 @@ impl CallbackReceiver {
         let received = Arc::new(AtomicU64::new(0));
         let route = CallbackRoute { secret, provider, signals: Arc::new(PgTaskSignals::new(pool)) };
         let counter = received.clone();
-        let app = kie_callback_router(route).layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| {
+        let app = kie_callback_router(route, &HttpLimits::default()).layer(
+            axum::middleware::from_fn(move |req: Request, next: Next| {
                 let counter = counter.clone();
                 async move {
                     counter.fetch_add(1, Ordering::Relaxed);
                     next.run(req).await
                 }
-            },
-        ));
+            }),
+        );
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind callback route");
         let addr = listener.local_addr().expect("callback route address");

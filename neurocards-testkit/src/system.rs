@@ -200,6 +200,8 @@ impl TestSystem {
             ("RETRY_TEMPORARY_DELAYS", o.temporary_delays.clone()),
             ("RETRY_RATE_LIMIT_DELAYS", o.rate_limit_delays.clone()),
             ("RUST_LOG", "warn".to_owned()),
+            // The fakes serve result videos on http://127.0.0.1.
+            ("FETCH_ALLOW_LOCAL", "1".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -14,6 +14,7 @@ use neurocards_core::config::Settings;
 use neurocards_core::kie::KieProvider;
 use neurocards_core::metrics::Metrics;
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics};
+use neurocards_core::web::{self, HttpLimits};
 use neurocards_core::wiring::{self, Adapters};
 use neurocards_core::{postgres, telemetry};
 use std::process::ExitCode;
@@ -104,18 +105,24 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             format!("WORKER_HTTP_ADDR {} cannot be bound", settings.worker_http_addr)
         })?;
     let http_state = HttpState { metrics, provider: adapters.provider.clone() };
+    let metrics_route = Router::new().route("/metrics", get(render_metrics));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(render_metrics))
+        .merge(web::protect(metrics_route, settings.metrics_token.as_ref()))
         .with_state(http_state);
+    if settings.metrics_token.is_none() {
+        tracing::warn!(
+            "METRICS_TOKEN is not set: /metrics is open to anyone who can reach WORKER_HTTP_ADDR"
+        );
+    }
+    let limits = HttpLimits {
+        max_connections: settings.http_max_connections as usize,
+        ..HttpLimits::default()
+    };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(web::serve_with(listener, app, limits, async {
+        let _ = http_stopped.await;
+    }));
 
     let report = pipeline.run(neurocards_core::shutdown::signal()).await;
     tracing::info!(?report, "pipeline finished");

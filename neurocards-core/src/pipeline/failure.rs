@@ -20,7 +20,8 @@ pub(crate) fn retry_delay(
 ) -> Option<Duration> {
     let base = policy.delay(class, retries_so_far)?;
     let jittered = base.mul_f64(0.8 + fastrand::f64() * 0.4);
-    Some(jittered.max(retry_after.unwrap_or_default()))
+    let asked = retry_after.map(crate::domain::cap_retry_after).unwrap_or_default();
+    Some(jittered.max(asked))
 }
 
 /// Retries or fails the job for `failure`.
@@ -104,5 +105,12 @@ mod tests {
         let d = retry_delay(&policy, ErrorClass::RateLimit, 0, Some(Duration::from_secs(500)))
             .expect("retry");
         assert_eq!(d, Duration::from_secs(500));
+    }
+
+    #[test]
+    fn a_provider_retry_after_of_a_year_is_capped_to_an_hour() {
+        let policy = RetryPolicy::default();
+        let d = retry_delay(&policy, ErrorClass::RateLimit, 0, Some(Duration::MAX)).expect("retry");
+        assert_eq!(d, crate::domain::MAX_RETRY_AFTER);
     }
 }

@@ -435,6 +435,29 @@ async fn a_failed_send_is_retried_durably_without_refund() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_refused_video_download_is_a_technical_failure_refunded_not_the_users_fault() {
+    let mut m = Mocks::new();
+    m.check_returns(vec![succeeded("https://169.254.169.254/latest/meta-data")]);
+    m.notifier.expect_send_video().returning(|_, _| {
+        Err(NotifyError::Permanent(
+            "the video URL was refused: 169.254.169.254 is not a public address".into(),
+        ))
+    });
+    m.queue.expect_reschedule().never();
+    m.queue.expect_fail().times(1).returning(|_, f| {
+        assert_eq!(f.class, ErrorClass::Unknown, "not a user violation");
+        Ok(Refund { refunded: Credits::new(1).expect("c"), balance_after: Credits::ZERO })
+    });
+    m.notifier.expect_send_failure().times(1).returning(|_, notice| {
+        assert_eq!(notice.class, ErrorClass::Unknown);
+        assert_eq!(notice.detail, None, "no provider reason is shown as the user's fault");
+        Ok(MessageRef { chat_id: 42, message_id: 9 })
+    });
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Failed(ErrorClass::Unknown));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_lost_lease_stops_the_job_before_it_waits() {
     let mut m = Mocks::new();
     m.queue.checkpoint();
