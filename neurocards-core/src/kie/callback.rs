@@ -204,4 +204,87 @@ mod tests {
         let signed = headers(&ts, &sign(&key, "t3", &ts));
         assert_eq!(verify_callback(Some(&key), age, NOW, &signed, body), Ok("t3".to_owned()));
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_body() -> impl Strategy<Value = Vec<u8>> {
+            let task = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<i64>().prop_map(serde_json::Value::from),
+                ".{0,200}".prop_map(serde_json::Value::from),
+            ];
+            (task, ".{0,40}", any::<bool>()).prop_map(|(task, state, nested)| {
+                let body = if nested {
+                    serde_json::json!({"code": 200, "data": {"taskId": task, "state": state}})
+                } else {
+                    serde_json::json!({"task_id": task, "data": state})
+                };
+                body.to_string().into_bytes()
+            })
+        }
+
+        fn any_body() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![proptest::collection::vec(any::<u8>(), 0..512), json_body()]
+        }
+
+        fn any_headers() -> impl Strategy<Value = CallbackHeaders> {
+            (proptest::option::of(".{0,30}"), proptest::option::of(".{0,90}"))
+                .prop_map(|(timestamp, signature)| CallbackHeaders { timestamp, signature })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_callback_yields_a_clean_task_id_or_a_refusal(
+                body in any_body(),
+                headers in any_headers(),
+                now in any::<i64>(),
+                age in any::<u64>(),
+            ) {
+                let age = Duration::from_secs(age);
+                if let Ok(task) = verify_callback(None, age, now, &headers, &body) {
+                    prop_assert!(is_task_id(&task));
+                }
+                // With a key, nothing unsigned or wrongly signed gets through.
+                let key = Secret::new("k");
+                if let Ok(task) = verify_callback(Some(&key), age, now, &headers, &body) {
+                    let ts = headers.timestamp.as_deref().unwrap_or_default().trim();
+                    let expected = sign(&key, &task, ts);
+                    let given = headers.signature.as_deref().unwrap_or_default().trim();
+                    let hex: String =
+                        mac(&key, &task, ts).iter().map(|b| format!("{b:02x}")).collect();
+                    let url_safe = base64::engine::general_purpose::URL_SAFE
+                        .encode(mac(&key, &task, ts));
+                    prop_assert!(given == expected || given == hex || given == url_safe);
+                }
+            }
+
+            #[test]
+            fn a_signed_callback_verifies_only_for_its_own_task_and_time(
+                task in "[A-Za-z0-9_-]{1,64}",
+                other in "[A-Za-z0-9_-]{1,64}",
+                now in 0i64..4_000_000_000,
+                skew in -600i64..600,
+            ) {
+                let key = Secret::new("hmac");
+                let ts = (now + skew).to_string();
+                let headers = CallbackHeaders {
+                    timestamp: Some(ts.clone()),
+                    signature: Some(sign(&key, &task, &ts)),
+                };
+                let age = Duration::from_secs(300);
+                let body = serde_json::json!({"data": {"taskId": task}}).to_string();
+                let got = verify_callback(Some(&key), age, now, &headers, body.as_bytes());
+                prop_assert_eq!(got.is_ok(), skew.abs() <= 300);
+                if task != other {
+                    let forged = serde_json::json!({"data": {"taskId": other}}).to_string();
+                    let got = verify_callback(Some(&key), age, now, &headers, forged.as_bytes());
+                    prop_assert!(got.is_err());
+                }
+            }
+        }
+    }
 }
