@@ -13,8 +13,7 @@ use neurocards_core::config::Settings;
 use neurocards_core::domain::ProviderTaskRef;
 use neurocards_core::pipeline::Pipeline;
 use neurocards_core::ports::{
-    CallbackError, CallbackHeaders, GenerationRequest, ProviderError, TaskState, TaskUpdate,
-    VideoProvider,
+    CallbackError, CallbackHeaders, GenerationRequest, ProviderError, TaskState, VideoProvider,
 };
 use neurocards_core::wiring::{self, Adapters};
 use neurocards_core::{domain::ImageData, postgres, shutdown, telemetry};
@@ -48,12 +47,12 @@ impl VideoProvider for Poisoned {
         self.inner.check(task).await
     }
 
-    fn parse_callback(
+    fn callback_task_id(
         &self,
         headers: &CallbackHeaders,
         body: &[u8],
-    ) -> Result<TaskUpdate, CallbackError> {
-        self.inner.parse_callback(headers, body)
+    ) -> Result<String, CallbackError> {
+        self.inner.callback_task_id(headers, body)
     }
 }
 
