@@ -53,7 +53,9 @@ impl PollingLock {
         }
     }
 
-    /// Whether the lock's connection is still alive (and so the lock still held).
+    /// Whether the lock's connection is still alive (and so the lock still held). A server
+    /// restart or failover drops the connection and with it the lock: the holder must stop
+    /// polling and [`PollingLock::acquire`] again (another process may have taken it meanwhile).
     pub async fn is_held(&mut self) -> bool {
         self.conn.ping().await.is_ok()
     }
@@ -80,5 +82,28 @@ mod tests {
         drop(second);
         let stopped = PollingLock::acquire(&pool, Duration::from_millis(20), async {}).await;
         assert!(stopped.is_some(), "a free lock is taken before checking stop");
+    }
+
+    #[sqlx::test(migrations = "../migrations")]
+    async fn a_dropped_connection_loses_the_lock_and_it_can_be_taken_again(pool: PgPool) {
+        let mut held = PollingLock::try_acquire(&pool).await.expect("db").expect("free lock");
+        // What a server restart does to the holder's connection.
+        let mut admin =
+            PgConnection::connect_with(&pool.connect_options()).await.expect("admin connection");
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut admin)
+        .await
+        .expect("terminate backends");
+        assert!(!held.is_held().await, "the lock went with its connection");
+        held.release().await;
+        crate::postgres::discard_dead_idle(&pool).await;
+        let again = PollingLock::acquire(&pool, Duration::from_millis(20), std::future::pending())
+            .await
+            .expect("the lock is free again");
+        assert!(PollingLock::try_acquire(&pool).await.expect("db").is_none(), "and held once");
+        drop(again);
     }
 }

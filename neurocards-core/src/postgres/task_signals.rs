@@ -1,7 +1,9 @@
 //! [`TaskSignals`] on PostgreSQL: callbacks are rows of `provider_callbacks` (first final
 //! state wins) announced with `NOTIFY neurocards_task_updates, <task_id>`. One `LISTEN`
 //! connection per process wakes every local waiter of that task; a missed notification only
-//! delays the waiter until its next poll, because it re-reads the table when it wakes.
+//! delays the waiter until its next poll, because it re-reads the table when it wakes. After a
+//! lost connection (a server restart) the listener reconnects every second until the server
+//! answers, and wakes every waiter once it listens again.
 
 use super::order_progress::store_error;
 use crate::domain::{ErrorClass, Lease};
@@ -108,36 +110,49 @@ impl Drop for PgTaskSignals {
 }
 
 async fn listen(pool: PgPool, waiters: Waiters) {
+    let wake_all = || {
+        for n in locked(&waiters).values() {
+            n.notify_waiters();
+        }
+    };
     loop {
         match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(CHANNEL).await {
-                Ok(()) => {
-                    // Whatever was sent while we were not listening is lost: let waiters look.
-                    for n in locked(&waiters).values() {
-                        n.notify_waiters();
-                    }
-                    loop {
-                        match listener.try_recv().await {
-                            Ok(Some(n)) => {
-                                if let Some(w) = locked(&waiters).get(n.payload()) {
-                                    w.notify_waiters();
+            Ok(mut listener) => {
+                // A lost connection ends this session instead of sqlx reconnecting inside
+                // `try_recv`: the pool is swept of the connections the server dropped with it,
+                // and waiters are woken once the new connection listens, not before.
+                listener.eager_reconnect(false);
+                match listener.listen(CHANNEL).await {
+                    Ok(()) => {
+                        // Whatever was sent while we were not listening is lost: let waiters look.
+                        wake_all();
+                        loop {
+                            match listener.try_recv().await {
+                                Ok(Some(n)) => {
+                                    if let Some(w) = locked(&waiters).get(n.payload()) {
+                                        w.notify_waiters();
+                                    }
                                 }
-                            }
-                            // The connection dropped; sqlx reconnects on the next receive.
-                            Ok(None) => {
-                                for n in locked(&waiters).values() {
-                                    n.notify_waiters();
+                                Ok(None) => {
+                                    tracing::warn!(
+                                        "callback listener lost its connection; reconnecting"
+                                    );
+                                    break;
                                 }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "callback listener failed; reconnecting");
-                                break;
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "callback listener failed; reconnecting");
+                                    break;
+                                }
                             }
                         }
+                        // The server dropped us, most likely every other connection too.
+                        super::discard_dead_idle(&pool).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "callback listener cannot LISTEN; retrying")
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "callback listener cannot LISTEN; retrying"),
-            },
+            }
             Err(e) => tracing::warn!(error = %e, "callback listener cannot connect; retrying"),
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

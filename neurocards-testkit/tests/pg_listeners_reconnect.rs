@@ -1,0 +1,125 @@
+//! The `LISTEN` connections survive a database restart: the queue's wake-ups and the callback
+//! inbox reconnect, and wake their waiters once they listen again (a notification sent while
+//! they were disconnected is lost, so a woken waiter looks for itself).
+//!
+//! The restart is simulated by terminating every backend of the test's database, which is what
+//! a restart or failover does to a client (a real restart would break parallel tests).
+
+use neurocards_core::domain::ErrorClass;
+use neurocards_core::ports::{JobQueue, ProviderError, TaskSignals, TaskState, TaskUpdate};
+use neurocards_core::postgres::{PgJobQueue, PgQueueConfig, PgTaskSignals};
+use neurocards_testkit::pg::terminate_backends;
+use neurocards_testkit::system::TestSystem;
+use sqlx::PgPool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// Waits for `handle` at most `limit`; returns how long it took from `since`.
+async fn finished_within<T>(
+    handle: tokio::task::JoinHandle<T>,
+    since: Instant,
+    limit: Duration,
+) -> Option<(T, Duration)> {
+    let out = tokio::time::timeout(limit, handle).await.ok()?.ok()?;
+    Some((out, since.elapsed()))
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn queue_waiters_wake_after_a_restart_and_new_orders_wake_them_again(pool: PgPool) {
+    let sys = TestSystem::start(pool.clone()).await;
+    let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
+    // Starts the listener; its first LISTEN wakes this wait.
+    queue.wait_for_work(Duration::from_secs(5)).await.expect("wait");
+
+    let q = queue.clone();
+    let waiter = tokio::spawn(async move { q.wait_for_work(LONG).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished(), "nothing to wake it yet");
+
+    let cut = Instant::now();
+    assert!(terminate_backends(&pool).await > 0);
+    let (_, took) = finished_within(waiter, cut, Duration::from_secs(15))
+        .await
+        .expect("the waiter is woken once the listener listens again");
+    println!("queue waiter woken {took:?} after the cut");
+
+    // Listening again: a new order wakes the next waiter at once, not at its timeout.
+    queue.wait_for_work(Duration::from_millis(10)).await.expect("wait");
+    let q = queue.clone();
+    let waiter = tokio::spawn(async move { q.wait_for_work(LONG).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished());
+    // The listener swept the pool of the connections the server dropped: plain queries work.
+    let user = sys.funded_user(1).await;
+    let product = sys.product(user).await;
+    let placed = Instant::now();
+    sys.order(user, product, 1).await;
+    let (_, took) = finished_within(waiter, placed, Duration::from_secs(10))
+        .await
+        .expect("the new order's notification wakes the waiter");
+    println!("queue waiter woken {took:?} after the order");
+    assert!(took < Duration::from_secs(10));
+}
+
+fn succeeded(task_id: &str) -> TaskUpdate {
+    TaskUpdate {
+        task_id: task_id.to_owned(),
+        state: TaskState::Succeeded { video_urls: vec!["https://example.com/v.mp4".to_owned()] },
+    }
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn callback_waiters_find_a_callback_stored_while_their_listener_was_down(pool: PgPool) {
+    let waiting = Arc::new(PgTaskSignals::new(pool.clone()));
+    // Starts the listener.
+    let first = waiting.wait_update("task-warmup", Duration::from_millis(300)).await;
+    assert!(matches!(first, Ok(None)));
+
+    let w = waiting.clone();
+    let waiter = tokio::spawn(async move { w.wait_update("task-during-restart", LONG).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!waiter.is_finished());
+
+    let cut = Instant::now();
+    assert!(terminate_backends(&pool).await > 0);
+    // Stored at once, while the listener is still reconnecting: its NOTIFY reaches nobody.
+    let writer = PgTaskSignals::new(pool.clone());
+    let mut stored = false;
+    for _ in 0..50 {
+        if writer.record_update(&succeeded("task-during-restart")).await.is_ok() {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(stored, "the database answers again");
+    let (state, took) = finished_within(waiter, cut, Duration::from_secs(15))
+        .await
+        .expect("the waiter is woken once the listener listens again, and finds the callback");
+    println!("callback waiter done {took:?} after the cut");
+    match state {
+        Ok(Some(TaskState::Succeeded { .. })) => {}
+        // The waiter's own re-read may land on a connection the server dropped; the pipeline
+        // then polls the provider instead. It must not be stuck until its timeout either way.
+        Err(e) => println!("the waiter's read failed after the cut: {e}"),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // Listening again: a callback now wakes its waiter at once.
+    let w = waiting.clone();
+    let waiter = tokio::spawn(async move { w.wait_update("task-after-restart", LONG).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let sent = Instant::now();
+    let failed = TaskUpdate {
+        task_id: "task-after-restart".to_owned(),
+        state: TaskState::Failed(ProviderError::new(ErrorClass::UserViolation, "policy")),
+    };
+    assert!(writer.record_update(&failed).await.expect("record"));
+    let (state, took) = finished_within(waiter, sent, Duration::from_secs(10))
+        .await
+        .expect("the callback wakes its waiter");
+    assert!(matches!(state, Ok(Some(TaskState::Failed(_)))), "{state:?}");
+    println!("callback waiter woken {took:?} after the callback");
+}
