@@ -109,30 +109,40 @@ pub async fn terminate(
     }
 }
 
-/// The stderr lines of a spawned child, collected as they come (and echoed to the test's own
-/// stderr, so they still show with the test output).
+/// The log lines of a spawned child — its stdout (where the binaries log) and stderr (where
+/// they report a failed start) — collected as they come and echoed to the test's own stderr,
+/// so they still show with the test output.
 #[derive(Debug, Clone, Default)]
 pub struct CapturedLog {
     lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl CapturedLog {
-    /// Takes the child's piped stderr (spawn it with `.stderr(Stdio::piped())`) and collects
-    /// it in the background until the child closes it.
+    /// Takes whichever of the child's stdout and stderr were piped (spawn it with
+    /// `.stdout(Stdio::piped()).stderr(Stdio::piped())`) and collects their lines in the
+    /// background until the child closes them.
     pub fn capture(child: &mut tokio::process::Child, label: &str) -> Self {
-        use tokio::io::AsyncBufReadExt as _;
         let log = Self::default();
-        let Some(stderr) = child.stderr.take() else { return log };
-        let lines = log.lines.clone();
+        if let Some(out) = child.stdout.take() {
+            log.collect(out, label);
+        }
+        if let Some(err) = child.stderr.take() {
+            log.collect(err, label);
+        }
+        log
+    }
+
+    fn collect(&self, stream: impl tokio::io::AsyncRead + Unpin + Send + 'static, label: &str) {
+        use tokio::io::AsyncBufReadExt as _;
+        let lines = self.lines.clone();
         let label = label.to_owned();
         tokio::spawn(async move {
-            let mut reader = tokio::io::BufReader::new(stderr).lines();
+            let mut reader = tokio::io::BufReader::new(stream).lines();
             while let Ok(Some(line)) = reader.next_line().await {
                 eprintln!("[{label}] {line}");
                 lines.lock().unwrap_or_else(|p| p.into_inner()).push(line);
             }
         });
-        log
     }
 
     /// Every line so far.
@@ -148,9 +158,18 @@ impl CapturedLog {
     /// Waits until some line contains every one of `parts`; returns whether one did within
     /// `timeout`.
     pub async fn wait_for(&self, parts: &[&str], timeout: std::time::Duration) -> bool {
+        self.wait(timeout, |log| log.contains_all(parts)).await
+    }
+
+    /// Waits until `condition` holds; returns whether it did within `timeout`.
+    pub async fn wait(
+        &self,
+        timeout: std::time::Duration,
+        condition: impl Fn(&Self) -> bool,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.contains_all(parts) {
+            if condition(self) {
                 return true;
             }
             if tokio::time::Instant::now() >= deadline {

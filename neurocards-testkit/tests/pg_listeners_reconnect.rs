@@ -30,8 +30,9 @@ async fn finished_within<T>(
 async fn queue_waiters_wake_after_a_restart_and_new_orders_wake_them_again(pool: PgPool) {
     let sys = TestSystem::start(pool.clone()).await;
     let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
-    // Starts the listener; its first LISTEN wakes this wait.
+    // Starts the listener; its first LISTEN wakes this wait, and the next one takes note.
     queue.wait_for_work(Duration::from_secs(5)).await.expect("wait");
+    queue.wait_for_work(Duration::from_millis(10)).await.expect("wait");
 
     let q = queue.clone();
     let waiter = tokio::spawn(async move { q.wait_for_work(LONG).await });

@@ -140,7 +140,18 @@ impl JobQueue for PgJobQueue {
     }
 
     async fn record_step(&self, lease: Lease, step: &StepResult) -> Result<(), QueueError> {
-        finish::record_step(self, lease, step).await
+        match finish::record_step(self, lease, step).await {
+            // After a server restart each pooled connection fails its next query once. A step
+            // result (a paid task, a sent video) must not be lost to that, or the job's next
+            // claim repeats the call: sweep the dead connections and write once more (the
+            // write is fenced and sets the same values, so a repeat is harmless).
+            Err(QueueError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "step write failed; retrying on a live connection");
+                super::discard_dead_idle(&self.pool).await;
+                finish::record_step(self, lease, step).await
+            }
+            other => other,
+        }
     }
 
     async fn complete(&self, leases: &[Lease]) -> Result<Vec<JobId>, QueueError> {
