@@ -46,6 +46,9 @@ pub struct Settings {
     pub kie_models: Vec<String>,
     /// Optional HMAC key for verifying KIE callbacks (`KIE_WEBHOOK_HMAC_KEY`).
     pub kie_callback_hmac_key: Option<Secret>,
+    /// Whole-request timeout of every KIE call (`KIE_REQUEST_TIMEOUT`, default 60 s); a worker
+    /// stopping waits up to this long for a `createTask` in flight.
+    pub kie_request_timeout: Duration,
     pub openai_api_key: Option<Secret>,
     pub openai_base_url: Url,
     pub openai_model: String,
@@ -177,6 +180,7 @@ impl Settings {
             kie_upload_url: env.url("KIE_UPLOAD_URL", "https://kieai.redpandaai.co")?,
             kie_models,
             kie_callback_hmac_key: get("KIE_WEBHOOK_HMAC_KEY").map(Secret::new),
+            kie_request_timeout: env.duration("KIE_REQUEST_TIMEOUT", "60s")?,
             openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
             openai_base_url: env.url("OPENAI_BASE_URL", "https://api.openai.com/v1")?,
             openai_model: get("OPENAI_MODEL").unwrap_or_else(|| "gpt-4.1-mini".into()),
