@@ -154,7 +154,11 @@ impl Poller {
                     });
                 }
                 _ = tick.tick() => {
-                    if !lock.is_held().await {
+                    let held = tokio::select! {
+                        () = &mut stop => break CycleEnd::Shutdown,
+                        held = lock.is_held() => held,
+                    };
+                    if !held {
                         break CycleEnd::LockLost;
                     }
                 }

@@ -5,24 +5,40 @@
 //! [`discard_dead_idle`], so the callers after it get live connections.
 
 use sqlx::{Connection, PgPool};
+use std::time::Duration;
 
-/// Pings every connection idle in `pool` and closes those that do not answer; returns how many
-/// were closed. Connections in use are left alone (their own query reports the loss), and so
-/// are connections opened meanwhile. Never fails: a sweep that cannot ping simply closes.
+/// How long a pooled connection may take to answer the sweep's ping before it counts as dead
+/// (a server behind a broken network never answers at all).
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Pings every connection idle in `pool` (all at once, each for at most two seconds) and closes
+/// those that do not answer; returns how many were closed. Connections in use are left alone
+/// (their own query reports the loss), and so are connections opened meanwhile. Never fails.
 pub async fn discard_dead_idle(pool: &PgPool) -> usize {
-    let mut alive = Vec::new();
-    let mut closed = 0;
-    // Each idle connection is taken at most once: the live ones are held until the sweep ends.
+    // Each idle connection is taken at most once: all are held until the sweep ends.
+    let mut idle = Vec::new();
     for _ in 0..pool.num_idle() {
-        let Some(mut conn) = pool.try_acquire() else { break };
-        if conn.ping().await.is_ok() {
-            alive.push(conn);
+        match pool.try_acquire() {
+            Some(conn) => idle.push(conn),
+            None => break,
+        }
+    }
+    let pinged = futures::future::join_all(idle.into_iter().map(|mut conn| async move {
+        let alive = matches!(tokio::time::timeout(PING_TIMEOUT, conn.ping()).await, Ok(Ok(())));
+        (conn, alive)
+    }))
+    .await;
+    let mut closed = 0;
+    for (conn, alive) in pinged {
+        if alive {
+            drop(conn);
         } else {
-            let _ = conn.close().await;
+            // Out of the pool, its slot free at once; the socket is dropped without a goodbye
+            // that a dead server would never read.
+            drop(conn.detach());
             closed += 1;
         }
     }
-    drop(alive);
     if closed > 0 {
         tracing::info!(closed, "closed pooled database connections the server had dropped");
     }
