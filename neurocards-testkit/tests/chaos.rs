@@ -18,7 +18,8 @@
 //!     cargo test -p neurocards-testkit --test chaos -- --ignored --nocapture
 //! ```
 //!
-//! With `CHAOS_RESTART=terminate` the restart is only simulated, by terminating every backend
+//! `CHAOS_LOG_DIR=<dir>` keeps each process's log there (`bot-<n>.log`, `worker-<n>.log`, with
+//! `RUST_LOG=info`). With `CHAOS_RESTART=terminate` the restart is only simulated, by terminating every backend
 //! of the chaos database (what a restart does to its clients), so the suite can run beside
 //! other users of the server.
 
@@ -77,6 +78,23 @@ fn restart_postgres() {
     assert!(status.success(), "PostgreSQL restarted: {status}");
 }
 
+/// A command for a service of the run, logging into `CHAOS_LOG_DIR` when it is set.
+fn service(
+    binary: &std::path::Path,
+    env: &HashMap<String, String>,
+    name: &str,
+) -> tokio::process::Command {
+    let mut cmd = service_command(binary, env.clone());
+    if let Ok(dir) = std::env::var("CHAOS_LOG_DIR") {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::path::Path::new(&dir).join(format!("{name}-{n}.log"));
+        let file = std::fs::File::create(&path).expect("a log file in CHAOS_LOG_DIR");
+        cmd.env("RUST_LOG", "info").stdout(file);
+    }
+    cmd
+}
+
 struct Workers {
     env: HashMap<String, String>,
     running: Vec<Child>,
@@ -89,7 +107,7 @@ struct Workers {
 
 impl Workers {
     fn spawn(&mut self) {
-        let child = service_command(&worker_binary(), self.env.clone())
+        let child = service(&worker_binary(), &self.env, "worker")
             .spawn()
             .expect("start neurocards-worker");
         self.running.push(child);
@@ -176,7 +194,7 @@ async fn chaos_run(pool: PgPool) {
     // Callbacks go to the bot's /kie/callback; the workers give up on a create after 2 s.
     env.insert("PUBLIC_BASE_URL".into(), format!("http://{addr}/"));
     env.insert("KIE_REQUEST_TIMEOUT".into(), "2s".into());
-    let mut bot = service_command(&bot_binary(), env.clone()).spawn().expect("start the bot");
+    let mut bot = service(&bot_binary(), &env, "bot").spawn().expect("start the bot");
     assert!(wait_ready(&addr, Duration::from_secs(60)).await, "the bot is ready");
     let mut workers = Workers {
         env: env.clone(),
@@ -244,7 +262,7 @@ async fn chaos_run(pool: PgPool) {
                 .expect("the bot stops on SIGTERM");
             assert!(status.success(), "the bot exits 0: {status}");
             bot_stop = took;
-            bot = service_command(&bot_binary(), env.clone()).spawn().expect("restart the bot");
+            bot = service(&bot_binary(), &env, "bot").spawn().expect("restart the bot");
         }
         let open: i64 = retry_db(&pool, "open jobs", || {
             sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")
@@ -306,6 +324,9 @@ async fn chaos_run(pool: PgPool) {
                 .filter(|id| workers.held_when_frozen.contains(id))
                 .collect();
             unexplained.push((user.get(), videos, delivered, attributable, frozen));
+            for m in system.videos_to(*user) {
+                println!("user {user}: video message {} caption {:?}", m.message_id, m.caption);
+            }
         }
         assert!(videos >= delivered, "user {user}: {videos} videos for {delivered} jobs");
     }
