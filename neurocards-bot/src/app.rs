@@ -84,18 +84,20 @@ pub async fn run(
     .context("Telegram HTTP client")?;
     let bot = Bot::with_client(settings.bot_token.expose(), client)
         .set_api_url(settings.telegram_api_url.clone());
-    let me = bot.get_me().await.context("getMe (is BOT_TOKEN right?)")?;
-    tracing::info!(bot = ?me.user.username, mode = ?settings.bot_mode, "bot starting");
-    if let Err(e) = conversation::register_commands(&bot, &ctx).await {
-        tracing::warn!(error = %e, "command list not registered");
-    }
-
     let serving = ServingStatus::starting(match settings.bot_mode {
         BotMode::Polling => "waiting for the polling lock",
         BotMode::Webhook => "registering the webhook",
     });
-    let mut webhook = None;
-    if settings.bot_mode == BotMode::Webhook {
+    // Telegram calls at start can take up to the client's timeout: a stop is not kept waiting.
+    let start = async {
+        let me = bot.get_me().await.context("getMe (is BOT_TOKEN right?)")?;
+        tracing::info!(bot = ?me.user.username, mode = ?settings.bot_mode, "bot starting");
+        if let Err(e) = conversation::register_commands(&bot, &ctx).await {
+            tracing::warn!(error = %e, "command list not registered");
+        }
+        if settings.bot_mode != BotMode::Webhook {
+            return anyhow::Ok(None);
+        }
         let url = settings.webhook_url().context("PUBLIC_BASE_URL")?;
         let secret = settings.webhook_secret.clone().context("WEBHOOK_SECRET")?;
         bot.set_webhook(url)
@@ -105,7 +107,16 @@ pub async fn run(
             .context("setWebhook")?;
         let conversation =
             Arc::new(Conversation::new(bot.clone(), me, ctx.clone(), storage.clone()));
-        webhook = Some(WebhookRoute { secret, updates: conversation });
+        anyhow::Ok(Some(WebhookRoute { secret, updates: conversation }))
+    };
+    let webhook = tokio::select! {
+        started = start => started?,
+        () = stopped() => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
+    if webhook.is_some() {
         serving.serving();
     }
 

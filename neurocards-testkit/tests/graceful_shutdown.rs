@@ -93,3 +93,21 @@ async fn an_idle_worker_stops_promptly_on_sigterm(pool: PgPool) {
     println!("idle worker stopped in {took:?} ({status})");
     assert!(status.success(), "the worker exits 0 on SIGTERM: {status}");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_bot_still_starting_against_a_silent_telegram_stops_promptly_on_sigterm(pool: PgPool) {
+    let system = TestSystem::start(pool).await;
+    system.telegram.answer_slowly("getMe", Duration::from_secs(120));
+    let addr = free_local_addr().to_string();
+    let mut bot = service_command(&bot_binary(), bot_env(&system, "polling", &addr))
+        .spawn()
+        .expect("start neurocards-bot");
+    let asked =
+        system.telegram.wait_until(Duration::from_secs(30), |t| !t.calls("getMe").is_empty()).await;
+    assert!(asked, "the bot asked Telegram who it is");
+    let (status, took) = terminate(&mut bot, STOP_LIMIT)
+        .await
+        .unwrap_or_else(|| panic!("the starting bot did not exit within {STOP_LIMIT:?}"));
+    println!("starting bot stopped in {took:?} ({status})");
+    assert!(status.success(), "the bot exits 0 on SIGTERM: {status}");
+}
