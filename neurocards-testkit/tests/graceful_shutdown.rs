@@ -111,3 +111,34 @@ async fn a_bot_still_starting_against_a_silent_telegram_stops_promptly_on_sigter
     println!("starting bot stopped in {took:?} ({status})");
     assert!(status.success(), "the bot exits 0 on SIGTERM: {status}");
 }
+
+#[sqlx::test(migrations = "../migrations")]
+async fn a_worker_hands_jobs_waiting_on_the_provider_back_at_once_on_sigterm(pool: PgPool) {
+    let system = TestSystem::start(pool).await;
+    system.kie.script(neurocards_testkit::fake_kie::Scenario::Never);
+    let mut worker = system.spawn_worker_binary();
+    let mut jobs = Vec::new();
+    for _ in 0..3 {
+        let (_, order) = system.user_with_order(1, 1).await;
+        jobs.extend(order.jobs);
+    }
+    for job in &jobs {
+        system.wait_task_of(*job, Duration::from_secs(30)).await;
+    }
+    let (status, took) = terminate(&mut worker, STOP_LIMIT)
+        .await
+        .unwrap_or_else(|| panic!("the worker did not exit within {STOP_LIMIT:?}"));
+    println!("worker with 3 jobs waiting on the provider stopped in {took:?} ({status})");
+    assert!(status.success(), "the worker exits 0 on SIGTERM: {status}");
+    assert!(took < Duration::from_secs(5), "waiting jobs do not hold the stop: {took:?}");
+    for job in &jobs {
+        let snap = system.job(*job).await;
+        assert_eq!(
+            snap.status,
+            neurocards_core::domain::JobStatus::Queued,
+            "handed back: {snap:?}"
+        );
+        assert!(snap.progress.provider_task.is_some(), "its task is kept for the next claim");
+    }
+    assert_eq!(system.kie.tasks_created(), 3, "one paid task per job");
+}
