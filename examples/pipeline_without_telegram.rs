@@ -64,11 +64,11 @@ impl VideoProvider for InstantProvider {
         })
     }
 
-    fn parse_callback(
+    fn callback_task_id(
         &self,
         _headers: &CallbackHeaders,
         _body: &[u8],
-    ) -> Result<TaskUpdate, CallbackError> {
+    ) -> Result<String, CallbackError> {
         Err(CallbackError::Malformed("this provider does not call back".into()))
     }
 }

@@ -11,9 +11,11 @@ use neurocards_core::kie::{collect_keys, KieProvider};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
 use neurocards_core::postgres::{
     PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgTaskSignals,
+    PgUpdateClaims, PgUsageQuota,
 };
 use neurocards_core::web::{
-    self, CallbackRoute, GlobalMetrics, ServingReadiness, ServingStatus, WebDeps, WebhookRoute,
+    self, CallbackRoute, GlobalMetrics, HttpLimits, ServingReadiness, ServingStatus, WebDeps,
+    WebhookRoute,
 };
 use neurocards_core::wiring;
 use sqlx::PgPool;
@@ -58,6 +60,7 @@ pub async fn run(
             max_orders: settings.orders_per_minute,
             window: Duration::from_secs(60),
         }),
+        idea_refines_per_hour: settings.idea_refines_per_hour,
         ..ConversationSettings::default()
     };
     let ctx = Arc::new(
@@ -71,7 +74,9 @@ pub async fn run(
         )
         .with_stats(queries.clone())
         .with_history(queries)
-        .with_session_reader(Arc::new(PgDialogueStorage::new(pool.clone()))),
+        .with_session_reader(Arc::new(PgDialogueStorage::new(pool.clone())))
+        .with_update_claims(Arc::new(PgUpdateClaims::new(pool.clone())))
+        .with_usage_quota(Arc::new(PgUsageQuota::new(pool.clone()))),
     );
     let storage = PgDialogueStorage::erased(pool.clone());
 
@@ -130,12 +135,21 @@ pub async fn run(
         webhook,
         kie_callback: kie_callback(&settings, &pool)?,
         stats_window: Duration::from_secs(3600),
+        metrics_token: settings.metrics_token.clone(),
+        limits: http_limits(&settings),
     };
     let listener = tokio::net::TcpListener::bind(settings.http_addr)
         .await
         .with_context(|| format!("binding HTTP_ADDR {}", settings.http_addr))?;
     tracing::info!(addr = %settings.http_addr, "HTTP server listening");
-    let server = tokio::spawn(web::serve(listener, web::router(deps), stopped()));
+    if settings.metrics_token.is_none() {
+        tracing::warn!(
+            "METRICS_TOKEN is not set: /metrics and /queue_stats are open to anyone who can \
+             reach HTTP_ADDR"
+        );
+    }
+    let limits = deps.limits;
+    let server = tokio::spawn(web::serve_with(listener, web::router(deps), limits, stopped()));
 
     if settings.bot_mode == BotMode::Polling {
         Poller { bot, ctx, storage, pool, serving }.run(stopped).await;
@@ -145,16 +159,28 @@ pub async fn run(
     Ok(())
 }
 
-/// The KIE callback route, when KIE keys are configured (the callback is verified with them).
+/// The HTTP bounds: the defaults, with the connection cap from `HTTP_MAX_CONNECTIONS`.
+fn http_limits(settings: &Settings) -> HttpLimits {
+    HttpLimits { max_connections: settings.http_max_connections as usize, ..HttpLimits::default() }
+}
+
+/// The KIE callback route, only when a public URL is set (otherwise KIE is never given a
+/// callback URL, so nothing legitimate can arrive) and a KIE key is configured (the provider
+/// verifies signatures).
 fn kie_callback(settings: &Settings, pool: &PgPool) -> anyhow::Result<Option<CallbackRoute>> {
+    if settings.public_base_url.is_none() {
+        tracing::info!("no PUBLIC_BASE_URL: the KIE callback route is not served");
+        return Ok(None);
+    }
     let keys = collect_keys(|k| std::env::var(k).ok());
     if keys.is_empty() {
-        tracing::info!("no KIE key configured: /kie/callback is not served");
+        tracing::info!("no KIE key configured: the KIE callback route is not served");
         return Ok(None);
     }
     let config = wiring::kie_config(settings, keys);
     let provider = KieProvider::new(config).context("KIE provider")?;
     Ok(Some(CallbackRoute {
+        secret: settings.kie_callback_secret.clone(),
         provider: Arc::new(provider),
         signals: Arc::new(PgTaskSignals::new(pool.clone())),
     }))

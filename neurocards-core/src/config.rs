@@ -6,6 +6,7 @@ use crate::domain::{parse_duration, Credits, RetryPolicy, UserId};
 use crate::secret::Secret;
 use crate::telemetry::LogFormat;
 use std::net::SocketAddr;
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
@@ -40,6 +41,12 @@ pub struct Settings {
     pub public_base_url: Option<Url>,
     pub webhook_secret: Option<Secret>,
     pub http_addr: SocketAddr,
+    /// Bearer token required on `/metrics` and `/queue_stats` (bot and worker); `None` leaves
+    /// them open (bind them to a private address instead).
+    pub metrics_token: Option<Secret>,
+    /// Connections the HTTP server serves at once (`HTTP_MAX_CONNECTIONS`); more wait in the
+    /// listen backlog.
+    pub http_max_connections: u32,
     pub kie_base_url: Url,
     pub kie_upload_url: Url,
     /// The primary model first, then the fallbacks (`KIE_MODEL`, `KIE_FALLBACK_MODELS`).
@@ -49,6 +56,9 @@ pub struct Settings {
     /// Whole-request timeout of every KIE call (`KIE_REQUEST_TIMEOUT`, default 60 s); a worker
     /// stopping waits up to this long for a `createTask` in flight.
     pub kie_request_timeout: Duration,
+    /// The secret path segment of the KIE callback route (`KIE_CALLBACK_SECRET`); derived from
+    /// the bot token when unset, so the bot and every worker agree without extra setup.
+    pub kie_callback_secret: Secret,
     pub openai_api_key: Option<Secret>,
     pub openai_base_url: Url,
     pub openai_model: String,
@@ -60,14 +70,26 @@ pub struct Settings {
     pub generation_deadline: Duration,
     /// Jobs of one user running at once across all workers.
     pub per_user_in_flight: u32,
-    /// Rescues after which a job that keeps losing its worker is failed with refund.
+    /// Blamed rescues after which a job is failed with refund as a poison job (`MAX_RESCUES`);
+    /// a rescue is blamed on a job when its worker died right after beginning a step on it.
     pub max_rescues: u32,
+    /// How long a job may stay unfinished after its first claim before a rescue fails it with
+    /// refund (`JOB_DEADLINE`, default 2 h).
+    pub job_deadline: Duration,
     /// Admins; empty means nobody.
     pub admin_ids: Vec<UserId>,
     pub start_credits: Credits,
     pub price_per_video: Credits,
     /// Orders one user may place per minute.
     pub orders_per_minute: u32,
+    /// Own ideas one user may have refined by the LLM per hour (`IDEA_REFINES_PER_HOUR`);
+    /// 0 means no limit.
+    pub idea_refines_per_hour: u32,
+    /// Result videos the worker downloads at once (`DOWNLOAD_CONCURRENCY`).
+    pub download_concurrency: u32,
+    /// Lets outbound fetches reach loopback and private addresses over plain HTTP
+    /// (`FETCH_ALLOW_LOCAL`). For tests against local fakes only; never in production.
+    pub fetch_allow_local: bool,
     pub support_url: Option<Url>,
     pub terms_url: Option<Url>,
     /// Telegram file ids of demo videos shown after `/start`.
@@ -105,12 +127,24 @@ impl Settings {
         let webhook_secret = get("WEBHOOK_SECRET").map(Secret::new);
         if let Some(secret) = &webhook_secret {
             let s = secret.expose();
-            if s.len() > 256
+            // Telegram accepts 1-256 characters of this alphabet; fewer than 16 is guessable.
+            if !(MIN_SECRET_CHARS..=256).contains(&s.len())
                 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
             {
                 return Err(ConfigError::Invalid {
                     var: "WEBHOOK_SECRET",
-                    reason: "use 1-256 characters of A-Z, a-z, 0-9, _ and -".into(),
+                    reason: "use 16-256 characters of A-Z, a-z, 0-9, _ and -".into(),
+                });
+            }
+        }
+        let metrics_token = get("METRICS_TOKEN").map(Secret::new);
+        if let Some(token) = &metrics_token {
+            let t = token.expose();
+            // Sent as `Authorization: Bearer <token>`: visible ASCII without spaces.
+            if t.len() < MIN_SECRET_CHARS || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(ConfigError::Invalid {
+                    var: "METRICS_TOKEN",
+                    reason: "use at least 16 visible ASCII characters without spaces".into(),
                 });
             }
         }
@@ -155,19 +189,33 @@ impl Settings {
             })?,
         };
 
-        let worker_concurrency = env.number("WORKER_CONCURRENCY", 64)?;
-        if !(1..=10_000).contains(&worker_concurrency) {
-            return Err(ConfigError::Invalid {
-                var: "WORKER_CONCURRENCY",
-                reason: "use 1..=10000".into(),
-            });
-        }
+        let worker_concurrency = env.number_within("WORKER_CONCURRENCY", 64, 1..=10_000)?;
 
+        let kie_callback_secret = match get("KIE_CALLBACK_SECRET") {
+            Some(s) => {
+                let ok = (16..=128).contains(&s.len())
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+                if !ok {
+                    return Err(ConfigError::Invalid {
+                        var: "KIE_CALLBACK_SECRET",
+                        reason: "use 16-128 characters of A-Z, a-z, 0-9, _ and -".into(),
+                    });
+                }
+                Secret::new(s)
+            }
+            None => derived_callback_secret(
+                get("BOT_TOKEN").as_deref().ok_or(ConfigError::Missing("BOT_TOKEN"))?,
+            ),
+        };
         Ok(Self {
             database_url: get("DATABASE_URL")
                 .map(Secret::new)
                 .ok_or(ConfigError::Missing("DATABASE_URL"))?,
-            database_max_connections: env.number("DATABASE_MAX_CONNECTIONS", 10)?,
+            database_max_connections: env.number_within(
+                "DATABASE_MAX_CONNECTIONS",
+                10,
+                1..=10_000,
+            )?,
             bot_token: get("BOT_TOKEN")
                 .map(Secret::new)
                 .ok_or(ConfigError::Missing("BOT_TOKEN"))?,
@@ -176,24 +224,35 @@ impl Settings {
             public_base_url,
             webhook_secret,
             http_addr: env.addr("HTTP_ADDR", "0.0.0.0:10000")?,
+            metrics_token,
+            http_max_connections: env.number_within("HTTP_MAX_CONNECTIONS", 256, 1..=100_000)?,
             kie_base_url: env.url("KIE_BASE_URL", "https://api.kie.ai")?,
             kie_upload_url: env.url("KIE_UPLOAD_URL", "https://kieai.redpandaai.co")?,
             kie_models,
             kie_callback_hmac_key: get("KIE_WEBHOOK_HMAC_KEY").map(Secret::new),
-            kie_request_timeout: env.duration("KIE_REQUEST_TIMEOUT", "60s")?,
+            kie_request_timeout: env.duration("KIE_REQUEST_TIMEOUT", "60s", ms(1000)..=hours(1))?,
+            kie_callback_secret,
             openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
             openai_base_url: env.url("OPENAI_BASE_URL", "https://api.openai.com/v1")?,
             openai_model: get("OPENAI_MODEL").unwrap_or_else(|| "gpt-4.1-mini".into()),
             worker_concurrency,
             worker_http_addr: env.addr("WORKER_HTTP_ADDR", "0.0.0.0:10001")?,
-            job_lease: env.duration("JOB_LEASE", "60s")?,
-            generation_deadline: env.duration("GENERATION_DEADLINE", "20m")?,
-            per_user_in_flight: env.number("PER_USER_IN_FLIGHT", 5)?,
-            max_rescues: env.number("MAX_RESCUES", 3)?,
+            job_lease: env.duration("JOB_LEASE", "60s", ms(500)..=hours(1))?,
+            generation_deadline: env.duration(
+                "GENERATION_DEADLINE",
+                "20m",
+                ms(1000)..=hours(24),
+            )?,
+            per_user_in_flight: env.number_within("PER_USER_IN_FLIGHT", 5, 1..=1_000)?,
+            max_rescues: env.number_within("MAX_RESCUES", 3, 0..=100)?,
+            job_deadline: env.duration("JOB_DEADLINE", "2h", ms(60_000)..=hours(720))?,
             admin_ids,
             start_credits: env.credits("START_CREDITS", 0)?,
             price_per_video: env.credits("PRICE_PER_VIDEO", 1)?,
-            orders_per_minute: env.number("ORDERS_PER_MINUTE", 5)?,
+            orders_per_minute: env.number_within("ORDERS_PER_MINUTE", 5, 0..=10_000)?,
+            idea_refines_per_hour: env.number_within("IDEA_REFINES_PER_HOUR", 10, 0..=10_000)?,
+            download_concurrency: env.number_within("DOWNLOAD_CONCURRENCY", 4, 1..=256)?,
+            fetch_allow_local: env.flag("FETCH_ALLOW_LOCAL")?,
             support_url: env.url_opt("SUPPORT_URL")?,
             terms_url: env.url_opt("TERMS_URL")?,
             welcome_video_ids: env.list("WELCOME_VIDEO_FILE_IDS"),
@@ -203,9 +262,13 @@ impl Settings {
         })
     }
 
-    /// The URL KIE should POST results to, when a public base URL is configured.
-    pub fn kie_callback_url(&self) -> Option<String> {
-        self.public_base_url.as_ref().and_then(|u| u.join("kie/callback").ok()).map(String::from)
+    /// The URL KIE should POST results to, when a public base URL is configured:
+    /// `PUBLIC_BASE_URL/kie/callback/<secret>` (a secret itself: never log it). Workers add
+    /// `?job=<id>` per task.
+    pub fn kie_callback_url(&self) -> Option<Secret> {
+        let base = self.public_base_url.as_ref()?;
+        let url = base.join(&format!("kie/callback/{}", self.kie_callback_secret.expose())).ok()?;
+        Some(Secret::new(String::from(url)))
     }
 
     /// The URL Telegram should POST updates to in webhook mode.
@@ -253,29 +316,111 @@ impl Env<'_> {
         }
     }
 
+    fn number_within<T>(
+        &self,
+        var: &'static str,
+        default: T,
+        range: RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display,
+    {
+        let n = self.number(var, default)?;
+        if range.contains(&n) {
+            Ok(n)
+        } else {
+            Err(ConfigError::Invalid {
+                var,
+                reason: format!("{n} is out of range (use {}..={})", range.start(), range.end()),
+            })
+        }
+    }
+
+    fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
+        match (self.get)(var).map(|v| v.to_ascii_lowercase()).as_deref() {
+            None | Some("0" | "false" | "no" | "off") => Ok(false),
+            Some("1" | "true" | "yes" | "on") => Ok(true),
+            Some(other) => {
+                Err(ConfigError::Invalid { var, reason: format!("{other:?} (expected 1 or 0)") })
+            }
+        }
+    }
+
     fn credits(&self, var: &'static str, default: i64) -> Result<Credits, ConfigError> {
         let n: i64 = self.number(var, default)?;
         Credits::new(n).map_err(|e| ConfigError::Invalid { var, reason: e.to_string() })
     }
 
-    fn duration(&self, var: &'static str, default: &str) -> Result<Duration, ConfigError> {
+    /// A duration within `range` (so that nothing downstream adds an absurd one to a clock).
+    fn duration(
+        &self,
+        var: &'static str,
+        default: &str,
+        range: RangeInclusive<Duration>,
+    ) -> Result<Duration, ConfigError> {
         let raw = (self.get)(var).unwrap_or_else(|| default.to_owned());
-        match parse_duration(&raw) {
-            Ok(d) if !d.is_zero() => Ok(d),
-            Ok(_) => Err(ConfigError::Invalid { var, reason: "must be more than zero".into() }),
-            Err(reason) => Err(ConfigError::Invalid { var, reason }),
+        let d = parse_duration(&raw).map_err(|reason| ConfigError::Invalid { var, reason })?;
+        if range.contains(&d) {
+            Ok(d)
+        } else {
+            Err(ConfigError::Invalid {
+                var,
+                reason: format!(
+                    "{raw:?} is out of range (use {}..={})",
+                    show(*range.start()),
+                    show(*range.end())
+                ),
+            })
         }
     }
 
+    /// A retry schedule: at most [`MAX_RETRIES`] delays, each at most a day.
     fn schedule(&self, var: &'static str, default: &str) -> Result<Vec<Duration>, ConfigError> {
         let raw = (self.get)(var).unwrap_or_else(|| default.to_owned());
-        RetryPolicy::parse_schedule(&raw).map_err(|reason| ConfigError::Invalid { var, reason })
+        let delays = RetryPolicy::parse_schedule(&raw)
+            .map_err(|reason| ConfigError::Invalid { var, reason })?;
+        if delays.len() > MAX_RETRIES {
+            return Err(ConfigError::Invalid {
+                var,
+                reason: format!("at most {MAX_RETRIES} delays"),
+            });
+        }
+        if delays.iter().any(|d| *d > hours(24)) {
+            return Err(ConfigError::Invalid { var, reason: "each delay is at most 24h".into() });
+        }
+        Ok(delays)
     }
 
     fn list(&self, var: &str) -> Vec<String> {
         (self.get)(var)
             .map(|v| v.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect())
             .unwrap_or_default()
+    }
+}
+
+/// Shortest accepted `WEBHOOK_SECRET` and `METRICS_TOKEN`.
+const MIN_SECRET_CHARS: usize = 16;
+
+/// Most retries a schedule may list.
+const MAX_RETRIES: usize = 20;
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+const fn hours(n: u64) -> Duration {
+    Duration::from_secs(n * 3600)
+}
+
+/// A bound in the units people write (`500ms`, `24h`).
+fn show(d: Duration) -> String {
+    let secs = d.as_secs();
+    if d.subsec_millis() != 0 || secs == 0 {
+        format!("{}ms", d.as_millis())
+    } else if secs.is_multiple_of(3600) {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{secs}s")
     }
 }
 
@@ -288,6 +433,20 @@ fn parse_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
         return Err(ConfigError::Invalid { var, reason: "must be an http(s) URL".into() });
     }
     Ok(url)
+}
+
+/// The callback secret when `KIE_CALLBACK_SECRET` is unset: HMAC-SHA256 of a fixed label under
+/// the bot token, hex, 32 characters. One-way, so the path reveals nothing about the token.
+fn derived_callback_secret(bot_token: &str) -> Secret {
+    use hmac::Mac as _;
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(bot_token.as_bytes()) else {
+        // HMAC takes keys of any length; this branch cannot run.
+        return Secret::new(String::new());
+    };
+    mac.update(b"neurocards kie callback path");
+    let hex: String =
+        mac.finalize().into_bytes().iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Secret::new(hex)
 }
 
 #[cfg(test)]
@@ -315,6 +474,48 @@ mod tests {
         assert!(s.admin_ids.is_empty());
         assert!(!s.is_admin(UserId(1)));
         assert_eq!(s.start_credits, Credits::ZERO);
+        assert_eq!(s.max_rescues, 3);
+        assert_eq!(s.job_deadline, Duration::from_secs(2 * 3600));
+        assert_eq!(s.metrics_token, None);
+        assert_eq!(s.http_max_connections, 256);
+        assert_eq!(s.idea_refines_per_hour, 10);
+        assert_eq!(s.download_concurrency, 4);
+        assert!(!s.fetch_allow_local);
+    }
+
+    #[test]
+    fn webhook_secret_follows_telegrams_alphabet_and_is_long_enough() {
+        for ok in ["abcdefghijklmnop", "A-Z_a-z_0-9-0123", &"x".repeat(256)] {
+            let mut pairs = BASE.to_vec();
+            pairs.push(("WEBHOOK_SECRET", ok));
+            assert!(settings(&pairs).is_ok(), "{ok}");
+        }
+        let mut pairs = BASE.to_vec();
+        pairs.push(("WEBHOOK_SECRET", "fifteen_chars15"));
+        let err = settings(&pairs).expect_err("15 characters");
+        assert_eq!(
+            err.to_string(),
+            "WEBHOOK_SECRET is invalid: use 16-256 characters of A-Z, a-z, 0-9, _ and -"
+        );
+    }
+
+    #[test]
+    fn durations_inside_their_range_are_accepted() {
+        let mut pairs = BASE.to_vec();
+        pairs.extend([
+            ("JOB_LEASE", "500ms"),
+            ("GENERATION_DEADLINE", "24h"),
+            ("RETRY_RATE_LIMIT_DELAYS", "24h"),
+            ("METRICS_TOKEN", "0123456789abcdef"),
+            ("FETCH_ALLOW_LOCAL", "1"),
+            ("IDEA_REFINES_PER_HOUR", "0"),
+        ]);
+        let s = settings(&pairs).expect("valid");
+        assert_eq!(s.job_lease, Duration::from_millis(500));
+        assert_eq!(s.generation_deadline, Duration::from_secs(24 * 3600));
+        assert!(s.fetch_allow_local);
+        assert_eq!(s.idea_refines_per_hour, 0);
+        assert!(!format!("{s:?}").contains("0123456789abcdef"), "the token is a secret");
     }
 
     #[test]
@@ -335,13 +536,16 @@ mod tests {
             settings(&pairs).expect_err("no secret"),
             ConfigError::Missing("WEBHOOK_SECRET")
         );
-        pairs.push(("WEBHOOK_SECRET", "s3cret_token"));
+        pairs.push(("WEBHOOK_SECRET", "s3cret_token-0123456789"));
         let s = settings(&pairs).expect("valid");
         assert_eq!(
             s.webhook_url().map(String::from).as_deref(),
             Some("https://bot.example.com/telegram/webhook")
         );
-        assert_eq!(s.kie_callback_url().as_deref(), Some("https://bot.example.com/kie/callback"));
+        let url = s.kie_callback_url().expect("callback URL");
+        let secret = s.kie_callback_secret.expose();
+        assert_eq!(secret.len(), 32, "derived from the bot token");
+        assert_eq!(url.expose(), format!("https://bot.example.com/kie/callback/{secret}"));
     }
 
     #[test]
@@ -356,6 +560,32 @@ mod tests {
             ("BOT_MODE", "carrier-pigeon"),
             ("LOG_FORMAT", "xml"),
             ("WEBHOOK_SECRET", "has spaces"),
+            ("JOB_DEADLINE", "soon"),
+            ("JOB_DEADLINE", "0s"),
+            ("WEBHOOK_SECRET", "has spaces but is long enough"),
+            ("WEBHOOK_SECRET", "short_secret"),
+            ("WEBHOOK_SECRET", &"x".repeat(257)),
+            ("WEBHOOK_SECRET", "long-enough-but-ünicode"),
+            ("METRICS_TOKEN", "short"),
+            ("METRICS_TOKEN", "has a space in the middle"),
+            ("JOB_LEASE", "18446744073709551615h"),
+            ("JOB_LEASE", "99999999999999999999999999"),
+            ("JOB_LEASE", "2h"),
+            ("JOB_LEASE", "10ms"),
+            ("JOB_LEASE", "0"),
+            ("GENERATION_DEADLINE", "5124095576030431h"),
+            ("GENERATION_DEADLINE", "365d"),
+            ("RETRY_TEMPORARY_DELAYS", "10s,99999999999999999h"),
+            ("RETRY_RATE_LIMIT_DELAYS", "25h"),
+            ("RETRY_RATE_LIMIT_DELAYS", &["1s"; 21].join(",")),
+            ("WORKER_CONCURRENCY", "0"),
+            ("WORKER_CONCURRENCY", "18446744073709551616"),
+            ("DATABASE_MAX_CONNECTIONS", "0"),
+            ("HTTP_MAX_CONNECTIONS", "0"),
+            ("DOWNLOAD_CONCURRENCY", "0"),
+            ("DOWNLOAD_CONCURRENCY", "100000"),
+            ("IDEA_REFINES_PER_HOUR", "-1"),
+            ("FETCH_ALLOW_LOCAL", "maybe"),
         ] {
             let mut pairs = BASE.to_vec();
             pairs.push((var, value));
@@ -387,5 +617,82 @@ mod tests {
         let dbg = format!("{s:?}");
         assert!(!dbg.contains("1:abc"));
         assert!(!dbg.contains("postgres://localhost"));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        const VARS: &[&str] = &[
+            "BOT_MODE",
+            "PUBLIC_BASE_URL",
+            "WEBHOOK_SECRET",
+            "METRICS_TOKEN",
+            "HTTP_ADDR",
+            "HTTP_MAX_CONNECTIONS",
+            "KIE_MODEL",
+            "ADMIN_IDS",
+            "RETRY_TEMPORARY_DELAYS",
+            "RETRY_RATE_LIMIT_DELAYS",
+            "LOG_FORMAT",
+            "WORKER_CONCURRENCY",
+            "JOB_LEASE",
+            "GENERATION_DEADLINE",
+            "PER_USER_IN_FLIGHT",
+            "MAX_RESCUES",
+            "START_CREDITS",
+            "PRICE_PER_VIDEO",
+            "ORDERS_PER_MINUTE",
+            "IDEA_REFINES_PER_HOUR",
+            "DOWNLOAD_CONCURRENCY",
+            "FETCH_ALLOW_LOCAL",
+            "DATABASE_MAX_CONNECTIONS",
+            "TELEGRAM_API_URL",
+            "SUPPORT_URL",
+        ];
+
+        /// Values that look like what operators type, plus absurd and random ones.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<u64>().prop_map(|n| n.to_string()),
+                any::<i64>().prop_map(|n| n.to_string()),
+                (any::<u64>(), prop::sample::select(vec!["ms", "s", "m", "h", "d"]))
+                    .prop_map(|(n, u)| format!("{n}{u}")),
+                "[0-9]{1,3}(ms|s|m|h)(,[0-9]{1,25}(ms|s|m|h)){0,4}",
+                "(https?|ftp)://[a-z.]{1,12}(:[0-9]{1,6})?/?",
+                "[A-Za-z0-9_-]{0,40}",
+                "\\PC{0,40}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any environment is either valid settings or one error naming a variable that was
+            /// set; never a panic.
+            #[test]
+            fn any_environment_is_settings_or_an_error_naming_a_variable(
+                pairs in prop::collection::vec((prop::sample::select(VARS.to_vec()), value()), 0..8)
+            ) {
+                let mut env: std::collections::HashMap<String, String> = pairs
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect();
+                env.insert("DATABASE_URL".into(), "postgres://localhost/x".into());
+                env.insert("BOT_TOKEN".into(), "1:abc".into());
+                match Settings::from_lookup(&|k| env.get(k).cloned()) {
+                    Ok(s) => {
+                        prop_assert!(s.job_lease <= Duration::from_secs(3600));
+                        prop_assert!(s.generation_deadline <= Duration::from_secs(24 * 3600));
+                        prop_assert!(s.retry.temporary.iter().all(|d| *d <= Duration::from_secs(24 * 3600)));
+                    }
+                    Err(e) => {
+                        let named = e.to_string();
+                        let var = named.split_whitespace().next().unwrap_or_default();
+                        prop_assert!(VARS.contains(&var) || var == "PUBLIC_BASE_URL" || var == "WEBHOOK_SECRET", "{}", named);
+                    }
+                }
+            }
+        }
     }
 }

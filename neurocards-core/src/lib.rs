@@ -37,5 +37,8 @@ pub mod web;
 #[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]
 pub mod http;
 
+#[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]
+pub mod safe_fetch;
+
 #[cfg(all(feature = "postgres", feature = "kie", feature = "openai", feature = "telegram"))]
 pub mod wiring;

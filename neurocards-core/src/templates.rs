@@ -319,4 +319,87 @@ fallback_prompt = "FALLBACK"
         );
         let _ = std::fs::remove_dir_all(&dir);
     }
+
+    mod properties {
+        use super::*;
+        use crate::ports::PromptRequest;
+        use proptest::prelude::*;
+
+        /// User text with the characters that break naive templating.
+        fn user_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                "\\PC{0,200}",
+                "[{}<>&\"' a-z{description}{idea}\\n\\t]{0,120}",
+                Just("x".repeat(5_000)),
+                Just(String::new()),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(128))]
+
+            /// Any text is a list of placeholders or an error, never a panic.
+            #[test]
+            fn placeholders_of_any_text(text in "[{}a-z ]{0,40}|\\PC{0,40}") {
+                if let Ok(names) = placeholders(&text) {
+                    let clean = names.iter().all(|n| !n.contains(['{', '}']));
+                    prop_assert!(clean, "{:?}", names);
+                }
+            }
+
+            /// Any fallback prompt loads only when its placeholders are known.
+            #[test]
+            fn any_fallback_prompt_is_validated(prompt in "[{}a-z ]{0,40}") {
+                let text = format!(
+                    "[[template]]\nid = \"x\"\nkind = \"llm\"\nname = {{ ru = \"a\", en = \"a\" }}\n\
+                     description = {{ ru = \"d\", en = \"d\" }}\ninstructions = {{ ru = \"i\", en = \"i\" }}\n\
+                     fallback_prompt = {}\n",
+                    toml::Value::String(prompt.clone())
+                );
+                if TemplateCatalogue::from_toml(&text).is_ok() {
+                    let names = placeholders(&prompt).unwrap_or_default();
+                    prop_assert!(names.iter().all(|n| PLACEHOLDERS.contains(n)));
+                    prop_assert!(!prompt.trim().is_empty());
+                }
+            }
+
+            /// Every built-in template renders any user text into a prompt within the length
+            /// limit, or refuses it; never a panic, never a template placeholder left behind.
+            #[test]
+            fn builtin_templates_render_any_user_text(
+                description in user_text(),
+                wishes in proptest::option::of(user_text()),
+                idea in proptest::option::of(user_text()),
+                variant: u32,
+                ru: bool,
+                max in 50usize..3_000,
+            ) {
+                let catalogue = TemplateCatalogue::builtin();
+                for template in catalogue.iter() {
+                    let request = PromptRequest {
+                        template,
+                        image: None,
+                        description: &description,
+                        wishes: wishes.as_deref(),
+                        user_prompt: idea.as_deref(),
+                        language: if ru { Language::Ru } else { Language::En },
+                        variant,
+                    };
+                    let braces_given = [Some(&description), wishes.as_ref(), idea.as_ref()]
+                        .into_iter()
+                        .flatten()
+                        .any(|t| t.contains('{'));
+                    if let Ok(prompt) = crate::prompts::template_prompt(&request, max) {
+                        prop_assert!(prompt.as_str().chars().count() <= max);
+                        if !braces_given {
+                            for name in PLACEHOLDERS {
+                                let placeholder = format!("{{{name}}}");
+                                prop_assert!(!prompt.as_str().contains(&placeholder), "{}", prompt.as_str());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }

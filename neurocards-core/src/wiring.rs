@@ -13,6 +13,7 @@ use crate::postgres::{
     PgAccounts, PgJobQueue, PgOrderProgress, PgProducts, PgQueueConfig, PgTaskSignals,
 };
 use crate::prompts::LlmPromptEngine;
+use crate::safe_fetch::{FetchPolicy, SafeFetch};
 use crate::secret::Secret;
 use crate::telegram::{build_bot, BotOptions, BuildBotError, TelegramNotifier, TelegramPhotos};
 use crate::templates::{CatalogueError, TemplateCatalogue};
@@ -42,12 +43,13 @@ pub enum WiringError {
 }
 
 /// The queue settings from the configuration (`JOB_LEASE`, `PER_USER_IN_FLIGHT`,
-/// `MAX_RESCUES`).
+/// `MAX_RESCUES`, `JOB_DEADLINE`).
 pub fn queue_config(settings: &Settings) -> PgQueueConfig {
     PgQueueConfig {
         lease: settings.job_lease,
         per_user_cap: settings.per_user_in_flight,
         max_rescues: settings.max_rescues,
+        job_deadline: settings.job_deadline,
         ..PgQueueConfig::default()
     }
 }
@@ -82,6 +84,42 @@ pub fn pipeline_config(settings: &Settings) -> PipelineConfig {
         wait: WaitPolicy { deadline: settings.generation_deadline, ..WaitPolicy::default() },
         callback_url: settings.kie_callback_url(),
         ..PipelineConfig::default()
+    }
+}
+
+/// Asks the KIE callback route at `callback_url` whether it is served (a `?probe=1` POST the
+/// route answers 200 only when the path secret matches), trying for about ten seconds in case
+/// the bot is starting too. `false` means KIE's callbacks would not reach anyone: the caller
+/// should warn and poll at the normal rate. The URL is never logged (it holds the secret).
+pub async fn callback_route_answers(callback_url: &Secret) -> bool {
+    let Ok(http) = crate::http::client(crate::http::HttpTimeouts {
+        connect: Duration::from_secs(3),
+        request: Duration::from_secs(5),
+    }) else {
+        return false;
+    };
+    let sep = if callback_url.expose().contains('?') { '&' } else { '?' };
+    let probe = format!("{}{sep}probe=1", callback_url.expose());
+    for attempt in 0..5 {
+        if attempt > 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        match http.post(&probe).send().await {
+            Ok(r) if r.status().is_success() => return true,
+            Ok(r) => tracing::debug!(status = r.status().as_u16(), "callback route probe refused"),
+            Err(e) => tracing::debug!(error = %e.without_url(), "callback route probe failed"),
+        }
+    }
+    false
+}
+
+/// The policy of outbound fetches of URLs we did not build (`DOWNLOAD_CONCURRENCY`,
+/// `FETCH_ALLOW_LOCAL`).
+pub fn fetch_policy(settings: &Settings) -> FetchPolicy {
+    FetchPolicy {
+        allow_local: settings.fetch_allow_local,
+        concurrency: settings.download_concurrency as usize,
+        ..FetchPolicy::default()
     }
 }
 
@@ -143,11 +181,8 @@ impl Adapters {
         let prompts = prompt_engine(settings, &templates)?;
         let bot =
             build_bot(&settings.bot_token, &settings.telegram_api_url, &BotOptions::default())?;
-        let downloads = crate::http::client(crate::http::HttpTimeouts {
-            connect: Duration::from_secs(10),
-            request: Duration::from_secs(180),
-        })
-        .map_err(|e| WiringError::Http(e.to_string()))?;
+        let downloads =
+            SafeFetch::new(fetch_policy(settings)).map_err(|e| WiringError::Http(e.to_string()))?;
         Ok(Self {
             queue: Arc::new(PgJobQueue::new(pool.clone(), queue_config(settings))),
             accounts: Arc::new(PgAccounts::new(pool.clone())),

@@ -3,17 +3,18 @@
 
 use crate::fake_telegram::{FakeTelegram, SentMessage, TgUser};
 use neurocards_core::conversation::{
-    BotContext, Conversation, ConversationSettings, DialogueStorage,
+    BotContext, Conversation, ConversationSettings, Delivery, DialogueStorage,
 };
 use neurocards_core::domain::{Credits, LedgerReason, UserId};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
 use neurocards_core::postgres::{
     PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgQueueConfig,
+    PgUpdateClaims, PgUsageQuota,
 };
 use neurocards_core::prompts::TemplatePromptEngine;
 use neurocards_core::secret::Secret;
 use neurocards_core::templates::TemplateCatalogue;
-use neurocards_core::web::{self, WebDeps, WebhookRoute};
+use neurocards_core::web::{self, HttpLimits, WebDeps, WebhookRoute};
 use serde_json::Value;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -57,7 +58,18 @@ impl BotHarness {
             neurocards_core::telemetry::init(neurocards_core::telemetry::LogFormat::Text);
         }
         let telegram = FakeTelegram::start().await;
-        Self::on(telegram, pool, settings, true).await
+        Self::on(telegram, pool, settings, true, None).await
+    }
+
+    /// As [`BotHarness::start`], with a prompt engine of the test's own (the default builds
+    /// prompts from the templates alone).
+    pub async fn start_with_prompts(
+        pool: PgPool,
+        settings: ConversationSettings,
+        prompts: Arc<dyn PromptEngine>,
+    ) -> Self {
+        let telegram = FakeTelegram::start().await;
+        Self::on(telegram, pool, settings, true, Some(prompts)).await
     }
 
     /// A conversation on an existing FakeTelegram (for example a [`crate::system::TestSystem`]'s,
@@ -67,20 +79,30 @@ impl BotHarness {
         pool: PgPool,
         settings: ConversationSettings,
     ) -> Self {
-        Self::on(telegram, pool, settings, true).await
+        Self::on(telegram, pool, settings, true, None).await
     }
 
     /// Another bot process on the same FakeTelegram and database: nothing in memory is shared,
     /// as after a restart or on a second replica.
     pub async fn restart(&self) -> Self {
-        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), true).await
+        let prompts = Some(self.ctx.prompts.clone());
+        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), true, prompts)
+            .await
     }
 
     /// As [`BotHarness::restart`], for a host without a
     /// [`neurocards_core::conversation::SessionReader`]: dialogue state and account are read
     /// separately, through the dialogue storage and the accounts port.
     pub async fn restart_reading_separately(&self) -> Self {
-        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), false).await
+        let prompts = Some(self.ctx.prompts.clone());
+        Self::on(
+            self.telegram.clone(),
+            self.pool.clone(),
+            self.ctx.settings.clone(),
+            false,
+            prompts,
+        )
+        .await
     }
 
     async fn on(
@@ -88,12 +110,14 @@ impl BotHarness {
         pool: PgPool,
         settings: ConversationSettings,
         combined_reads: bool,
+        prompts: Option<Arc<dyn PromptEngine>>,
     ) -> Self {
         let bot = Bot::new(telegram.token().expose()).set_api_url(telegram.api_url());
         let accounts = Arc::new(PgAccounts::new(pool.clone()));
         let products: Arc<dyn Products> = Arc::new(PgProducts::new(pool.clone()));
         let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
-        let prompts: Arc<dyn PromptEngine> = Arc::new(TemplatePromptEngine::new(2000));
+        let prompts: Arc<dyn PromptEngine> =
+            prompts.unwrap_or_else(|| Arc::new(TemplatePromptEngine::new(2000)));
         let queries = Arc::new(PgBotQueries::new(pool.clone()));
         let mut ctx = BotContext::new(
             accounts.clone() as Arc<dyn Accounts>,
@@ -104,7 +128,9 @@ impl BotHarness {
             settings,
         )
         .with_stats(queries.clone())
-        .with_history(queries);
+        .with_history(queries)
+        .with_update_claims(Arc::new(PgUpdateClaims::new(pool.clone())))
+        .with_usage_quota(Arc::new(PgUsageQuota::new(pool.clone())));
         if combined_reads {
             ctx = ctx.with_session_reader(Arc::new(PgDialogueStorage::new(pool.clone())));
         }
@@ -123,6 +149,17 @@ impl BotHarness {
 
     /// As [`BotHarness::serve_http`], with a provider callback route.
     pub async fn serve_http_with(&self, secret: &str, kie: Option<web::CallbackRoute>) -> String {
+        self.serve_http_bounded(secret, kie, None, HttpLimits::default()).await
+    }
+
+    /// As [`BotHarness::serve_http_with`], with a metrics token and bounds of its own.
+    pub async fn serve_http_bounded(
+        &self,
+        secret: &str,
+        kie: Option<web::CallbackRoute>,
+        metrics_token: Option<&str>,
+        limits: HttpLimits,
+    ) -> String {
         let deps = WebDeps {
             readiness: Arc::new(self.pool.clone()),
             queue: self.queue.clone(),
@@ -133,20 +170,22 @@ impl BotHarness {
             }),
             kie_callback: kie,
             stats_window: std::time::Duration::from_secs(3600),
+            metrics_token: metrics_token.map(Secret::new),
+            limits,
         };
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("bound address");
-        tokio::spawn(web::serve(listener, web::router(deps), std::future::pending()));
+        tokio::spawn(web::serve_with(listener, web::router(deps), limits, std::future::pending()));
         format!("http://{addr}")
     }
 
     /// Handles one update JSON (built with FakeTelegram's `*_update` methods) to the end.
-    pub async fn deliver(&self, update: Value) {
+    pub async fn deliver(&self, update: Value) -> Delivery {
         // From text, as the webhook reads it: teloxide's `Update` does not deserialize its kind
         // from a `serde_json::Value` (it needs borrowed strings).
         let update: Update = serde_json::from_str(&update.to_string()).expect("a valid Update");
-        self.conversation.handle(update).await;
+        self.conversation.handle(update).await
     }
 
     /// The user sends a command or text.

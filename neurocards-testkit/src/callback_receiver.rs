@@ -1,25 +1,16 @@
-//! A local `POST /kie/callback` route that does what the bot's does: the KIE adapter parses
-//! and verifies the callback, and the update is recorded in the PostgreSQL inbox
-//! ([`PgTaskSignals`]) where the waiting worker finds it.
+//! The bot's KIE callback route (`neurocards_core::web::kie_callback_router`) served alone on a
+//! local port, for systems that run workers without a bot process: the same secret path, the
+//! same verification, the same wake-ups in PostgreSQL.
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
-use axum::Router;
-use neurocards_core::kie::{KieProvider, SIGNATURE_HEADER, TIMESTAMP_HEADER};
-use neurocards_core::ports::{CallbackHeaders, TaskSignals, VideoProvider};
+use axum::extract::Request;
+use axum::middleware::Next;
+use neurocards_core::kie::KieProvider;
 use neurocards_core::postgres::PgTaskSignals;
+use neurocards_core::secret::Secret;
+use neurocards_core::web::{kie_callback_router, CallbackRoute, HttpLimits};
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-
-#[derive(Clone)]
-struct Receiver {
-    provider: Arc<KieProvider>,
-    signals: Arc<PgTaskSignals>,
-    received: Arc<AtomicU64>,
-}
 
 /// The running route. Dropping it stops the server.
 #[derive(Debug)]
@@ -36,15 +27,20 @@ impl Drop for CallbackReceiver {
 }
 
 impl CallbackReceiver {
-    /// Serves the route on a random local port.
-    pub async fn start(pool: PgPool, provider: Arc<KieProvider>) -> Self {
+    /// Serves the route on a random local port, with the path secret `secret`.
+    pub async fn start(pool: PgPool, provider: Arc<KieProvider>, secret: Secret) -> Self {
         let received = Arc::new(AtomicU64::new(0));
-        let state = Receiver {
-            provider,
-            signals: Arc::new(PgTaskSignals::new(pool)),
-            received: received.clone(),
-        };
-        let app = Router::new().route("/kie/callback", post(callback)).with_state(state);
+        let route = CallbackRoute { secret, provider, signals: Arc::new(PgTaskSignals::new(pool)) };
+        let counter = received.clone();
+        let app = kie_callback_router(route, &HttpLimits::default()).layer(
+            axum::middleware::from_fn(move |req: Request, next: Next| {
+                let counter = counter.clone();
+                async move {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    next.run(req).await
+                }
+            }),
+        );
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind callback route");
         let addr = listener.local_addr().expect("callback route address");
@@ -54,30 +50,13 @@ impl CallbackReceiver {
         Self { addr, received, server }
     }
 
-    /// The base to give as `PUBLIC_BASE_URL` (the route is `<base>kie/callback`).
+    /// The base to give as `PUBLIC_BASE_URL` (the route is `<base>kie/callback/<secret>`).
     pub fn base_url(&self) -> String {
         format!("http://{}/", self.addr)
     }
 
-    /// Callbacks received so far (valid or not).
+    /// Requests received so far (valid or not).
     pub fn received(&self) -> u64 {
         self.received.load(Ordering::Relaxed)
-    }
-}
-
-async fn callback(State(r): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    r.received.fetch_add(1, Ordering::Relaxed);
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let headers = CallbackHeaders {
-        timestamp: header(TIMESTAMP_HEADER),
-        signature: header(SIGNATURE_HEADER),
-    };
-    let update = match r.provider.parse_callback(&headers, &body) {
-        Ok(u) => u,
-        Err(_) => return StatusCode::BAD_REQUEST,
-    };
-    match r.signals.record_update(&update).await {
-        Ok(_) => StatusCode::OK,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }

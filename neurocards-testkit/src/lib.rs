@@ -13,3 +13,11 @@ pub mod invariants;
 pub mod pg;
 pub mod scratch_db;
 pub mod system;
+
+/// A [`neurocards_core::safe_fetch::SafeFetch`] that may reach the fakes on `http://127.0.0.1`
+/// (the test mode `FETCH_ALLOW_LOCAL=1` turns on); private and metadata addresses stay refused.
+pub fn local_fetch() -> neurocards_core::safe_fetch::SafeFetch {
+    use neurocards_core::safe_fetch::{FetchPolicy, SafeFetch};
+    SafeFetch::new(FetchPolicy { allow_local: true, ..FetchPolicy::default() })
+        .expect("the fetch client builds")
+}

@@ -80,6 +80,20 @@ impl QueueFixture for PgQueueFixture {
         .expect("expire lease");
     }
 
+    async fn make_past_deadline(&self, job: JobId) {
+        let age = self.queue.config().job_deadline + std::time::Duration::from_secs(60);
+        sqlx::query(
+            "UPDATE jobs SET created_at = now() - make_interval(secs => $2), \
+                             first_claimed_at = now() - make_interval(secs => $2) \
+             WHERE id = $1",
+        )
+        .bind(job.get())
+        .bind(age.as_secs_f64())
+        .execute(&self.pool)
+        .await
+        .expect("age the job");
+    }
+
     async fn make_due(&self, job: JobId) {
         sqlx::query("UPDATE jobs SET run_at = now() WHERE id = $1 AND state = 'queued'")
             .bind(job.get())

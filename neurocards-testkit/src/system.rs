@@ -169,6 +169,7 @@ impl TestSystem {
             let receiver = CallbackReceiver::start(
                 system.pool.clone(),
                 Arc::new(system.kie_provider(&settings)),
+                settings.kie_callback_secret.clone(),
             )
             .await;
             system.callbacks = Some(receiver);
@@ -199,6 +200,8 @@ impl TestSystem {
             ("RETRY_TEMPORARY_DELAYS", o.temporary_delays.clone()),
             ("RETRY_RATE_LIMIT_DELAYS", o.rate_limit_delays.clone()),
             ("RUST_LOG", "warn".to_owned()),
+            // The fakes serve result videos on http://127.0.0.1.
+            ("FETCH_ALLOW_LOCAL", "1".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -358,17 +361,28 @@ impl TestSystem {
         }
     }
 
-    /// Delivers FakeKie's current callback for `task_id` the way the bot's `/kie/callback`
-    /// does: parsed by the KIE adapter, recorded in the inbox. Returns whether it was new.
-    pub async fn deliver_callback(&self, task_id: &str) -> bool {
+    /// Delivers FakeKie's current callback for `task_id` the way the bot's callback route does:
+    /// the KIE adapter verifies it and names the task, and the job that owns the task is woken.
+    /// Returns what the route would have stored.
+    pub async fn deliver_callback(&self, task_id: &str) -> neurocards_core::ports::WakeupOutcome {
         use neurocards_core::ports::{CallbackHeaders, TaskSignals, VideoProvider};
         let body = self.kie.callback_body(task_id).expect("the task exists");
         let bytes = serde_json::to_vec(&body).expect("serialize callback");
-        let update = self
+        let named = self
             .provider
-            .parse_callback(&CallbackHeaders::default(), &bytes)
-            .expect("callback parses");
-        self.signals.record_update(&update).await.expect("record callback")
+            .callback_task_id(&CallbackHeaders::default(), &bytes)
+            .expect("callback verifies");
+        let job: Option<i64> =
+            sqlx::query_scalar("SELECT id FROM jobs WHERE provider_task_id = $1")
+                .bind(&named)
+                .fetch_optional(&self.pool)
+                .await
+                .expect("find the job of the task");
+        let job = neurocards_core::domain::JobId(job.unwrap_or(i64::MAX));
+        self.signals
+            .record_wakeup(job, &neurocards_core::ports::WakeupTask::new(named))
+            .await
+            .expect("record wake-up")
     }
 
     /// Checks the database invariants (panics listing violations).

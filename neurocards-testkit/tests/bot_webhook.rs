@@ -1,5 +1,6 @@
 //! The bot's HTTP surface: the webhook's secret, health, readiness and queue statistics.
 
+use neurocards_core::domain::JobId;
 use neurocards_core::web::{self, QueueStatsBody};
 use neurocards_testkit::bot_harness::{test_settings, BotHarness};
 use neurocards_testkit::fake_telegram::TgUser;
@@ -64,71 +65,139 @@ async fn health_readiness_queue_stats_and_metrics(pool: PgPool) {
     assert_eq!(get("/readyz").await.expect("readyz").status(), 503, "database gone");
 }
 
+/// A job of a funded user, claimed, with `task` recorded as its provider task.
+async fn job_with_task(pool: &PgPool, task: &str) -> JobId {
+    use neurocards_core::domain::*;
+    use neurocards_core::ports::{JobQueue, NewOrder};
+    use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgQueueConfig};
+    let accounts = PgAccounts::new(pool.clone());
+    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let user = neurocards_testkit::pg::funded_user(&accounts, 5).await;
+    let order = NewOrder {
+        user_id: user,
+        key: OrderKey::random(),
+        count: VideoCount::bulk(1).expect("count"),
+        price_per_video: Credits::new(1).expect("credits"),
+        spec: JobSpec {
+            product_id: None,
+            template: TemplateId::parse("ugc").expect("template"),
+            wishes: None,
+            user_prompt: None,
+            options: GenerationOptions::default(),
+            language: Language::En,
+        },
+    };
+    queue.place_order(&order).await.expect("place");
+    let job = queue.claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
+    let task = ProviderTaskRef {
+        task_id: task.into(),
+        model: "sora-2-image-to-video".into(),
+        key_id: "k".into(),
+        submitted_at: chrono::Utc::now(),
+    };
+    queue.record_step(job.lease, &StepResult::Submitted { task }).await.expect("step");
+    job.lease.job_id
+}
+
+async fn wakeups(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM task_wakeups").fetch_one(pool).await.expect("count")
+}
+
 #[sqlx::test(migrations = "../migrations")]
-async fn kie_callback_is_verified_stored_once_and_answered(pool: PgPool) {
-    use neurocards_core::kie::{KieConfig, KieProvider};
+async fn kie_callback_route_wakes_only_the_owner_behind_its_secret_and_signature(pool: PgPool) {
+    use neurocards_core::kie::{sign, KieConfig, KieProvider};
     use neurocards_core::postgres::PgTaskSignals;
     use neurocards_core::secret::Secret;
     use std::sync::Arc;
 
+    const PATH_SECRET: &str = "callback_path_secret_0123456789";
     let h = BotHarness::start(pool, test_settings()).await;
+    let job = job_with_task(&h.pool, "task_77").await;
     let config = KieConfig {
         callback_hmac_key: Some(Secret::new("hmac-key")),
         ..KieConfig::new(vec![Secret::new("kie-key")])
     };
     let route = web::CallbackRoute {
+        secret: Secret::new(PATH_SECRET),
         provider: Arc::new(KieProvider::new(config).expect("provider")),
         signals: Arc::new(PgTaskSignals::new(h.pool.clone())),
     };
     let base = h.serve_http_with(SECRET, Some(route)).await;
-    let url = format!("{base}{}", web::KIE_CALLBACK_PATH);
+    let url = |secret: &str, job: i64| format!("{base}/kie/callback/{secret}?job={job}");
     let client = reqwest::Client::new();
-    let body = serde_json::json!({
-        "code": 200,
-        "msg": "Playground task completed successfully.",
-        "data": {
-            "taskId": "task_77",
-            "state": "success",
-            "resultJson": "{\"resultUrls\":[\"https://files.example/v.mp4\"]}"
-        }
-    });
-
-    let unsigned = client.post(&url).json(&body).send().await.expect("request");
-    assert_eq!(unsigned.status(), 401, "a missing signature is refused");
-
-    let ts = chrono::Utc::now().timestamp().to_string();
-    let signature = {
-        use base64::Engine as _;
-        use hmac::Mac as _;
-        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(b"hmac-key").expect("key");
-        mac.update(format!("task_77.{ts}").as_bytes());
-        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    // A lying body: "success" with a foreign video. Only the task id is ever read.
+    let body = |task: &str| {
+        serde_json::json!({
+            "code": 200,
+            "msg": "Playground task completed successfully.",
+            "data": {
+                "taskId": task,
+                "state": "success",
+                "resultJson": "{\"resultUrls\":[\"https://evil.example/phish.mp4\"]}"
+            }
+        })
     };
-    for _ in 0..2 {
-        let signed = client
-            .post(&url)
-            .header("X-Webhook-Timestamp", &ts)
-            .header("X-Webhook-Signature", &signature)
-            .json(&body)
+    let signed = |task: &str| {
+        let ts = chrono::Utc::now().timestamp().to_string();
+        let sig = sign(&Secret::new("hmac-key"), task, &ts);
+        (ts, sig)
+    };
+    let post = |url: String, task: &'static str, sign_it: bool| {
+        let client = client.clone();
+        let (ts, sig) = signed(task);
+        async move {
+            let mut req = client.post(url).json(&body(task));
+            if sign_it {
+                req = req.header("X-Webhook-Timestamp", ts).header("X-Webhook-Signature", sig);
+            }
+            req.send().await.expect("request").status().as_u16()
+        }
+    };
+
+    assert_eq!(post(url("wrong_secret_0123456789", job.get()), "task_77", true).await, 404);
+    assert_eq!(
+        client
+            .post(format!("{base}/kie/callback"))
+            .json(&body("task_77"))
             .send()
             .await
-            .expect("request");
-        assert_eq!(signed.status(), 200, "stored, and a duplicate is harmless");
-    }
-    let (stored,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM provider_callbacks WHERE task_id = 'task_77'")
-            .fetch_one(&h.pool)
-            .await
-            .expect("provider_callbacks");
-    assert_eq!(stored, 1);
+            .expect("req")
+            .status(),
+        404,
+        "the bare path is not a route"
+    );
+    assert_eq!(post(url(PATH_SECRET, job.get()), "task_77", false).await, 401, "unsigned");
+    assert_eq!(post(url(PATH_SECRET, job.get()), "task_78", true).await, 404, "not the job's task");
+    assert_eq!(post(url(PATH_SECRET, job.get() + 1000), "task_77", true).await, 404, "no such job");
+    let no_job = format!("{base}/kie/callback/{PATH_SECRET}");
+    assert_eq!(client.post(no_job).json(&body("task_77")).send().await.expect("req").status(), 404);
+    assert_eq!(wakeups(&h.pool).await, 0, "nothing stored for anything refused");
 
-    let garbage = client
-        .post(&url)
-        .header("X-Webhook-Timestamp", &ts)
-        .header("X-Webhook-Signature", &signature)
-        .body("not json")
+    let huge = "x".repeat(web::CALLBACK_BODY_LIMIT + 1);
+    let too_big = client
+        .post(url(PATH_SECRET, job.get()))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"taskId":"task_77","pad":"{huge}"}}"#))
         .send()
         .await
         .expect("request");
-    assert_eq!(garbage.status(), 400);
+    assert_eq!(too_big.status(), 413);
+
+    for _ in 0..2 {
+        assert_eq!(
+            post(url(PATH_SECRET, job.get()), "task_77", true).await,
+            200,
+            "a repeat is harmless"
+        );
+    }
+    assert_eq!(wakeups(&h.pool).await, 1, "one wake-up, no body stored");
+    let probe = format!("{base}/kie/callback/{PATH_SECRET}?probe=1");
+    assert_eq!(client.post(probe).send().await.expect("probe").status(), 200);
+    let (columns,): (i64,) = sqlx::query_as(
+        "SELECT count(*) FROM information_schema.columns WHERE table_name = 'task_wakeups'",
+    )
+    .fetch_one(&h.pool)
+    .await
+    .expect("columns");
+    assert_eq!(columns, 3, "job, task and time: nothing of the body");
 }

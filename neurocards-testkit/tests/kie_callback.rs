@@ -1,4 +1,5 @@
-//! Contract tests: KIE callbacks (signed, unsigned, duplicated, missing) against FakeKie.
+//! Contract tests: KIE callbacks (signed, unsigned, duplicated, missing) against FakeKie. The
+//! adapter only verifies a callback and names its task; the state always comes from a poll.
 
 mod kie_support;
 
@@ -51,13 +52,12 @@ async fn received(server: &MockServer, at_least: usize) -> Vec<Request> {
 }
 
 #[tokio::test]
-async fn a_signed_callback_parses_to_the_same_state_as_a_poll() {
+async fn a_signed_callback_names_its_task() {
     let fake = FakeKie::start().await;
     fake.script(Scenario::SucceedAfter(0));
     let kie = signed_provider(&fake);
     let bot = receiver().await;
     let task = kie.submit(&request(&fake)).await.expect("task");
-    let polled = kie.check(&task).await.expect("status");
 
     let status = fake
         .send_callback(&format!("{}/kie/callback", bot.uri()), &task.task_id, Some(HMAC))
@@ -66,14 +66,12 @@ async fn a_signed_callback_parses_to_the_same_state_as_a_poll() {
     assert_eq!(status, 200);
 
     let req = &received(&bot, 1).await[0];
-    let update = kie.parse_callback(&headers_of(req), &req.body).expect("verified and parsed");
-    assert_eq!(update.task_id, task.task_id);
-    assert_eq!(update.state, polled);
-    assert!(matches!(update.state, TaskState::Succeeded { .. }));
+    let named = kie.callback_task_id(&headers_of(req), &req.body).expect("verified");
+    assert_eq!(named, task.task_id);
 }
 
 #[tokio::test]
-async fn a_failed_task_callback_is_classified_like_a_poll() {
+async fn a_failed_task_callback_names_its_task_and_the_poll_classifies_it() {
     let fake = FakeKie::start().await;
     fake.script(Scenario::FailAfter {
         checks: 0,
@@ -85,9 +83,10 @@ async fn a_failed_task_callback_is_classified_like_a_poll() {
     let body = serde_json::to_vec(&fake.callback_body(&task.task_id).expect("task")).expect("json");
     assert_eq!(fake.callback_body(&task.task_id).expect("task")["code"], 501);
 
-    let update = kie.parse_callback(&CallbackHeaders::default(), &body).expect("parsed");
+    let named = kie.callback_task_id(&CallbackHeaders::default(), &body).expect("verified");
+    assert_eq!(named, task.task_id);
 
-    match update.state {
+    match kie.check(&task).await.expect("status") {
         TaskState::Failed(e) => assert_eq!(e.class, ErrorClass::UserViolation),
         other => panic!("unexpected {other:?}"),
     }
@@ -107,29 +106,29 @@ async fn unsigned_or_wrongly_signed_callbacks_are_refused_when_a_key_is_set() {
     let reqs = received(&bot, 2).await;
     assert_eq!(reqs.len(), 2);
     for req in &reqs {
-        let err = kie.parse_callback(&headers_of(req), &req.body).expect_err("refused");
+        let err = kie.callback_task_id(&headers_of(req), &req.body).expect_err("refused");
         assert!(matches!(err, CallbackError::BadSignature(_)), "{err:?}");
     }
 }
 
 #[tokio::test]
-async fn duplicate_callbacks_parse_to_the_same_update() {
+async fn duplicate_callbacks_name_the_same_task() {
     let fake = FakeKie::start().await;
     fake.script(Scenario::SucceedAfterTime(Duration::from_millis(50)));
     fake.auto_callbacks(CallbackMode::Twice, Some(HMAC));
     let kie = signed_provider(&fake);
     let bot = receiver().await;
     let mut req = request(&fake);
-    req.callback_url = Some(format!("{}/kie/callback", bot.uri()));
+    req.callback_url = Some(Secret::new(format!("{}/kie/callback", bot.uri())));
     let task = kie.submit(&req).await.expect("task");
 
     let reqs = received(&bot, 2).await;
 
     assert_eq!(reqs.len(), 2, "KIE may call twice");
-    let a = kie.parse_callback(&headers_of(&reqs[0]), &reqs[0].body).expect("first");
-    let b = kie.parse_callback(&headers_of(&reqs[1]), &reqs[1].body).expect("second");
+    let a = kie.callback_task_id(&headers_of(&reqs[0]), &reqs[0].body).expect("first");
+    let b = kie.callback_task_id(&headers_of(&reqs[1]), &reqs[1].body).expect("second");
     assert_eq!(a, b);
-    assert_eq!(a.task_id, task.task_id);
+    assert_eq!(a, task.task_id);
     assert_eq!(fake.task(&task.task_id).expect("task").callbacks_sent, 2);
 }
 
@@ -140,7 +139,7 @@ async fn a_missing_callback_leaves_polling_to_find_the_result() {
     let kie = provider(&fake, &[KEY_A], &[SORA]);
     let bot = receiver().await;
     let mut req = request(&fake);
-    req.callback_url = Some(format!("{}/kie/callback", bot.uri()));
+    req.callback_url = Some(Secret::new(format!("{}/kie/callback", bot.uri())));
     let task = kie.submit(&req).await.expect("task");
 
     tokio::time::sleep(Duration::from_millis(150)).await;
@@ -153,8 +152,8 @@ async fn a_missing_callback_leaves_polling_to_find_the_result() {
 async fn malformed_callback_bodies_are_refused() {
     let fake = FakeKie::start().await;
     let kie = provider(&fake, &[KEY_A], &[SORA]);
-    for body in [&b"not json"[..], br#"{"code":200}"#, br#"{"data":{"taskId":"t"}}"#] {
-        let err = kie.parse_callback(&CallbackHeaders::default(), body).expect_err("refused");
+    for body in [&b"not json"[..], br#"{"code":200}"#, br#"{"data":{"taskId":""}}"#, b"[]"] {
+        let err = kie.callback_task_id(&CallbackHeaders::default(), body).expect_err("refused");
         assert!(matches!(err, CallbackError::Malformed(_)), "{err:?}");
     }
 }

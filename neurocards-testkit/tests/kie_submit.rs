@@ -16,7 +16,7 @@ async fn submit_creates_exactly_one_task_with_the_sora_input() {
     let fake = FakeKie::start().await;
     let kie = provider(&fake, &[KEY_A], &[SORA]);
     let mut req = request(&fake);
-    req.callback_url = Some("https://bot.example/kie/callback".into());
+    req.callback_url = Some(Secret::new("https://bot.example/kie/callback"));
 
     let task = kie.submit(&req).await.expect("task created");
 

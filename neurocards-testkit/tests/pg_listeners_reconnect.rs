@@ -5,8 +5,7 @@
 //! The restart is simulated by terminating every backend of the test's database, which is what
 //! a restart or failover does to a client (a real restart would break parallel tests).
 
-use neurocards_core::domain::ErrorClass;
-use neurocards_core::ports::{JobQueue, ProviderError, TaskSignals, TaskState, TaskUpdate};
+use neurocards_core::ports::{JobQueue, TaskSignals, WakeupOutcome, WakeupTask};
 use neurocards_core::postgres::{PgJobQueue, PgQueueConfig, PgTaskSignals};
 use neurocards_testkit::pg::terminate_backends;
 use neurocards_testkit::system::TestSystem;
@@ -64,22 +63,19 @@ async fn queue_waiters_wake_after_a_restart_and_new_orders_wake_them_again(pool:
     assert!(took < Duration::from_secs(10));
 }
 
-fn succeeded(task_id: &str) -> TaskUpdate {
-    TaskUpdate {
-        task_id: task_id.to_owned(),
-        state: TaskState::Succeeded { video_urls: vec!["https://example.com/v.mp4".to_owned()] },
-    }
-}
-
 #[sqlx::test(migrations = "../migrations")]
-async fn callback_waiters_find_a_callback_stored_while_their_listener_was_down(pool: PgPool) {
+async fn callback_waiters_find_a_wakeup_stored_while_their_listener_was_down(pool: PgPool) {
+    let sys = TestSystem::start(pool.clone()).await;
+    let (_, first) = sys.user_with_order(1, 1).await;
+    let (_, second) = sys.user_with_order(1, 1).await;
+    let (job, later_job) = (first.jobs[0], second.jobs[0]);
     let waiting = Arc::new(PgTaskSignals::new(pool.clone()));
     // Starts the listener.
-    let first = waiting.wait_update("task-warmup", Duration::from_millis(300)).await;
-    assert!(matches!(first, Ok(None)));
+    let warmup = waiting.wait_wakeup(job, "task-warmup", Duration::from_millis(300)).await;
+    assert!(matches!(warmup, Ok(false)));
 
     let w = waiting.clone();
-    let waiter = tokio::spawn(async move { w.wait_update("task-during-restart", LONG).await });
+    let waiter = tokio::spawn(async move { w.wait_wakeup(job, "task-during-restart", LONG).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!waiter.is_finished());
 
@@ -87,40 +83,43 @@ async fn callback_waiters_find_a_callback_stored_while_their_listener_was_down(p
     assert!(terminate_backends(&pool).await > 0);
     // Stored at once, while the listener is still reconnecting: its NOTIFY reaches nobody.
     let writer = PgTaskSignals::new(pool.clone());
-    let mut stored = false;
+    let mut stored = None;
     for _ in 0..50 {
-        if writer.record_update(&succeeded("task-during-restart")).await.is_ok() {
-            stored = true;
+        if let Ok(outcome) =
+            writer.record_wakeup(job, &WakeupTask::new("task-during-restart")).await
+        {
+            stored = Some(outcome);
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(stored, "the database answers again");
-    let (state, took) = finished_within(waiter, cut, Duration::from_secs(15))
+    assert_eq!(stored, Some(WakeupOutcome::Recorded), "the database answers again");
+    let (woken, took) = finished_within(waiter, cut, Duration::from_secs(15))
         .await
-        .expect("the waiter is woken once the listener listens again, and finds the callback");
+        .expect("the waiter is woken once the listener listens again, and finds the wake-up");
     println!("callback waiter done {took:?} after the cut");
-    match state {
-        Ok(Some(TaskState::Succeeded { .. })) => {}
+    match woken {
+        Ok(true) => {}
         // The waiter's own re-read may land on a connection the server dropped; the pipeline
         // then polls the provider instead. It must not be stuck until its timeout either way.
         Err(e) => println!("the waiter's read failed after the cut: {e}"),
-        other => panic!("unexpected {other:?}"),
+        Ok(false) => panic!("the wake-up stored during the outage was not found"),
     }
 
-    // Listening again: a callback now wakes its waiter at once.
+    // Listening again: a wake-up now reaches its waiter at once.
     let w = waiting.clone();
-    let waiter = tokio::spawn(async move { w.wait_update("task-after-restart", LONG).await });
+    let waiter =
+        tokio::spawn(async move { w.wait_wakeup(later_job, "task-after-restart", LONG).await });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let sent = Instant::now();
-    let failed = TaskUpdate {
-        task_id: "task-after-restart".to_owned(),
-        state: TaskState::Failed(ProviderError::new(ErrorClass::UserViolation, "policy")),
-    };
-    assert!(writer.record_update(&failed).await.expect("record"));
-    let (state, took) = finished_within(waiter, sent, Duration::from_secs(10))
+    let outcome = writer
+        .record_wakeup(later_job, &WakeupTask::new("task-after-restart"))
         .await
-        .expect("the callback wakes its waiter");
-    assert!(matches!(state, Ok(Some(TaskState::Failed(_)))), "{state:?}");
-    println!("callback waiter woken {took:?} after the callback");
+        .expect("record");
+    assert_eq!(outcome, WakeupOutcome::Recorded);
+    let (woken, took) = finished_within(waiter, sent, Duration::from_secs(10))
+        .await
+        .expect("the wake-up reaches its waiter");
+    assert!(matches!(woken, Ok(true)), "{woken:?}");
+    println!("callback waiter woken {took:?} after the wake-up");
 }

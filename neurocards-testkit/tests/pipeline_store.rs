@@ -1,4 +1,4 @@
-//! The pipeline's PostgreSQL stores: the single progress message and the callback inbox.
+//! The pipeline's PostgreSQL stores: the single progress message and callback wake-ups.
 
 use neurocards_core::domain::*;
 use neurocards_core::ports::*;
@@ -81,40 +81,102 @@ async fn order_status_counts_jobs_by_outcome(pool: PgPool) {
     assert_eq!(status.price_per_video.get(), 1);
 }
 
+fn task(id: &str) -> ProviderTaskRef {
+    ProviderTaskRef {
+        task_id: id.into(),
+        model: "m".into(),
+        key_id: "k".into(),
+        submitted_at: chrono::Utc::now(),
+    }
+}
+
+async fn wakeup_rows(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM task_wakeups").fetch_one(pool).await.expect("count")
+}
+
 #[sqlx::test(migrations = "../migrations")]
-async fn the_first_final_callback_wins_and_wakes_the_waiter(pool: PgPool) {
+async fn a_wakeup_for_the_jobs_own_task_wakes_its_waiter_once(pool: PgPool) {
+    let (queue, _placed) = place(&pool, 1).await;
+    let job = queue.claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
+    let id = job.lease.job_id;
+    queue
+        .record_step(job.lease, &StepResult::Submitted { task: task("task-9") })
+        .await
+        .expect("step");
+
     let signals = Arc::new(PgTaskSignals::new(pool.clone()));
     let waiter = {
         let signals = Arc::clone(&signals);
-        tokio::spawn(async move { signals.wait_update("task-9", Duration::from_secs(30)).await })
+        tokio::spawn(
+            async move { signals.wait_wakeup(id, "task-9", Duration::from_secs(30)).await },
+        )
     };
     tokio::time::sleep(Duration::from_millis(300)).await;
     let receiver = PgTaskSignals::new(pool.clone());
-    let done = TaskUpdate {
-        task_id: "task-9".into(),
-        state: TaskState::Succeeded { video_urls: vec!["https://v/1.mp4".into()] },
-    };
-    assert!(receiver.record_update(&done).await.expect("record"));
+    assert_eq!(
+        receiver.record_wakeup(id, &WakeupTask::new("task-9")).await.expect("record"),
+        WakeupOutcome::Recorded
+    );
     let started = std::time::Instant::now();
-    let got = waiter.await.expect("task").expect("wait");
-    assert_eq!(got, Some(done.state.clone()));
+    assert!(waiter.await.expect("task").expect("wait"), "woken");
     assert!(started.elapsed() < Duration::from_secs(10), "woken by the notification");
 
-    let late = TaskUpdate {
-        task_id: "task-9".into(),
-        state: TaskState::Failed(ProviderError::new(ErrorClass::Temporary, "late")),
-    };
-    assert!(!receiver.record_update(&late).await.expect("record duplicate"));
-    assert!(!receiver
-        .record_update(&TaskUpdate {
-            task_id: "t2".into(),
-            state: TaskState::Pending { progress: None }
-        })
-        .await
-        .expect("pending is ignored"));
-    let again = signals.wait_update("task-9", Duration::from_millis(10)).await.expect("wait");
-    assert_eq!(again, Some(done.state));
-    assert_eq!(signals.wait_update("t2", Duration::from_millis(10)).await.expect("wait"), None);
+    // Consumed: the next wait times out, and a repeated callback wakes once more.
+    assert!(!signals.wait_wakeup(id, "task-9", Duration::from_millis(10)).await.expect("wait"));
+    assert_eq!(
+        receiver.record_wakeup(id, &WakeupTask::new("task-9")).await.expect("again"),
+        WakeupOutcome::Recorded
+    );
+    assert_eq!(
+        receiver.record_wakeup(id, &WakeupTask::new("task-9")).await.expect("dup"),
+        WakeupOutcome::Pending
+    );
+    assert_eq!(wakeup_rows(&pool).await, 1);
+    assert!(signals.wait_wakeup(id, "task-9", Duration::from_millis(10)).await.expect("wait"));
+}
+
+#[sqlx::test(migrations = "../migrations")]
+async fn wakeups_for_tasks_no_job_owns_store_nothing(pool: PgPool) {
+    let (queue, _placed) = place(&pool, 2).await;
+    let mut jobs = queue.claim(&WorkerId::new("w"), 2).await.expect("claim");
+    let (a, b) = (jobs.remove(0), jobs.remove(0));
+    queue.record_step(a.lease, &StepResult::Submitted { task: task("t-a") }).await.expect("step");
+    let signals = PgTaskSignals::new(pool.clone());
+
+    let unowned = [(a.lease.job_id, "t-other"), (JobId(9_999_999), "t-a")];
+    for (job, task_id) in unowned {
+        assert_eq!(
+            signals.record_wakeup(job, &WakeupTask::new(task_id)).await.expect("record"),
+            WakeupOutcome::NotOwned
+        );
+    }
+    // A finished job owns nothing any more.
+    queue.complete(&[a.lease]).await.expect("complete");
+    assert_eq!(
+        signals.record_wakeup(a.lease.job_id, &WakeupTask::new("t-a")).await.expect("record"),
+        WakeupOutcome::NotOwned
+    );
+    assert_eq!(wakeup_rows(&pool).await, 0, "nothing stored for strangers");
+
+    // A job whose create answer is not recorded yet takes wake-ups for tasks it may own, but
+    // only a few: whatever arrives, the table stays bounded.
+    let b_id = b.lease.job_id;
+    for i in 0..10 {
+        let got = signals
+            .record_wakeup(b_id, &WakeupTask::new(format!("orphan-{i}")))
+            .await
+            .expect("record");
+        let expected = if i < MAX_PENDING_WAKEUPS as usize {
+            WakeupOutcome::Recorded
+        } else {
+            WakeupOutcome::Pending
+        };
+        assert_eq!(got, expected, "wake-up {i}");
+    }
+    assert_eq!(wakeup_rows(&pool).await, i64::from(MAX_PENDING_WAKEUPS));
+    let named = signals.wakeup_tasks(b_id).await.expect("tasks");
+    assert_eq!(named.len(), MAX_PENDING_WAKEUPS as usize);
+    assert_eq!(named[0].task_id, "orphan-0");
 }
 
 #[sqlx::test(migrations = "../migrations")]
@@ -122,14 +184,16 @@ async fn abandoning_a_task_is_fenced_by_the_lease(pool: PgPool) {
     let (queue, _placed) = place(&pool, 1).await;
     let signals = PgTaskSignals::new(pool.clone());
     let job = queue.claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
-    let task = ProviderTaskRef {
-        task_id: "t1".into(),
-        model: "m".into(),
-        key_id: "k".into(),
-        submitted_at: chrono::Utc::now(),
-    };
-    queue.record_step(job.lease, &StepResult::Submitted { task }).await.expect("record");
+    queue
+        .record_step(job.lease, &StepResult::Submitted { task: task("t1") })
+        .await
+        .expect("record");
+    assert_eq!(
+        signals.record_wakeup(job.lease.job_id, &WakeupTask::new("t1")).await.expect("wake"),
+        WakeupOutcome::Recorded
+    );
     signals.abandon_task(job.lease).await.expect("abandon");
+    assert_eq!(wakeup_rows(&pool).await, 0, "the abandoned task's wake-ups are gone");
     let snapshot = queue.job(job.lease.job_id).await.expect("read").expect("job");
     assert_eq!(snapshot.progress.provider_task, None);
     let stale = Lease { job_id: job.lease.job_id, token: LeaseToken(job.lease.token.0 + 100) };

@@ -31,7 +31,7 @@ fn options() -> BotOptions {
 
 fn notifier(fake: &FakeTelegram, limits: DeliveryLimits) -> TelegramNotifier {
     let bot = build_bot(&fake.token(), &fake.api_url(), &options()).expect("bot builds");
-    TelegramNotifier::new(bot, reqwest::Client::new()).with_limits(limits)
+    TelegramNotifier::new(bot, neurocards_testkit::local_fetch()).with_limits(limits)
 }
 
 /// Serves `size` bytes at `/video.mp4` (GET and HEAD, with Content-Length).

@@ -112,7 +112,7 @@ async fn the_bot_token_never_appears_in_errors() {
     let closed = url::Url::parse("http://127.0.0.1:9").expect("url");
     let options = BotOptions { connect_timeout: Duration::from_secs(2), ..BotOptions::default() };
     let bot = build_bot(&token, &closed, &options).expect("bot");
-    let network = TelegramNotifier::new(bot.clone(), reqwest::Client::new())
+    let network = TelegramNotifier::new(bot.clone(), neurocards_testkit::local_fetch())
         .show_progress(
             Recipient { user_id: UserId(1), language: Language::En },
             None,

@@ -14,6 +14,7 @@ use neurocards_core::config::Settings;
 use neurocards_core::kie::KieProvider;
 use neurocards_core::metrics::Metrics;
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics};
+use neurocards_core::web::{self, HttpLimits};
 use neurocards_core::wiring::{self, Adapters};
 use neurocards_core::{postgres, telemetry};
 use std::process::ExitCode;
@@ -77,11 +78,22 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     postgres::migrate(&pool).await?;
     let adapters = Adapters::build(&settings, pool, provider)?;
 
-    let config = wiring::pipeline_config(&settings);
+    let mut config = wiring::pipeline_config(&settings);
+    if let Some(url) = &config.callback_url {
+        config.callbacks_confirmed = wiring::callback_route_answers(url).await;
+        if !config.callbacks_confirmed {
+            tracing::warn!(
+                "KIE callbacks are configured (PUBLIC_BASE_URL) but the bot does not answer at \
+                 PUBLIC_BASE_URL/kie/callback/…: check that the bot runs with the same \
+                 PUBLIC_BASE_URL and KIE_CALLBACK_SECRET (or BOT_TOKEN). Jobs poll KIE at the \
+                 normal rate meanwhile"
+            );
+        }
+    }
     tracing::info!(
         worker = %config.worker_id,
         concurrency = config.concurrency,
-        callbacks = config.callback_url.is_some(),
+        callbacks = config.callback_url.is_some() && config.callbacks_confirmed,
         llm = adapters.prompts.has_llm(),
         "worker starting"
     );
@@ -93,18 +105,24 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
             format!("WORKER_HTTP_ADDR {} cannot be bound", settings.worker_http_addr)
         })?;
     let http_state = HttpState { metrics, provider: adapters.provider.clone() };
+    let metrics_route = Router::new().route("/metrics", get(render_metrics));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/metrics", get(render_metrics))
+        .merge(web::protect(metrics_route, settings.metrics_token.as_ref()))
         .with_state(http_state);
+    if settings.metrics_token.is_none() {
+        tracing::warn!(
+            "METRICS_TOKEN is not set: /metrics is open to anyone who can reach WORKER_HTTP_ADDR"
+        );
+    }
+    let limits = HttpLimits {
+        max_connections: settings.http_max_connections as usize,
+        ..HttpLimits::default()
+    };
     let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = http_stopped.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(web::serve_with(listener, app, limits, async {
+        let _ = http_stopped.await;
+    }));
 
     let report = pipeline.run(neurocards_core::shutdown::signal()).await;
     tracing::info!(?report, "pipeline finished");

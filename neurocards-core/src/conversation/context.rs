@@ -1,6 +1,7 @@
 //! What the handlers depend on: the ports, the template catalogue and the settings, injected
 //! into the handler tree as one `Arc<BotContext>`.
 
+use super::guards::{UpdateClaims, UsageQuota};
 use super::state::{Draft, State};
 use crate::domain::{Credits, OrderId, UserId};
 use crate::i18n::Texts;
@@ -62,6 +63,9 @@ pub struct ConversationSettings {
     pub order_rate_limit: Option<OrderRateLimit>,
     /// How long refining an own idea with the LLM may take before the idea is shown as written.
     pub refine_timeout: Duration,
+    /// Own ideas one user may have refined by the LLM per hour; 0 means no limit. Counted
+    /// through [`BotContext::usage`] (without one, nothing is counted).
+    pub idea_refines_per_hour: u32,
     /// Messages per second a broadcast sends (Telegram allows about 30 overall).
     pub broadcast_per_second: u32,
 }
@@ -77,6 +81,7 @@ impl Default for ConversationSettings {
             welcome_video_ids: Vec::new(),
             order_rate_limit: None,
             refine_timeout: Duration::from_secs(20),
+            idea_refines_per_hour: 10,
             broadcast_per_second: 25,
         }
     }
@@ -134,6 +139,9 @@ pub struct BotCounters {
     pub orders_insufficient: AtomicU64,
     pub handler_errors: AtomicU64,
     pub stale_buttons: AtomicU64,
+    pub repeated_updates: AtomicU64,
+    pub unclaimed_updates: AtomicU64,
+    pub refines_limited: AtomicU64,
 }
 
 impl BotCounters {
@@ -156,6 +164,21 @@ impl BotCounters {
                 "neurocards_bot_stale_buttons_total",
                 "Stale or unknown buttons.",
                 &self.stale_buttons,
+            ),
+            (
+                "neurocards_bot_repeated_updates_total",
+                "Redelivered updates skipped.",
+                &self.repeated_updates,
+            ),
+            (
+                "neurocards_bot_unclaimed_updates_total",
+                "Updates not handled because their claim could not be recorded.",
+                &self.unclaimed_updates,
+            ),
+            (
+                "neurocards_bot_idea_refines_limited_total",
+                "Own ideas shown unrefined because the user reached the hourly limit.",
+                &self.refines_limited,
             ),
         ];
         let mut out = String::new();
@@ -184,6 +207,10 @@ pub struct BotContext {
     pub history: Option<Arc<dyn OrderHistory>>,
     /// Reads dialogue state and account together; without it they are read separately.
     pub sessions: Option<Arc<dyn SessionReader>>,
+    /// Claims of update ids; without it a redelivered update is handled again.
+    pub update_claims: Option<Arc<dyn UpdateClaims>>,
+    /// Per-user usage counters; without it costly actions are not limited.
+    pub usage: Option<Arc<dyn UsageQuota>>,
     pub counters: BotCounters,
 }
 
@@ -214,6 +241,8 @@ impl BotContext {
             stats: None,
             history: None,
             sessions: None,
+            update_claims: None,
+            usage: None,
             counters: BotCounters::default(),
         }
     }
@@ -234,6 +263,19 @@ impl BotContext {
     /// the same dialogue storage the conversation writes.
     pub fn with_session_reader(mut self, sessions: Arc<dyn SessionReader>) -> Self {
         self.sessions = Some(sessions);
+        self
+    }
+
+    /// Adds the store of update claims, so that each update is handled at most once across
+    /// restarts and replicas. Every replica of one bot must use the same store.
+    pub fn with_update_claims(mut self, claims: Arc<dyn UpdateClaims>) -> Self {
+        self.update_claims = Some(claims);
+        self
+    }
+
+    /// Adds the per-user usage counters that enforce `idea_refines_per_hour`.
+    pub fn with_usage_quota(mut self, usage: Arc<dyn UsageQuota>) -> Self {
+        self.usage = Some(usage);
         self
     }
 

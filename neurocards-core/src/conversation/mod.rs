@@ -12,6 +12,7 @@
 mod action;
 mod command;
 mod context;
+mod guards;
 mod handlers;
 pub mod input;
 pub mod keyboards;
@@ -24,6 +25,10 @@ pub use command::{AdminCommand, Command, ADMIN_COMMANDS, MAX_GRANT, PUBLIC_COMMA
 pub use context::{
     BotContext, BotCounters, ConversationSettings, DailyStats, OrderHistory, OrderRateLimit,
     SessionReader, StatsSource,
+};
+pub use guards::{
+    Delivery, MockUpdateClaims, MockUsageQuota, UpdateClaims, UsageQuota, IDEA_REFINE,
+    UPDATE_CLAIM_RETENTION,
 };
 pub use handlers::{ConversationError, HandlerResult};
 pub use runner::{dependencies, dispatcher, register_commands, Conversation, ALLOWED_UPDATES};
@@ -58,12 +63,25 @@ fn ready(l: Loaded) -> Option<(Session, State)> {
     }
 }
 
-/// The whole conversation as one handler tree, read top to bottom: messages (commands first,
-/// then by dialogue state, then the step's hint), then button presses.
+/// The whole conversation as one handler tree, read top to bottom: the update's claim (a
+/// redelivered update, or one whose claim cannot be recorded, goes no further; see
+/// [`UpdateClaims`]), then messages (commands first, then by dialogue state, then the step's
+/// hint), then button presses.
 ///
 /// Dependencies: `teloxide::Bot`, `teloxide::types::Me`, `Arc<BotContext>` and
 /// `Arc<DialogueStorage>` (see [`dependencies`]).
 pub fn schema() -> UpdateHandler<ConversationError> {
+    dptree::entry()
+        .filter_async(|update: Update, me: teloxide::types::Me, ctx: Arc<BotContext>| async move {
+            let bot_id = me.user.id.0 as i64;
+            guards::claim(&ctx, bot_id, i64::from(update.id.0)).await == guards::Claim::First
+        })
+        .chain(handlers())
+}
+
+/// The handler tree without the claim (webhook deliveries claim before they dispatch, so that a
+/// claim that cannot be recorded is answered with a redelivery request).
+fn handlers() -> UpdateHandler<ConversationError> {
     let message_steps = dptree::entry()
         .branch(dptree::filter(|s: Session| s.banned()).endpoint(fallback::banned_message))
         .branch(dptree::filter_map(commands::parse).endpoint(commands::on_command))

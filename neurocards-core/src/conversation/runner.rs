@@ -4,6 +4,7 @@
 
 use super::command::{ADMIN_COMMANDS, PUBLIC_COMMANDS};
 use super::context::{BotContext, BotCounters};
+use super::guards::{self, Claim, Delivery};
 use super::handlers::ConversationError;
 use super::session::DialogueStorage;
 use crate::domain::Language;
@@ -63,6 +64,7 @@ pub struct Conversation {
     handler: UpdateHandler<ConversationError>,
     deps: DependencyMap,
     ctx: Arc<BotContext>,
+    bot_id: i64,
     chats: Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>,
 }
 
@@ -75,17 +77,25 @@ impl std::fmt::Debug for Conversation {
 impl Conversation {
     /// Builds the handler tree with its dependencies. `me` is the bot's own `getMe` answer.
     pub fn new(bot: Bot, me: Me, ctx: Arc<BotContext>, storage: Arc<DialogueStorage>) -> Self {
+        let bot_id = me.user.id.0 as i64;
         let mut deps = dependencies(ctx.clone(), storage);
         deps.insert(bot);
         deps.insert(me);
-        let handler = super::schema();
+        let handler = super::handlers();
         dptree::type_check(handler.sig(), &deps, &[dptree::Type::of::<Update>()]);
-        Self { handler, deps, ctx, chats: Mutex::new(HashMap::new()) }
+        Self { handler, deps, ctx, bot_id, chats: Mutex::new(HashMap::new()) }
     }
 
-    /// Handles one update to the end (replies sent, state stored). Errors are logged and
-    /// counted, never returned: the update is consumed either way.
-    pub async fn handle(&self, update: Update) {
+    /// Handles one update to the end (replies sent, state stored), once: the update is claimed
+    /// first (see [`super::UpdateClaims`]) and a redelivered one is skipped. Handler errors are
+    /// logged and counted; the answer is [`Delivery::Retry`] only when the claim could not be
+    /// recorded, in which case nothing was done.
+    pub async fn handle(&self, update: Update) -> Delivery {
+        match guards::claim(&self.ctx, self.bot_id, i64::from(update.id.0)).await {
+            Claim::First => {}
+            Claim::Repeat => return Delivery::Done,
+            Claim::Unavailable => return Delivery::Retry,
+        }
         let chat = update.chat().map(|c| c.id.0).or_else(|| update.from().map(|u| u.id.0 as i64));
         let lock = chat.map(|c| self.chat_lock(c));
         let guard = match &lock {
@@ -109,6 +119,7 @@ impl Conversation {
         if let (Some(chat), Some(lock)) = (chat, lock) {
             self.release_chat_lock(chat, lock);
         }
+        Delivery::Done
     }
 
     fn chat_lock(&self, chat: i64) -> Arc<tokio::sync::Mutex<()>> {

@@ -149,21 +149,46 @@ impl RetryPolicy {
     }
 }
 
-/// Parses `250ms`, `10s`, `5m`, `1h` or a bare number of seconds.
+/// The longest duration any setting may name (30 days). Anything longer is a typo or an attack
+/// on the arithmetic that adds it to a clock, never a schedule anyone means.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
+
+/// The longest wait a provider's `Retry-After` (KIE, OpenAI, Telegram's `retry_after`) may
+/// impose on us: one hour. A longer answer is capped to this, so a hostile or broken header can
+/// neither overflow a clock nor park a job for a year.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
+/// Caps a provider-requested wait at [`MAX_RETRY_AFTER`].
+pub fn cap_retry_after(wait: Duration) -> Duration {
+    wait.min(MAX_RETRY_AFTER)
+}
+
+/// Parses `250ms`, `10s`, `5m`, `1h` or a bare number of seconds. Never panics: a number that
+/// overflows, or a duration longer than [`MAX_DURATION`], is an error saying so.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => s.split_at(i),
-        None => (s, "s"),
-    };
-    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
-    Ok(match unit {
-        "ms" => Duration::from_millis(n),
-        "s" => Duration::from_secs(n),
-        "m" => Duration::from_secs(n * 60),
-        "h" => Duration::from_secs(n * 3600),
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let millis_per_unit: u64 = match unit {
+        "" | "s" => 1_000,
+        "ms" => 1,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => return Err(format!("not a duration: {s:?} (use ms, s, m or h)")),
-    })
+    };
+    if num.is_empty() {
+        return Err(format!("not a duration: {s:?}"));
+    }
+    let too_long =
+        || format!("{s:?} is too long (at most {} days)", MAX_DURATION.as_secs() / 86_400);
+    // Digits only, so a parse failure is an overflow.
+    let n: u64 = num.parse().map_err(|_| too_long())?;
+    let millis = n.checked_mul(millis_per_unit).ok_or_else(too_long)?;
+    let duration = Duration::from_millis(millis);
+    if duration > MAX_DURATION {
+        return Err(too_long());
+    }
+    Ok(duration)
 }
 
 /// What a job is asked to make: everything the worker needs, written in the same insert as the
@@ -188,6 +213,49 @@ pub struct Lease {
     pub token: LeaseToken,
 }
 
+/// A step of a job inside `running`, in the order the pipeline runs them. Recorded (with
+/// [`crate::ports::JobQueue::begin_step`]) as a job *enters* each step, before the step's
+/// result exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobStep {
+    /// Uploading the product photo where the provider can fetch it.
+    Upload,
+    /// Building the video prompt.
+    Prompt,
+    /// Creating the provider task (a paid call).
+    Submit,
+    /// Waiting for the provider to finish the video.
+    Wait,
+    /// Sending the video to the user.
+    Deliver,
+}
+
+impl JobStep {
+    pub const ALL: [JobStep; 5] =
+        [JobStep::Upload, JobStep::Prompt, JobStep::Submit, JobStep::Wait, JobStep::Deliver];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStep::Upload => "upload",
+            JobStep::Prompt => "prompt",
+            JobStep::Submit => "submit",
+            JobStep::Wait => "wait",
+            JobStep::Deliver => "deliver",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        JobStep::ALL.into_iter().find(|step| step.as_str() == s)
+    }
+}
+
+impl fmt::Display for JobStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The results of the steps a job has finished so far, in step order. A job picked up again
 /// resumes after the last recorded step.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -202,6 +270,11 @@ pub struct JobProgress {
     pub video_url: Option<String>,
     /// 5. the delivered Telegram message.
     pub delivery: Option<Delivery>,
+    /// The last step a worker *began* on this job, under any lease (kept across claims). A step
+    /// begun but without its result above is an intent whose outcome is unknown: the worker
+    /// doing it may have died in the middle (after a paid call or a sent message).
+    #[serde(default)]
+    pub entered_step: Option<JobStep>,
 }
 
 /// A task created at the provider: its id, the model, and which API key created it (the task is
@@ -299,9 +372,77 @@ mod tests {
     }
 
     #[test]
+    fn job_steps_round_trip_in_pipeline_order() {
+        for step in JobStep::ALL {
+            assert_eq!(JobStep::parse(step.as_str()), Some(step));
+        }
+        assert!(JobStep::ALL.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(JobStep::parse("sleep"), None);
+    }
+
+    #[test]
+    fn absurd_durations_are_refused_not_overflowed() {
+        for absurd in ["18446744073709551615h", "99999999999999999999999", "5124095576030431h"] {
+            let err = parse_duration(absurd).expect_err(absurd);
+            assert!(err.contains("too long"), "{absurd}: {err}");
+        }
+        assert!(parse_duration("31d").is_err());
+        assert!(parse_duration("721h").is_err(), "over 30 days");
+        assert_eq!(parse_duration("720h"), Ok(MAX_DURATION));
+        for junk in ["", "s", "-5s", "+5s", "1.5s", "5 s", "٣s"] {
+            assert!(parse_duration(junk).is_err(), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn retry_after_is_capped_at_an_hour() {
+        assert_eq!(cap_retry_after(Duration::from_secs(365 * 86_400)), MAX_RETRY_AFTER);
+        assert_eq!(cap_retry_after(Duration::from_secs(30)), Duration::from_secs(30));
+    }
+
+    #[test]
     fn error_classes_round_trip() {
         for c in ErrorClass::ALL {
             assert_eq!(ErrorClass::parse(c.as_str()), Some(c));
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any text is a duration within the maximum or an error; never a panic.
+            #[test]
+            fn any_text_parses_within_bounds_or_fails(text in "\\PC{0,30}") {
+                if let Ok(d) = parse_duration(&text) {
+                    prop_assert!(d <= MAX_DURATION);
+                }
+            }
+
+            /// Any number with any unit: exact when it fits, an error when it does not.
+            #[test]
+            fn numbers_with_units_are_exact_or_refused(n: u64, unit in prop::sample::select(vec!["", "ms", "s", "m", "h"])) {
+                let per_ms: u128 = match unit { "ms" => 1, "" | "s" => 1_000, "m" => 60_000, _ => 3_600_000 };
+                let want = u128::from(n) * per_ms;
+                match parse_duration(&format!("{n}{unit}")) {
+                    Ok(d) => prop_assert_eq!(d.as_millis(), want),
+                    Err(e) => {
+                        prop_assert!(want > MAX_DURATION.as_millis(), "{}", e);
+                        prop_assert!(e.contains("too long"));
+                    }
+                }
+            }
+
+            /// Any schedule text gives delays within the maximum, or an error.
+            #[test]
+            fn any_schedule_parses_within_bounds_or_fails(text in "[0-9a-z, ]{0,40}") {
+                if let Ok(delays) = RetryPolicy::parse_schedule(&text) {
+                    prop_assert!(delays.iter().all(|d| *d <= MAX_DURATION));
+                }
+            }
         }
     }
 }

@@ -9,8 +9,9 @@ mod video;
 pub use credits::{Credits, LedgerReason, NegativeCredits};
 pub use ids::{InvalidOrderKey, JobId, LeaseToken, OrderId, OrderKey, ProductId, UserId, WorkerId};
 pub use job::{
-    parse_duration, ClaimedJob, Delivery, ErrorClass, JobProgress, JobSpec, JobStatus, Lease,
-    ProviderTaskRef, RetryPolicy, StepResult,
+    cap_retry_after, parse_duration, ClaimedJob, Delivery, ErrorClass, JobProgress, JobSpec,
+    JobStatus, JobStep, Lease, ProviderTaskRef, RetryPolicy, StepResult, MAX_DURATION,
+    MAX_RETRY_AFTER,
 };
 pub use video::{
     AspectRatio, GenerationOptions, ImageData, ImageMime, InvalidPrompt, InvalidTemplateId,

@@ -1,12 +1,10 @@
-//! KIE callbacks: verifying the optional HMAC signature and parsing the body into the same task
-//! state a poll gives (api-facts §1.7).
+//! KIE callbacks: verifying the optional HMAC signature and reading the task id. A callback is
+//! a wake-up, never the truth: its body's state, URLs and fail codes are not read at all.
 //!
 //! Signature: `X-Webhook-Signature = base64(HMAC-SHA256(key, taskId + "." + timestamp))` with
 //! `X-Webhook-Timestamp` in Unix seconds.
 
-use super::client::record_to_state;
-use super::types::RecordInfo;
-use crate::ports::{CallbackError, CallbackHeaders, TaskUpdate};
+use crate::ports::{CallbackError, CallbackHeaders};
 use crate::secret::Secret;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
@@ -87,7 +85,11 @@ fn decode_hex(s: &str) -> Option<Vec<u8>> {
     (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).ok()).collect()
 }
 
-/// The task id of a callback body: `data.taskId`, `data.task_id`, `taskId` or `task_id`.
+/// Longest task id accepted from a callback (KIE's ids are 32 hex characters).
+pub const MAX_TASK_ID_LEN: usize = 128;
+
+/// The task id of a callback body: `data.taskId`, `data.task_id`, `taskId` or `task_id`; only
+/// printable ASCII without spaces, at most [`MAX_TASK_ID_LEN`] characters.
 pub fn callback_task_id(body: &Value) -> Option<String> {
     let data = body.get("data");
     [
@@ -98,18 +100,24 @@ pub fn callback_task_id(body: &Value) -> Option<String> {
     ]
     .into_iter()
     .flatten()
-    .find_map(|v| v.as_str().map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned))
+    .find_map(|v| v.as_str().map(str::trim).filter(|s| is_task_id(s)).map(str::to_owned))
 }
 
-/// Verifies (when a key is configured) and parses a callback. The task's state comes from
-/// `data.state`, never from the top-level `code` (a failed task's callback has code 501).
-pub fn parse_callback(
+fn is_task_id(s: &str) -> bool {
+    !s.is_empty() && s.len() <= MAX_TASK_ID_LEN && s.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Verifies a callback (the signature, when a key is configured) and returns the task id it
+/// names. The rest of the body is deliberately ignored: a callback only wakes the job that
+/// owns the task, and the task's state is read back from KIE (`recordInfo`) with the key that
+/// created it. So a forged or replayed callback can at most cause one extra status check.
+pub fn verify_callback(
     hmac_key: Option<&Secret>,
     max_age: Duration,
     now_unix: i64,
     headers: &CallbackHeaders,
     body: &[u8],
-) -> Result<TaskUpdate, CallbackError> {
+) -> Result<String, CallbackError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|_| CallbackError::Malformed("the body is not JSON".to_owned()))?;
     let task_id = callback_task_id(&value)
@@ -117,24 +125,12 @@ pub fn parse_callback(
     if let Some(key) = hmac_key {
         verify_signature(key, &task_id, headers, now_unix, max_age)?;
     }
-    let data = value.get("data").cloned().unwrap_or(Value::Null);
-    let record: RecordInfo = if data.is_object() {
-        serde_json::from_value(data)
-            .map_err(|_| CallbackError::Malformed("unreadable data".to_owned()))?
-    } else {
-        RecordInfo::default()
-    };
-    if record.state.is_none() {
-        return Err(CallbackError::Malformed("no task state".to_owned()));
-    }
-    Ok(TaskUpdate { task_id, state: record_to_state(&record) })
+    Ok(task_id)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::ErrorClass;
-    use crate::ports::TaskState;
 
     const NOW: i64 = 1_700_000_000;
 
@@ -173,38 +169,28 @@ mod tests {
     }
 
     #[test]
-    fn callbacks_parse_into_poll_states() {
+    fn a_callback_yields_only_its_task_id() {
+        let none = CallbackHeaders::default();
         let ok =
             br#"{"code":200,"msg":"Playground task completed successfully.","data":{"taskId":"t1",
             "state":"success","resultJson":"{\"resultUrls\":[\"https://r/v.mp4\"]}"}}"#;
-        let u = parse_callback(None, Duration::ZERO, NOW, &CallbackHeaders::default(), ok)
-            .expect("parses");
-        assert_eq!(u.task_id, "t1");
-        assert_eq!(u.state, TaskState::Succeeded { video_urls: vec!["https://r/v.mp4".into()] });
-
-        let failed = br#"{"code":501,"msg":"Playground task failed.","data":{"task_id":"t2",
-            "state":"fail","failCode":"500","failMsg":"Internal server error","resultJson":null}}"#;
-        let u = parse_callback(None, Duration::ZERO, NOW, &CallbackHeaders::default(), failed)
-            .expect("parses");
-        assert_eq!(u.task_id, "t2");
-        match u.state {
-            TaskState::Failed(e) => assert_eq!(e.class, ErrorClass::Temporary),
-            other => panic!("unexpected {other:?}"),
+        assert_eq!(verify_callback(None, Duration::ZERO, NOW, &none, ok), Ok("t1".to_owned()));
+        let failed = br#"{"code":501,"data":{"task_id":"t2","state":"fail"}}"#;
+        assert_eq!(verify_callback(None, Duration::ZERO, NOW, &none, failed), Ok("t2".to_owned()));
+        for bad in [
+            &b"nope"[..],
+            br#"{"data":{}}"#,
+            br#"{"taskId":""}"#,
+            br#"{"taskId":"has space"}"#,
+            br#"{"taskId":7}"#,
+        ] {
+            assert!(matches!(
+                verify_callback(None, Duration::ZERO, NOW, &none, bad),
+                Err(CallbackError::Malformed(_))
+            ));
         }
-        assert!(matches!(
-            parse_callback(None, Duration::ZERO, NOW, &CallbackHeaders::default(), b"nope"),
-            Err(CallbackError::Malformed(_))
-        ));
-        assert!(matches!(
-            parse_callback(
-                None,
-                Duration::ZERO,
-                NOW,
-                &CallbackHeaders::default(),
-                br#"{"data":{}}"#
-            ),
-            Err(CallbackError::Malformed(_))
-        ));
+        let long = format!(r#"{{"taskId":"{}"}}"#, "a".repeat(MAX_TASK_ID_LEN + 1));
+        assert!(verify_callback(None, Duration::ZERO, NOW, &none, long.as_bytes()).is_err());
     }
 
     #[test]
@@ -213,10 +199,92 @@ mod tests {
         let body = br#"{"taskId":"t3","data":{"state":"generating","progress":40}}"#;
         let none = CallbackHeaders::default();
         let age = Duration::from_secs(300);
-        assert!(parse_callback(Some(&key), age, NOW, &none, body).is_err());
+        assert!(verify_callback(Some(&key), age, NOW, &none, body).is_err());
         let ts = NOW.to_string();
         let signed = headers(&ts, &sign(&key, "t3", &ts));
-        let u = parse_callback(Some(&key), age, NOW, &signed, body).expect("verified");
-        assert_eq!(u.state, TaskState::Pending { progress: Some(40) });
+        assert_eq!(verify_callback(Some(&key), age, NOW, &signed, body), Ok("t3".to_owned()));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn json_body() -> impl Strategy<Value = Vec<u8>> {
+            let task = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<i64>().prop_map(serde_json::Value::from),
+                ".{0,200}".prop_map(serde_json::Value::from),
+            ];
+            (task, ".{0,40}", any::<bool>()).prop_map(|(task, state, nested)| {
+                let body = if nested {
+                    serde_json::json!({"code": 200, "data": {"taskId": task, "state": state}})
+                } else {
+                    serde_json::json!({"task_id": task, "data": state})
+                };
+                body.to_string().into_bytes()
+            })
+        }
+
+        fn any_body() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![proptest::collection::vec(any::<u8>(), 0..512), json_body()]
+        }
+
+        fn any_headers() -> impl Strategy<Value = CallbackHeaders> {
+            (proptest::option::of(".{0,30}"), proptest::option::of(".{0,90}"))
+                .prop_map(|(timestamp, signature)| CallbackHeaders { timestamp, signature })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn any_callback_yields_a_clean_task_id_or_a_refusal(
+                body in any_body(),
+                headers in any_headers(),
+                now in any::<i64>(),
+                age in any::<u64>(),
+            ) {
+                let age = Duration::from_secs(age);
+                if let Ok(task) = verify_callback(None, age, now, &headers, &body) {
+                    prop_assert!(is_task_id(&task));
+                }
+                // With a key, nothing unsigned or wrongly signed gets through.
+                let key = Secret::new("k");
+                if let Ok(task) = verify_callback(Some(&key), age, now, &headers, &body) {
+                    let ts = headers.timestamp.as_deref().unwrap_or_default().trim();
+                    let expected = sign(&key, &task, ts);
+                    let given = headers.signature.as_deref().unwrap_or_default().trim();
+                    let hex: String =
+                        mac(&key, &task, ts).iter().map(|b| format!("{b:02x}")).collect();
+                    let url_safe = base64::engine::general_purpose::URL_SAFE
+                        .encode(mac(&key, &task, ts));
+                    prop_assert!(given == expected || given == hex || given == url_safe);
+                }
+            }
+
+            #[test]
+            fn a_signed_callback_verifies_only_for_its_own_task_and_time(
+                task in "[A-Za-z0-9_-]{1,64}",
+                other in "[A-Za-z0-9_-]{1,64}",
+                now in 0i64..4_000_000_000,
+                skew in -600i64..600,
+            ) {
+                let key = Secret::new("hmac");
+                let ts = (now + skew).to_string();
+                let headers = CallbackHeaders {
+                    timestamp: Some(ts.clone()),
+                    signature: Some(sign(&key, &task, &ts)),
+                };
+                let age = Duration::from_secs(300);
+                let body = serde_json::json!({"data": {"taskId": task}}).to_string();
+                let got = verify_callback(Some(&key), age, now, &headers, body.as_bytes());
+                prop_assert_eq!(got.is_ok(), skew.abs() <= 300);
+                if task != other {
+                    let forged = serde_json::json!({"data": {"taskId": other}}).to_string();
+                    let got = verify_callback(Some(&key), age, now, &headers, forged.as_bytes());
+                    prop_assert!(got.is_err());
+                }
+            }
+        }
     }
 }

@@ -135,7 +135,7 @@ pub fn classify(signal: &FailureSignal<'_>) -> ProviderError {
         shorten(text)
     };
     let retry_after = (class == ErrorClass::RateLimit).then_some(DEFAULT_RATE_LIMIT_WAIT);
-    ProviderError { class, message, code, retry_after }
+    ProviderError { class, message, code, retry_after, task_may_exist: false }
 }
 
 /// Classifies a request that got no usable answer (timeout, refused connection, cut body).

@@ -8,7 +8,6 @@ use crate::domain::ErrorClass;
 use crate::ports::{ProviderError, TaskState};
 use crate::secret::{redact, Secret};
 use serde_json::Value;
-use std::time::Duration;
 use url::Url;
 
 /// Why a call failed.
@@ -133,13 +132,23 @@ pub(crate) async fn send(
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(crate::http::parse_retry_after);
     let bytes = resp
         .bytes()
         .await
         .map_err(|e| CallError::Unclear { error: classify::transport(&e), answered: false })?;
-    let envelope: Option<Envelope> = serde_json::from_slice(&bytes).ok();
+    read_answer(status, retry_after, &bytes, secrets)
+}
+
+/// Reads one answer: any status, any bytes (JSON or not). Never panics; every failure is
+/// classified into an error class.
+pub(crate) fn read_answer(
+    status: u16,
+    retry_after: Option<std::time::Duration>,
+    bytes: &[u8],
+    secrets: &[&Secret],
+) -> Result<Option<Value>, CallError> {
+    let envelope: Option<Envelope> = serde_json::from_slice(bytes).ok();
     let http_ok = (200..300).contains(&status);
     match envelope {
         Some(env) if http_ok && env.code.is_none_or(|c| c == 200) => Ok(env.data),
@@ -159,7 +168,7 @@ pub(crate) async fn send(
         None if http_ok => Err(unreadable()),
         None => {
             // An error page (Cloudflare, a proxy): the status decides; the body is not KIE's.
-            let snippet = String::from_utf8_lossy(&bytes);
+            let snippet = String::from_utf8_lossy(bytes);
             let text = if snippet.contains("1010") { "error code: 1010" } else { "" };
             let mut err = classify::classify(&FailureSignal {
                 http_status: Some(status),
@@ -243,6 +252,136 @@ mod tests {
                 assert_eq!(e.code.as_deref(), Some("422"));
             }
             other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    mod properties {
+        use super::*;
+        use crate::kie::types::RecordInfo;
+        use proptest::prelude::*;
+
+        /// Keys and values KIE uses, so that generated JSON often looks like a real answer.
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                prop::sample::select(vec![
+                    "code",
+                    "msg",
+                    "data",
+                    "state",
+                    "resultJson",
+                    "resultUrls",
+                    "failCode",
+                    "failMsg",
+                    "taskId",
+                    "progress",
+                    "x",
+                ])
+                .prop_map(str::to_owned),
+                "[a-zA-Z]{0,8}",
+            ]
+        }
+
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                prop::sample::select(vec![
+                    200i64, 400, 401, 402, 404, 422, 429, 455, 500, 501, 505
+                ])
+                .prop_map(Value::from),
+                any::<f64>().prop_map(
+                    |f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+                ),
+                prop::sample::select(vec![
+                    "success",
+                    "fail",
+                    "waiting",
+                    "generating",
+                    "422",
+                    "500",
+                    "",
+                    "This content may violate our guardrails",
+                    "Internal Error, Please try again later.",
+                    "{\"resultUrls\":[\"https://files.example/v.mp4\"]}",
+                    "{\"resultUrls\":7}",
+                    "temporarily paused",
+                    "Credits insufficient",
+                    "rate limit",
+                ])
+                .prop_map(Value::from),
+                ".{0,60}".prop_map(Value::from),
+            ]
+        }
+
+        /// Any JSON value, a few levels deep.
+        pub(crate) fn json() -> impl Strategy<Value = Value> {
+            leaf().prop_recursive(3, 32, 5, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..5).prop_map(Value::from),
+                    prop::collection::btree_map(key(), inner, 0..6)
+                        .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        /// A KIE envelope with any code, message and data.
+        fn envelope() -> impl Strategy<Value = Value> {
+            (leaf(), leaf(), json()).prop_map(
+                |(code, msg, data)| serde_json::json!({ "code": code, "msg": msg, "data": data }),
+            )
+        }
+
+        fn body() -> impl Strategy<Value = Vec<u8>> {
+            prop_oneof![
+                envelope().prop_map(|v| v.to_string().into_bytes()),
+                json().prop_map(|v| v.to_string().into_bytes()),
+                prop::collection::vec(any::<u8>(), 0..200),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Any status and any body give a success only for 2xx, and otherwise a classified
+            /// error with a bounded, secret-free message; never a panic.
+            #[test]
+            fn any_answer_is_classified(status in 100u16..600, retry in proptest::option::of(any::<u64>()), bytes in body()) {
+                let key = Secret::new("kie-secret-key");
+                let retry_after = retry.map(std::time::Duration::from_secs).map(crate::domain::cap_retry_after);
+                match read_answer(status, retry_after, &bytes, &[&key]) {
+                    Ok(_) => prop_assert!((200..300).contains(&status)),
+                    Err(e) => {
+                        let e = e.into_error();
+                        prop_assert!(crate::domain::ErrorClass::ALL.contains(&e.class));
+                        prop_assert!(!e.message.is_empty());
+                        prop_assert!(e.message.chars().count() <= 200);
+                        prop_assert!(!e.message.contains("kie-secret-key"));
+                        prop_assert!(e.retry_after.is_none_or(|d| d <= crate::domain::MAX_RETRY_AFTER));
+                    }
+                }
+            }
+
+            /// Any classifier input gives a class; rate limits alone carry a wait.
+            #[test]
+            fn any_failure_signal_has_a_class(http in proptest::option::of(any::<u16>()), body in proptest::option::of(any::<i64>()), fail in proptest::option::of(".{0,6}"), text in ".{0,300}") {
+                let e = classify::classify(&FailureSignal {
+                    http_status: http,
+                    body_code: body,
+                    fail_code: fail.as_deref(),
+                    text: &text,
+                });
+                prop_assert!(e.message.chars().count() <= 200);
+                prop_assert_eq!(e.retry_after.is_some(), e.class == ErrorClass::RateLimit);
+            }
+
+            /// Any record KIE could send maps to a task state without panicking.
+            #[test]
+            fn any_record_maps_to_a_state(record in json()) {
+                if let Ok(record) = serde_json::from_value::<RecordInfo>(record) {
+                    let _ = record_to_state(&record);
+                }
+            }
         }
     }
 }

@@ -265,16 +265,17 @@ impl KeyPool {
         let rt = &mut st.keys[key.index];
         let key_level = match err.class {
             ErrorClass::RateLimit => {
-                let wait = self.settings.cooldown.max(err.retry_after.unwrap_or_default());
-                rt.off = Some((now + wait, Unavailable::Cooling));
+                let asked = err.retry_after.map(crate::domain::cap_retry_after);
+                let wait = self.settings.cooldown.max(asked.unwrap_or_default());
+                rt.off = Some((later(now, wait), Unavailable::Cooling));
                 true
             }
             ErrorClass::Billing => {
-                rt.off = Some((now + self.settings.block, Unavailable::Blocked(err.class)));
+                rt.off = Some((later(now, self.settings.block), Unavailable::Blocked(err.class)));
                 true
             }
             ErrorClass::Config if is_auth_code(err.code.as_deref()) => {
-                rt.off = Some((now + self.settings.block, Unavailable::Blocked(err.class)));
+                rt.off = Some((later(now, self.settings.block), Unavailable::Blocked(err.class)));
                 true
             }
             _ => false,
@@ -356,6 +357,11 @@ impl KeyPool {
 
 fn is_auth_code(code: Option<&str>) -> bool {
     matches!(code, Some("401") | Some("403"))
+}
+
+/// `now + wait`, saturating far in the future instead of panicking on overflow.
+fn later(now: Instant, wait: Duration) -> Instant {
+    now.checked_add(wait).or_else(|| now.checked_add(crate::domain::MAX_DURATION)).unwrap_or(now)
 }
 
 #[cfg(test)]
@@ -459,5 +465,18 @@ mod tests {
         assert_eq!(err.class, ErrorClass::Config);
         pool.reset();
         assert!(pool.acquire_create(&[]).await.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retry_after_of_centuries_cools_a_key_for_an_hour_without_overflowing() {
+        let pool = KeyPool::new(&[Secret::new("a")], settings());
+        let a = pool.acquire_create(&[]).await.expect("key");
+        let mut absurd = ProviderError::new(ErrorClass::RateLimit, "429");
+        absurd.retry_after = Some(Duration::MAX);
+        assert!(pool.report_failure(&a, &absurd));
+        let err = pool.acquire_create(&[]).await.expect_err("cooling");
+        assert_eq!(err.retry_after, Some(crate::domain::MAX_RETRY_AFTER));
+        tokio::time::advance(crate::domain::MAX_RETRY_AFTER + Duration::from_secs(1)).await;
+        assert!(pool.acquire_create(&[]).await.is_ok(), "back after the capped hour");
     }
 }

@@ -19,7 +19,7 @@ mod types;
 mod upload;
 
 pub use callback::{
-    callback_task_id, parse_callback, sign, verify_signature, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+    callback_task_id, sign, verify_callback, verify_signature, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 pub use classify::{classify, is_model_unsupported, FailureSignal, DEFAULT_RATE_LIMIT_WAIT};
 pub use keys::{collect_keys, key_id, KeyHealth, KeyState};

@@ -9,8 +9,7 @@ use super::upload::{upload_file_name, UploadApi};
 use super::{KieConfig, KieError};
 use crate::domain::{ErrorClass, ImageData, ImageMime, ProviderTaskRef};
 use crate::ports::{
-    CallbackError, CallbackHeaders, GenerationRequest, ProviderError, TaskState, TaskUpdate,
-    VideoProvider,
+    CallbackError, CallbackHeaders, GenerationRequest, ProviderError, TaskState, VideoProvider,
 };
 use crate::secret::Secret;
 use chrono::Utc;
@@ -140,15 +139,15 @@ impl KieProvider {
         let mut tried: Vec<usize> = Vec::new();
         loop {
             let key = self.pool.acquire_create(&tried).await?;
+            // The key and model ride along in the callback URL, so that a task whose create
+            // answer is lost can still be checked (and adopted) when its callback arrives.
+            let callback_url = request
+                .callback_url
+                .as_ref()
+                .map(|url| with_task_hints(url.expose(), &key.id, model.slug()));
             let result = self
                 .jobs
-                .create_task(
-                    &key,
-                    model.slug(),
-                    input.clone(),
-                    request.callback_url.as_deref(),
-                    &secrets,
-                )
+                .create_task(&key, model.slug(), input.clone(), callback_url.as_deref(), &secrets)
                 .await;
             match result {
                 Ok(task_id) => {
@@ -160,24 +159,40 @@ impl KieProvider {
                         submitted_at: Utc::now(),
                     });
                 }
+                // A gateway between us and KIE failed: KIE itself may have created the task.
+                Err(CallError::Rejected(e)) if is_gateway_error(&e) => {
+                    return Err(ProviderError { task_may_exist: true, ..e });
+                }
                 // KIE refused before billing: another key may take it.
                 Err(CallError::Rejected(e)) if self.pool.report_failure(&key, &e) => {
                     tracing::warn!(key_id = %key.id, class = %e.class, "KIE key refused the task; trying another key");
                     tried.push(key.index);
                 }
                 Err(CallError::Rejected(e)) => return Err(e),
-                // The task may exist: never send it again within this attempt.
+                // The task may exist: never send it again within this attempt, and tell the
+                // caller so that the next attempt adopts it instead of paying twice.
                 Err(CallError::Unclear { error, answered }) => {
-                    let error = if answered {
-                        ProviderError { class: ErrorClass::Unknown, ..error }
-                    } else {
-                        error
-                    };
-                    return Err(error);
+                    let class = if answered { ErrorClass::Unknown } else { error.class };
+                    return Err(ProviderError { class, task_may_exist: true, ..error });
                 }
             }
         }
     }
+}
+
+/// An HTTP 502 or 504: a proxy or load balancer answered, not KIE.
+fn is_gateway_error(e: &ProviderError) -> bool {
+    matches!(e.code.as_deref(), Some("502" | "504"))
+}
+
+/// `url` with `key=<key id>&model=<slug>` added to its query (key ids hold no secret).
+fn with_task_hints(url: &str, key_id: &str, model: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let hints: String = url::form_urlencoded::Serializer::new(String::new())
+        .append_pair("key", key_id)
+        .append_pair("model", model)
+        .finish();
+    format!("{url}{sep}{hints}")
 }
 
 #[async_trait::async_trait]
@@ -250,12 +265,12 @@ impl VideoProvider for KieProvider {
         }
     }
 
-    fn parse_callback(
+    fn callback_task_id(
         &self,
         headers: &CallbackHeaders,
         body: &[u8],
-    ) -> Result<TaskUpdate, CallbackError> {
-        callback::parse_callback(
+    ) -> Result<String, CallbackError> {
+        callback::verify_callback(
             self.callback_hmac_key.as_ref(),
             self.callback_max_age,
             Utc::now().timestamp(),

@@ -93,7 +93,8 @@ impl OpenAiClient {
 
         let status = response.status();
         let request_id = header(&response, "x-request-id");
-        let retry_after = header(&response, "retry-after").and_then(|v| parse_retry_after(&v));
+        let retry_after =
+            header(&response, "retry-after").and_then(|v| crate::http::parse_retry_after(&v));
         let text = response.text().await.map_err(|e| self.transport_error(e))?;
         tracing::debug!(
             status = status.as_u16(),
@@ -217,16 +218,6 @@ fn header(response: &reqwest::Response, name: &str) -> Option<String> {
     response.headers().get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
 }
 
-/// `retry-after` in seconds (OpenAI sends seconds; an HTTP date is ignored).
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|s| s.is_finite() && *s >= 0.0)
-        .map(Duration::from_secs_f64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,12 +254,5 @@ mod tests {
         let r =
             parse_answer(&completion(r#"{"video_prompt":" ","notes":""}"#.into(), "stop", None));
         assert!(matches!(r, Err(OpenAiError::Malformed(_))));
-    }
-
-    #[test]
-    fn retry_after_is_read_in_seconds() {
-        assert_eq!(parse_retry_after("20"), Some(Duration::from_secs(20)));
-        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
     }
 }

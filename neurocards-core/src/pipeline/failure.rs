@@ -1,40 +1,13 @@
-//! What a failure does (DESIGN.md, "Errors and what each does"): a retryable class with retries
-//! left goes back to the queue with a durable, jittered delay; anything else fails the job with
-//! its refund and tells the user once.
+//! What a failure does: a retryable class with retries left goes back to the queue with a
+//! durable, jittered delay; anything else fails the job with its refund and tells the user once.
+//! Both writes are fenced and retried through database blips.
 
-use super::job::JobOutcome;
+use super::outcome::{Failure, JobOutcome};
+use super::writes::retrying;
 use super::Inner;
 use crate::domain::{ClaimedJob, ErrorClass, RetryPolicy};
-use crate::ports::{
-    FailureNotice, JobFailure, NotifyError, PipelineStoreError, QueueError, Recipient, Reschedule,
-};
+use crate::ports::{FailureNotice, JobFailure, NotifyError, Recipient, Reschedule};
 use std::time::Duration;
-
-/// A failed step, classified.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Failure {
-    pub class: ErrorClass,
-    /// Secret-free; stored on the job.
-    pub message: String,
-    /// How long the other side asked us to wait, if it said.
-    pub retry_after: Option<Duration>,
-    /// The provider task itself failed: the retry must submit a new one.
-    pub abandon_task: bool,
-    /// The provider's reason, shown (escaped) to the user for user violations.
-    pub detail: Option<String>,
-}
-
-impl Failure {
-    pub(crate) fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        Self {
-            class,
-            message: message.into(),
-            retry_after: None,
-            abandon_task: false,
-            detail: None,
-        }
-    }
-}
 
 /// The delay before the next retry of `class`, jittered 0.8–1.2 so that a burst of failures
 /// does not come back at the same instant, and never shorter than what the provider asked;
@@ -47,21 +20,8 @@ pub(crate) fn retry_delay(
 ) -> Option<Duration> {
     let base = policy.delay(class, retries_so_far)?;
     let jittered = base.mul_f64(0.8 + fastrand::f64() * 0.4);
-    Some(jittered.max(retry_after.unwrap_or_default()))
-}
-
-fn queue_outcome(e: QueueError) -> JobOutcome {
-    match e {
-        QueueError::LeaseLost(_) => JobOutcome::LeaseLost,
-        e => JobOutcome::StorageError(e.to_string()),
-    }
-}
-
-fn store_outcome(e: PipelineStoreError) -> JobOutcome {
-    match e {
-        PipelineStoreError::LeaseLost(_) => JobOutcome::LeaseLost,
-        e => JobOutcome::StorageError(e.to_string()),
-    }
+    let asked = retry_after.map(crate::domain::cap_retry_after).unwrap_or_default();
+    Some(jittered.max(asked))
 }
 
 /// Retries or fails the job for `failure`.
@@ -72,13 +32,15 @@ pub(crate) async fn handle(inner: &Inner, job: &ClaimedJob, failure: Failure) ->
     if let Some(delay) = delay {
         if failure.abandon_task {
             if let Err(e) = inner.deps.signals.abandon_task(job.lease).await {
-                return store_outcome(e);
+                return e.into();
             }
         }
+        let queue = &inner.deps.queue;
+        let how = Reschedule::Retry(stored);
         if let Err(e) =
-            inner.deps.queue.reschedule(job.lease, &Reschedule::Retry(stored), delay).await
+            retrying(inner, "reschedule", || queue.reschedule(job.lease, &how, delay)).await
         {
-            return queue_outcome(e);
+            return e.into();
         }
         inner.settle(job.lease.job_id);
         tracing::info!(class = %class, delay_ms = delay.as_millis() as u64, message = %failure.message, "job will be retried");
@@ -86,9 +48,10 @@ pub(crate) async fn handle(inner: &Inner, job: &ClaimedJob, failure: Failure) ->
         return JobOutcome::Retried(class);
     }
 
-    let refund = match inner.deps.queue.fail(job.lease, &stored).await {
+    let queue = &inner.deps.queue;
+    let refund = match retrying(inner, "fail", || queue.fail(job.lease, &stored)).await {
         Ok(refund) => refund,
-        Err(e) => return queue_outcome(e),
+        Err(e) => return e.into(),
     };
     inner.settle(job.lease.job_id);
     tracing::warn!(class = %class, refunded = refund.refunded.get(), message = %failure.message, "job failed");
@@ -142,5 +105,12 @@ mod tests {
         let d = retry_delay(&policy, ErrorClass::RateLimit, 0, Some(Duration::from_secs(500)))
             .expect("retry");
         assert_eq!(d, Duration::from_secs(500));
+    }
+
+    #[test]
+    fn a_provider_retry_after_of_a_year_is_capped_to_an_hour() {
+        let policy = RetryPolicy::default();
+        let d = retry_delay(&policy, ErrorClass::RateLimit, 0, Some(Duration::MAX)).expect("retry");
+        assert_eq!(d, crate::domain::MAX_RETRY_AFTER);
     }
 }

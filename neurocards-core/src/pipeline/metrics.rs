@@ -1,9 +1,9 @@
 //! The pipeline's counters in Prometheus text format: jobs by outcome and error class, step
-//! durations, jobs in flight, provider calls by result.
+//! durations, jobs in flight, provider calls by result, rescues by reason and poison jobs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -24,6 +24,9 @@ pub struct PipelineMetrics {
     jobs: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
     steps: Mutex<BTreeMap<&'static str, Histogram>>,
     provider_calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    rescues: Mutex<BTreeMap<&'static str, u64>>,
+    poison_jobs: AtomicU64,
+    store_retries: Mutex<BTreeMap<&'static str, u64>>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -32,6 +35,16 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl PipelineMetrics {
+    /// A fenced database write failed with a retryable error and is tried again.
+    pub(crate) fn store_retry(&self, write: &'static str) {
+        *locked(&self.store_retries).entry(write).or_default() += 1;
+    }
+
+    /// Retries of fenced database writes so far, over all writes.
+    pub fn store_retries(&self) -> u64 {
+        locked(&self.store_retries).values().sum()
+    }
+
     pub(crate) fn job_started(&self) {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
     }
@@ -77,6 +90,35 @@ impl PipelineMetrics {
         locked(&self.provider_calls).iter().filter(|((c, _), _)| *c == call).map(|(_, n)| n).sum()
     }
 
+    /// Counts what one rescue sweep of this process did: every rescued job by reason
+    /// (`deadline` when it was failed for passing the job deadline, else `blamed` or
+    /// `bystander`), and the poison jobs it failed at the blamed-rescue cap.
+    pub(crate) fn rescue_sweep(&self, report: &crate::ports::RescueReport) {
+        let mut rescues = locked(&self.rescues);
+        for id in report.requeued.iter().chain(&report.failed).chain(&report.completed) {
+            let reason = if report.past_deadline.contains(id) {
+                "deadline"
+            } else if report.blamed.contains(id) {
+                "blamed"
+            } else {
+                "bystander"
+            };
+            *rescues.entry(reason).or_default() += 1;
+        }
+        let poison = report.failed.iter().filter(|id| !report.past_deadline.contains(id)).count();
+        self.poison_jobs.fetch_add(poison as u64, Ordering::Relaxed);
+    }
+
+    /// Jobs this process rescued for `reason` (`bystander`, `blamed`, `deadline`).
+    pub fn rescues(&self, reason: &str) -> u64 {
+        locked(&self.rescues).get(reason).copied().unwrap_or(0)
+    }
+
+    /// Poison jobs this process failed at the blamed-rescue cap.
+    pub fn poison_jobs(&self) -> u64 {
+        self.poison_jobs.load(Ordering::Relaxed)
+    }
+
     /// The counters in Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -100,6 +142,30 @@ impl PipelineMetrics {
                 out,
                 "neurocards_provider_calls_total{{call=\"{call}\",result=\"{result}\"}} {n}"
             );
+        }
+
+        let _ = writeln!(
+            out,
+            "# HELP neurocards_rescues_total Jobs rescued after their worker was lost, by reason."
+        );
+        let _ = writeln!(out, "# TYPE neurocards_rescues_total counter");
+        for (reason, n) in locked(&self.rescues).iter() {
+            let _ = writeln!(out, "neurocards_rescues_total{{reason=\"{reason}\"}} {n}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP neurocards_poison_jobs_total Jobs failed for being blamed for too many worker deaths."
+        );
+        let _ = writeln!(out, "# TYPE neurocards_poison_jobs_total counter");
+        let _ = writeln!(out, "neurocards_poison_jobs_total {}", self.poison_jobs());
+
+        let _ = writeln!(
+            out,
+            "# HELP neurocards_store_retries_total Fenced database writes tried again after a transient error."
+        );
+        let _ = writeln!(out, "# TYPE neurocards_store_retries_total counter");
+        for (write, n) in locked(&self.store_retries).iter() {
+            let _ = writeln!(out, "neurocards_store_retries_total{{write=\"{write}\"}} {n}");
         }
 
         let _ = writeln!(out, "# HELP neurocards_step_seconds Duration of each job step.");

@@ -11,10 +11,13 @@
 mod failure;
 mod job;
 mod metrics;
+mod outcome;
 mod progress;
 mod side_effects;
+mod steps;
 mod wait;
 mod worker;
+mod writes;
 
 #[cfg(test)]
 mod tests;
@@ -28,6 +31,7 @@ use crate::ports::{
     Accounts, JobQueue, Notifier, OrderProgressStore, PhotoSource, Products, PromptEngine,
     TaskSignals, VideoProvider,
 };
+use crate::secret::Secret;
 use crate::templates::TemplateCatalogue;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,8 +84,18 @@ pub struct PipelineConfig {
     pub retry: RetryPolicy,
     /// Polling schedule and deadline while the provider generates.
     pub wait: WaitPolicy,
-    /// Where the provider posts task results (`PUBLIC_BASE_URL/kie/callback`), if public.
-    pub callback_url: Option<String>,
+    /// Where the provider posts its completion notices (`PUBLIC_BASE_URL/kie/callback/<secret>`),
+    /// if public; each job's task gets it with `?job=<id>` added. A notice only wakes the job,
+    /// which then asks the provider for the task's state.
+    pub callback_url: Option<Secret>,
+    /// Whether the callback route answered this process's start-up probe. When it did not, jobs
+    /// poll at the schedule used without callbacks (the URL is still given to the provider, in
+    /// case the route comes up later).
+    pub callbacks_confirmed: bool,
+    /// How long a job whose earlier create call lost its answer waits (holding its lease) for
+    /// the provider's callback naming the task it may have created, before it creates a new
+    /// one. Only with callbacks; without them a new task is created at once. Default 10 min.
+    pub lost_task_wait: Duration,
     /// A typical generation time, for the queued ETA.
     pub typical_generation: Duration,
 }
@@ -101,6 +115,8 @@ impl Default for PipelineConfig {
             retry: RetryPolicy::default(),
             wait: WaitPolicy::default(),
             callback_url: None,
+            callbacks_confirmed: true,
+            lost_task_wait: Duration::from_secs(600),
             typical_generation: Duration::from_secs(180),
         }
     }
@@ -122,9 +138,25 @@ pub(crate) struct Inner {
     /// task still sends notices: the heartbeat then sees the lease gone and must not abort the
     /// task, or the user's failure notice and the last progress edit would be lost.
     pub(crate) settled: std::sync::Mutex<std::collections::HashSet<crate::domain::JobId>>,
+    /// Since when this process's heartbeats have been failing; `None` while they go through.
+    pub(crate) heartbeats_failing_since: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
 
 impl Inner {
+    pub(crate) fn new(
+        deps: PipelineDeps,
+        config: PipelineConfig,
+        metrics: Arc<PipelineMetrics>,
+    ) -> Self {
+        Self {
+            deps,
+            config,
+            metrics,
+            settled: Default::default(),
+            heartbeats_failing_since: std::sync::Mutex::new(None),
+        }
+    }
+
     /// Records that `job`'s claim ended with a final write of this process.
     pub(crate) fn settle(&self, job: crate::domain::JobId) {
         self.settled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(job);
@@ -133,6 +165,29 @@ impl Inner {
     /// Forgets `job` after its task ended; returns whether it was settled.
     pub(crate) fn take_settled(&self, job: crate::domain::JobId) -> bool {
         self.settled.lock().unwrap_or_else(std::sync::PoisonError::into_inner).remove(&job)
+    }
+
+    /// Records a heartbeat that went through (or had nothing to extend).
+    pub(crate) fn heartbeat_ok(&self) {
+        *self.heartbeats_failing_since.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
+            None;
+    }
+
+    /// Records a heartbeat that failed.
+    pub(crate) fn heartbeat_failed(&self) {
+        self.heartbeats_failing_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get_or_insert_with(tokio::time::Instant::now);
+    }
+
+    /// How long heartbeats have been failing without one going through; zero while healthy.
+    pub(crate) fn heartbeats_failing_for(&self) -> Duration {
+        self.heartbeats_failing_since
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .map(|since| since.elapsed())
+            .unwrap_or_default()
     }
 
     pub(crate) fn is_settled(&self, job: crate::domain::JobId) -> bool {
@@ -155,7 +210,7 @@ impl Pipeline {
         // Shutdown must know which jobs are inside a call that costs money or reaches the user.
         deps.provider = side_effects::wrap_provider(deps.provider);
         deps.notifier = side_effects::wrap_notifier(deps.notifier);
-        Self { inner: Arc::new(Inner { deps, config, metrics, settled: Default::default() }) }
+        Self { inner: Arc::new(Inner::new(deps, config, metrics)) }
     }
 
     /// The pipeline's counters, for `/metrics`.
@@ -172,4 +227,11 @@ impl Pipeline {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> RunReport {
         worker::run(self.inner, shutdown).await
     }
+}
+
+/// The callback URL for one job's task: the base with `?job=<id>` (or `&job=` when the base has
+/// a query already). A secret, like the base.
+pub(crate) fn job_callback_url(base: &Secret, job: crate::domain::JobId) -> Secret {
+    let sep = if base.expose().contains('?') { '&' } else { '?' };
+    Secret::new(format!("{}{sep}job={}", base.expose(), job.get()))
 }

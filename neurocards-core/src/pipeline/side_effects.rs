@@ -13,8 +13,8 @@
 use crate::domain::{ImageData, ProviderTaskRef};
 use crate::ports::{
     CallbackError, CallbackHeaders, FailureNotice, GenerationRequest, MessageRef, Notifier,
-    NotifyError, ProgressStage, ProviderError, Recipient, SentVideo, TaskState, TaskUpdate,
-    VideoMessage, VideoProvider,
+    NotifyError, ProgressStage, ProviderError, Recipient, SentVideo, TaskState, VideoMessage,
+    VideoProvider,
 };
 use std::future::Future;
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -101,12 +101,12 @@ impl VideoProvider for MarkedProvider {
         self.0.check(task).await
     }
 
-    fn parse_callback(
+    fn callback_task_id(
         &self,
         headers: &CallbackHeaders,
         body: &[u8],
-    ) -> Result<TaskUpdate, CallbackError> {
-        self.0.parse_callback(headers, body)
+    ) -> Result<String, CallbackError> {
+        self.0.callback_task_id(headers, body)
     }
 }
 

@@ -132,12 +132,13 @@ impl Mocks {
             push(&l, step_name(step));
             Ok(())
         });
+        m.queue.expect_begin_step().returning(|_, _| Ok(()));
         let l = log.clone();
         m.queue.expect_complete().returning(move |leases| {
             push(&l, "complete");
             Ok(leases.iter().map(|l| l.job_id).collect())
         });
-        m.signals.expect_wait_update().returning(|_, _| Ok(None));
+        m.signals.expect_wait_wakeup().returning(|_, _, _| Ok(false));
         m.progress.expect_claim_stage().returning(|_, _| Ok(ProgressSlot::Skip));
         m.progress.expect_order_status().returning(|order| {
             Ok(OrderStatus {
@@ -188,12 +189,11 @@ impl Mocks {
     }
 
     fn inner(self) -> Arc<Inner> {
-        Arc::new(Inner {
-            deps: self.deps(),
-            config: PipelineConfig { worker_id: WorkerId::new("test"), ..Default::default() },
-            metrics: Arc::new(PipelineMetrics::default()),
-            settled: Default::default(),
-        })
+        Arc::new(Inner::new(
+            self.deps(),
+            PipelineConfig { worker_id: WorkerId::new("test"), ..Default::default() },
+            Arc::new(PipelineMetrics::default()),
+        ))
     }
 }
 
@@ -234,6 +234,73 @@ async fn each_step_is_recorded_before_the_next_starts() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn each_step_is_begun_under_the_lease_right_before_it_runs() {
+    let mut m = Mocks::new();
+    m.queue.checkpoint();
+    let l = m.log.clone();
+    m.queue.expect_begin_step().returning(move |lease, step| {
+        assert_eq!(lease, Lease { job_id: JobId(7), token: LeaseToken(70) });
+        push(&l, format!("begin {step}"));
+        Ok(())
+    });
+    let l = m.log.clone();
+    m.queue.expect_record_step().returning(move |_, step| {
+        push(&l, step_name(step));
+        Ok(())
+    });
+    let l = m.log.clone();
+    m.queue.expect_complete().returning(move |leases| {
+        push(&l, "complete");
+        Ok(leases.iter().map(|l| l.job_id).collect())
+    });
+    m.check_returns(vec![succeeded("https://v/1.mp4")]);
+    m.video_sent();
+    let log = m.log.clone();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    assert_eq!(
+        entries(&log),
+        [
+            "begin upload",
+            "upload",
+            "record image",
+            "begin prompt",
+            "prompt",
+            "record prompt",
+            "begin submit",
+            "submit",
+            "record task",
+            "begin wait",
+            "check",
+            "record video",
+            "begin deliver",
+            "send video",
+            "record delivery",
+            "complete"
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_lost_lease_at_a_step_begin_stops_the_job_before_the_paid_call() {
+    let mut m = Mocks::new();
+    m.queue.checkpoint();
+    m.queue.expect_begin_step().returning(|lease, step| match step {
+        JobStep::Submit => Err(QueueError::LeaseLost(lease.job_id)),
+        _ => Ok(()),
+    });
+    m.queue.expect_record_step().returning(|_, _| Ok(()));
+    m.provider.checkpoint();
+    m.provider.expect_upload_image().returning(|_, _| Ok("https://files/1.jpg".into()));
+    m.provider.expect_submit().never();
+    m.queue.expect_complete().never();
+    m.queue.expect_fail().never();
+    m.queue.expect_reschedule().never();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::LeaseLost);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_resumed_job_polls_its_recorded_task_and_never_submits_again() {
     let mut m = Mocks::new();
     m.provider.checkpoint();
@@ -270,6 +337,7 @@ async fn a_generated_job_whose_send_failed_is_delivered_without_generating_again
         provider_task: Some(task()),
         video_url: Some("https://v/1.mp4".into()),
         delivery: None,
+        entered_step: Some(JobStep::Deliver),
     };
     assert_eq!(run_job(m.inner(), claimed(progress)).await, JobOutcome::Succeeded);
     assert_eq!(entries(&log), ["send video", "record delivery", "complete"]);
@@ -367,9 +435,33 @@ async fn a_failed_send_is_retried_durably_without_refund() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_refused_video_download_is_a_technical_failure_refunded_not_the_users_fault() {
+    let mut m = Mocks::new();
+    m.check_returns(vec![succeeded("https://169.254.169.254/latest/meta-data")]);
+    m.notifier.expect_send_video().returning(|_, _| {
+        Err(NotifyError::Permanent(
+            "the video URL was refused: 169.254.169.254 is not a public address".into(),
+        ))
+    });
+    m.queue.expect_reschedule().never();
+    m.queue.expect_fail().times(1).returning(|_, f| {
+        assert_eq!(f.class, ErrorClass::Unknown, "not a user violation");
+        Ok(Refund { refunded: Credits::new(1).expect("c"), balance_after: Credits::ZERO })
+    });
+    m.notifier.expect_send_failure().times(1).returning(|_, notice| {
+        assert_eq!(notice.class, ErrorClass::Unknown);
+        assert_eq!(notice.detail, None, "no provider reason is shown as the user's fault");
+        Ok(MessageRef { chat_id: 42, message_id: 9 })
+    });
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Failed(ErrorClass::Unknown));
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_lost_lease_stops_the_job_before_it_waits() {
     let mut m = Mocks::new();
     m.queue.checkpoint();
+    m.queue.expect_begin_step().returning(|_, _| Ok(()));
     m.queue.expect_record_step().returning(|lease, step| match step {
         StepResult::Submitted { .. } => Err(QueueError::LeaseLost(lease.job_id)),
         _ => Ok(()),
@@ -461,17 +553,52 @@ async fn polling_is_fast_at_first_then_slower() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_callback_ends_the_wait_without_polling() {
+async fn a_callback_wakes_the_wait_and_the_status_check_decides() {
     let mut m = Mocks::new();
     m.signals.checkpoint();
-    m.signals.expect_wait_update().returning(|task_id, _| {
+    let wakeups = Arc::new(Mutex::new(0u32));
+    let w = wakeups.clone();
+    m.signals.expect_wait_wakeup().returning(move |job, task_id, _| {
+        assert_eq!(job, JobId(7));
         assert_eq!(task_id, "task-1");
-        Ok(Some(TaskState::Succeeded { video_urls: vec!["https://v/cb.mp4".into()] }))
+        let mut n = w.lock().expect("lock");
+        *n += 1;
+        // The first wake-up comes at once; nothing after.
+        Ok(*n == 1)
     });
-    m.provider.expect_check().never();
-    m.video_sent();
+    m.check_returns(vec![TaskState::Succeeded { video_urls: vec!["https://kie/real.mp4".into()] }]);
+    m.notifier.expect_send_video().times(1).returning(|_, video| {
+        assert_eq!(video.video_url, "https://kie/real.mp4", "only the provider's answer counts");
+        Ok(SentVideo { message_id: 100, file_id: None })
+    });
+    let started = tokio::time::Instant::now();
     let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
     assert_eq!(outcome, JobOutcome::Succeeded);
+    assert!(started.elapsed() < Duration::from_secs(1), "no poll interval was waited");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wakeup_the_provider_does_not_confirm_keeps_the_job_waiting() {
+    let mut m = Mocks::new();
+    m.signals.checkpoint();
+    let wakeups = Arc::new(Mutex::new(0u32));
+    let w = wakeups.clone();
+    m.signals.expect_wait_wakeup().returning(move |_, _, timeout| {
+        let mut n = w.lock().expect("lock");
+        *n += 1;
+        Ok(*n == 1 || timeout.is_zero())
+    });
+    // The forged wake-up finds the task still generating; the next check finds it done.
+    m.check_returns(vec![
+        TaskState::Pending { progress: Some(10) },
+        TaskState::Succeeded { video_urls: vec!["https://kie/real.mp4".into()] },
+    ]);
+    m.video_sent();
+    let log = m.log.clone();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    let checks = log.lock().expect("log").iter().filter(|e| e.as_str() == "check").count();
+    assert_eq!(checks, 2, "the unconfirmed wake-up changed nothing but one extra check");
 }
 
 #[tokio::test(start_paused = true)]
@@ -642,6 +769,7 @@ async fn shutdown_never_cuts_off_a_video_being_sent_and_records_it() {
         provider_task: Some(task()),
         video_url: Some("https://files.example/v.mp4".into()),
         delivery: None,
+        ..JobProgress::default()
     };
     let released = one_claim(&mut m, claimed(generated));
     m.queue.expect_fail().never();
@@ -704,4 +832,142 @@ async fn an_idle_pipeline_stops_at_once() {
     let report = pipeline.run(tokio::time::sleep(Duration::from_secs(3))).await;
     assert_eq!(report.claimed, 0);
     assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+}
+
+/// The queue's expectations after `checkpoint()`: steps and completion succeed and are logged.
+fn queue_accepts_steps(m: &mut Mocks) {
+    m.queue.expect_begin_step().returning(|_, _| Ok(()));
+    let l = m.log.clone();
+    m.queue.expect_complete().returning(move |leases| {
+        push(&l, "complete");
+        Ok(leases.iter().map(|l| l.job_id).collect())
+    });
+}
+
+fn recorded(prompt: bool) -> JobProgress {
+    JobProgress {
+        image_url: Some("https://files.example/job-7.jpg".into()),
+        prompt: prompt.then(|| Prompt::parse("a red mug on a table").expect("prompt")),
+        ..JobProgress::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_write_lost_to_a_database_blip_is_retried_and_the_task_is_created_once() {
+    let mut m = Mocks::new();
+    m.queue.checkpoint();
+    queue_accepts_steps(&mut m);
+    let failures = Arc::new(Mutex::new(0u32));
+    let f = failures.clone();
+    let l = m.log.clone();
+    m.queue.expect_record_step().returning(move |_, step| {
+        if matches!(step, StepResult::Submitted { .. }) {
+            let mut n = f.lock().expect("lock");
+            *n += 1;
+            if *n <= 2 {
+                return Err(QueueError::Unavailable("connection reset".into()));
+            }
+        }
+        push(&l, step_name(step));
+        Ok(())
+    });
+    m.check_returns(vec![succeeded("https://v/1.mp4")]);
+    m.video_sent();
+    let log = m.log.clone();
+    let inner = m.inner();
+    let outcome = run_job(inner.clone(), claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    let entries = entries(&log);
+    assert_eq!(entries.iter().filter(|e| e.as_str() == "submit").count(), 1, "{entries:?}");
+    assert_eq!(inner.metrics.store_retries(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_write_that_keeps_failing_ends_the_run_without_a_second_effect() {
+    let mut m = Mocks::new();
+    m.queue.checkpoint();
+    queue_accepts_steps(&mut m);
+    m.queue.expect_record_step().returning(|_, step| match step {
+        StepResult::Submitted { .. } => Err(QueueError::Unavailable("database down".into())),
+        _ => Ok(()),
+    });
+    let log = m.log.clone();
+    let outcome = run_job(m.inner(), claimed(JobProgress::default())).await;
+    assert!(matches!(outcome, JobOutcome::StorageError(_)), "{outcome:?}");
+    assert_eq!(entries(&log).iter().filter(|e| e.as_str() == "submit").count(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_create_call_whose_answer_was_lost_is_adopted_from_its_callback() {
+    let mut m = Mocks::new();
+    m.provider.checkpoint();
+    m.provider.expect_submit().never();
+    m.provider.expect_check().returning(|task| {
+        assert_eq!(task.task_id, "t-lost");
+        assert_eq!(task.key_id, "key-1", "checked with the key that created it");
+        Ok(succeeded("https://kie/lost.mp4"))
+    });
+    m.signals.expect_wakeup_tasks().returning(|job| {
+        assert_eq!(job, JobId(7));
+        Ok(vec![WakeupTask {
+            task_id: "t-lost".into(),
+            key_id: Some("key-1".into()),
+            model: Some("sora-2-image-to-video".into()),
+        }])
+    });
+    m.video_sent();
+    let log = m.log.clone();
+    let mut config = PipelineConfig { worker_id: WorkerId::new("test"), ..Default::default() };
+    config.callback_url = Some(crate::secret::Secret::new("https://bot/kie/callback/s"));
+    let inner = Arc::new(Inner::new(m.deps(), config, Arc::new(PipelineMetrics::default())));
+    let progress = JobProgress { entered_step: Some(JobStep::Submit), ..recorded(true) };
+    let outcome = run_job(inner.clone(), claimed(progress)).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    assert!(entries(&log).contains(&"record task".to_owned()), "{:?}", entries(&log));
+    assert_eq!(inner.metrics.provider_calls("submit"), 1, "counted as adopted");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_callbacks_a_lost_create_answer_creates_one_new_task_and_says_so() {
+    let mut m = Mocks::new();
+    m.signals.expect_wakeup_tasks().returning(|_| Ok(vec![]));
+    m.check_returns(vec![succeeded("https://v/1.mp4")]);
+    m.video_sent();
+    let log = m.log.clone();
+    let inner = m.inner();
+    let progress = JobProgress { entered_step: Some(JobStep::Submit), ..recorded(true) };
+    let outcome = run_job(inner.clone(), claimed(progress)).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    assert_eq!(entries(&log).iter().filter(|e| e.as_str() == "submit").count(), 1);
+    assert!(inner.metrics.render().contains("result=\"resubmitted_after_lost_answer\"} 1"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_create_clears_its_intent_and_a_lost_answer_keeps_it() {
+    for may_exist in [false, true] {
+        let mut m = Mocks::new();
+        m.provider.checkpoint();
+        m.provider.expect_submit().times(1).returning(move |_| {
+            let mut e = ProviderError::new(ErrorClass::Temporary, "KIE answered HTTP 500");
+            e.task_may_exist = may_exist;
+            Err(e)
+        });
+        m.signals.expect_abandon_task().times(usize::from(!may_exist)).returning(|_| Ok(()));
+        m.queue.expect_reschedule().times(1).returning(|_, _, _| Ok(()));
+        let outcome = run_job(m.inner(), claimed(recorded(true))).await;
+        assert_eq!(outcome, JobOutcome::Retried(ErrorClass::Temporary), "may exist: {may_exist}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_paid_call_starts_while_this_process_cannot_heartbeat() {
+    let mut m = Mocks::new();
+    m.provider.checkpoint();
+    m.provider.expect_submit().never();
+    let inner = m.inner();
+    // Heartbeats have been failing for a whole lease (the default lease is 90 s).
+    inner.heartbeat_failed();
+    tokio::time::advance(Duration::from_secs(90)).await;
+    let outcome = run_job(inner, claimed(recorded(true))).await;
+    assert!(matches!(outcome, JobOutcome::StorageError(_)), "{outcome:?}");
 }

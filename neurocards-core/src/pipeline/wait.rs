@@ -1,8 +1,9 @@
-//! Waiting for a provider task: a callback finishes the wait at once; otherwise status checks
-//! follow KIE's guidance (every few seconds at first, slower later) up to a deadline.
+//! Waiting for a provider task: a callback wakes the wait for an immediate status check;
+//! otherwise status checks follow KIE's guidance (every few seconds at first, slower later) up
+//! to a deadline.
 
 use super::Inner;
-use crate::domain::ProviderTaskRef;
+use crate::domain::{JobId, ProviderTaskRef};
 use crate::ports::{ProviderError, TaskState};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -80,41 +81,53 @@ pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Waits for `task` to finish, for at most the policy's deadline.
+/// Waits for `task` of `job` to finish, for at most the policy's deadline.
+///
+/// A callback only wakes this wait: the task's state always comes from a status check with
+/// the key that created the task, so a forged or lying callback can cause at most one extra
+/// check. After a wake-up whose check still says pending, the next check comes at the fast
+/// interval, in case the provider's status lags its notice.
 pub(crate) async fn wait_for_task(
     inner: &Inner,
+    job: JobId,
     task: &ProviderTaskRef,
     stop: &mut watch::Receiver<bool>,
 ) -> WaitOutcome {
     let policy = &inner.config.wait;
-    let callbacks = inner.config.callback_url.is_some();
+    let callbacks = inner.config.callback_url.is_some() && inner.config.callbacks_confirmed;
     let start = Instant::now();
     let deadline = start + policy.deadline;
     let age_at_start = (chrono::Utc::now() - task.submitted_at).to_std().unwrap_or(Duration::ZERO);
     let mut check_errors = 0u32;
+    let mut recheck_soon = false;
     loop {
         let age = age_at_start + start.elapsed();
-        let wake = (Instant::now() + policy.interval(age, callbacks)).min(deadline);
+        let gap = if recheck_soon { policy.fast_interval } else { policy.interval(age, callbacks) };
+        let wake = (Instant::now() + gap).min(deadline);
 
-        // A callback (stored by whichever process received it) ends the wait at once.
-        let signalled = tokio::select! {
+        // A wake-up (recorded by whichever process received the callback) checks at once.
+        let woken = tokio::select! {
             () = stopped(stop) => return WaitOutcome::Stopped,
-            got = inner.deps.signals.wait_update(&task.task_id, wake.saturating_duration_since(Instant::now())) => got,
+            got = inner.deps.signals.wait_wakeup(job, &task.task_id, wake.saturating_duration_since(Instant::now())) => got,
         };
-        match signalled {
-            Ok(Some(state)) if state.is_final() => {
-                inner.metrics.provider_call("callback", "received");
-                return WaitOutcome::Finished(state);
+        let woken = match woken {
+            Ok(woken) => woken,
+            Err(e) => {
+                tracing::warn!(error = %e, "callback wake-ups unavailable; polling only");
+                false
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "callback inbox unavailable; polling only"),
-        }
-        // Whatever the inbox did, the next check waits for its time.
-        tokio::select! {
-            () = stopped(stop) => return WaitOutcome::Stopped,
-            () = tokio::time::sleep_until(wake) => {}
+        };
+        if woken {
+            inner.metrics.provider_call("callback", "wakeup");
+        } else {
+            // Whatever the inbox did, the next check waits for its time.
+            tokio::select! {
+                () = stopped(stop) => return WaitOutcome::Stopped,
+                () = tokio::time::sleep_until(wake) => {}
+            }
         }
 
+        recheck_soon = false;
         match inner.deps.provider.check(task).await {
             Ok(state) if state.is_final() => {
                 inner.metrics.provider_call("check", "final");
@@ -122,6 +135,10 @@ pub(crate) async fn wait_for_task(
             }
             Ok(_) => {
                 inner.metrics.provider_call("check", "pending");
+                if woken {
+                    inner.metrics.provider_call("callback", "unconfirmed");
+                    recheck_soon = true;
+                }
                 check_errors = 0;
             }
             Err(e) => {

@@ -248,8 +248,8 @@ fn reap(
             locked(held).remove(&id);
             inner.take_settled(id);
             if e.is_panic() {
-                // Not released: the lease expires and the rescue cap ends a job that keeps
-                // crashing workers.
+                // Not released: the lease expires and a rescue sends the job back; the job
+                // deadline ends one that keeps panicking.
                 tracing::error!(job_id = %id, "job task panicked");
             }
         }
@@ -265,10 +265,12 @@ async fn heartbeat_loop(inner: Arc<Inner>, held: Held) {
         tick.tick().await;
         let leases: Vec<Lease> = locked(&held).values().map(|h| h.lease).collect();
         if leases.is_empty() {
+            inner.heartbeat_ok();
             continue;
         }
         match inner.deps.queue.heartbeat(&inner.config.worker_id, &leases).await {
             Ok(lost) => {
+                inner.heartbeat_ok();
                 let mut held = locked(&held);
                 for id in lost {
                     if inner.is_settled(id) {
@@ -281,13 +283,17 @@ async fn heartbeat_loop(inner: Arc<Inner>, held: Held) {
                     }
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "heartbeat failed; retrying next tick"),
+            Err(e) => {
+                inner.heartbeat_failed();
+                tracing::warn!(error = %e, "heartbeat failed; retrying next tick");
+            }
         }
     }
 }
 
 /// Sends expired leases back to the queue (any worker may; the queue makes it safe) and tells
-/// the users of jobs that hit the rescue cap.
+/// the users of jobs the sweep failed (poison jobs, jobs past the deadline). The queue hands
+/// each failed job to exactly one sweep, so each notice is sent by one process, once.
 async fn rescue_loop(inner: Arc<Inner>) {
     loop {
         tokio::time::sleep(jittered(inner.config.rescue_interval)).await;
@@ -298,16 +304,34 @@ async fn rescue_loop(inner: Arc<Inner>) {
                 continue;
             }
         };
+        inner.metrics.rescue_sweep(&report);
         if !report.requeued.is_empty() {
-            tracing::info!(jobs = ?report.requeued, "expired leases sent back to the queue");
+            tracing::info!(jobs = ?report.requeued, blamed = ?report.blamed, "expired leases sent back to the queue");
         }
-        for id in report.failed {
-            notify_rescue_failure(&inner, id).await;
+        for id in &report.failed {
+            notify_rescue_failure(&inner, *id, report.past_deadline.contains(id)).await;
+        }
+        for id in &report.completed {
+            rescue_completed(&inner, *id).await;
         }
     }
 }
 
-async fn notify_rescue_failure(inner: &Inner, id: JobId) {
+/// A rescued job whose delivery was recorded was completed by the rescue: its order's progress
+/// message moves on as if its worker had completed it.
+async fn rescue_completed(inner: &Inner, id: JobId) {
+    match inner.deps.queue.job(id).await {
+        Ok(Some(job)) => {
+            progress::job_finished(inner, job.order_id, job.user_id, job.spec.language).await;
+        }
+        Ok(None) => {}
+        Err(e) => {
+            tracing::warn!(job_id = %id, error = %e, "completed job not found for its progress")
+        }
+    }
+}
+
+async fn notify_rescue_failure(inner: &Inner, id: JobId, past_deadline: bool) {
     let job = match inner.deps.queue.job(id).await {
         Ok(Some(job)) => job,
         Ok(None) => return,
@@ -320,7 +344,11 @@ async fn notify_rescue_failure(inner: &Inner, id: JobId) {
         Ok(status) => status.price_per_video,
         Err(_) => crate::domain::Credits::ZERO,
     };
-    tracing::warn!(job_id = %id, order_id = %job.order_id, user_id = %job.user_id, "job failed after too many rescues");
+    if past_deadline {
+        tracing::warn!(job_id = %id, order_id = %job.order_id, user_id = %job.user_id, "job failed: past the job deadline");
+    } else {
+        tracing::error!(job_id = %id, order_id = %job.order_id, user_id = %job.user_id, message = ?job.error_message, "poison job failed: blamed for too many worker deaths");
+    }
     let notice = FailureNotice {
         order_id: job.order_id,
         job_id: id,

@@ -1,8 +1,8 @@
 //! The durable queue of orders and jobs.
 
 use crate::domain::{
-    ClaimedJob, Credits, ErrorClass, JobId, JobProgress, JobSpec, JobStatus, Lease, OrderId,
-    OrderKey, StepResult, UserId, VideoCount, WorkerId,
+    ClaimedJob, Credits, ErrorClass, JobId, JobProgress, JobSpec, JobStatus, JobStep, Lease,
+    OrderId, OrderKey, StepResult, UserId, VideoCount, WorkerId,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -62,13 +62,25 @@ pub struct Refund {
     pub balance_after: Credits,
 }
 
-/// What a rescue sweep did.
+/// What a rescue sweep did. Every rescued job is in exactly one of `requeued`, `failed` and
+/// `completed`; `blamed` and `past_deadline` say why, for logs and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RescueReport {
     /// Jobs whose lease expired, put back to `queued`.
     pub requeued: Vec<JobId>,
-    /// Jobs that had already been rescued the maximum number of times: failed with refund.
+    /// Jobs failed with refund by this sweep (poison jobs over the blamed-rescue cap, and jobs
+    /// past the job deadline). Each job appears here in exactly one sweep ever, so the caller
+    /// that receives it owns the user's failure notice.
     pub failed: Vec<JobId>,
+    /// Jobs whose delivery was already recorded: completed (succeeded) without refund, never
+    /// failed.
+    pub completed: Vec<JobId>,
+    /// The rescued jobs blamed for their worker's death (at most one per dead worker); they
+    /// count toward the rescue cap. The others were bystanders, rescued for free.
+    pub blamed: Vec<JobId>,
+    /// The jobs of `failed` that were failed because they passed the job deadline (the rest
+    /// of `failed` are poison jobs).
+    pub past_deadline: Vec<JobId>,
 }
 
 /// Queue figures for dashboards, `/queue_stats` and `/stats`.
@@ -103,7 +115,10 @@ pub struct JobSnapshot {
     pub spec: JobSpec,
     pub progress: JobProgress,
     pub attempt: u32,
+    /// Times the job was rescued after its lease expired, blamed or not.
     pub rescues: u32,
+    /// Of those, the rescues it was blamed for (the cap counts these).
+    pub blamed_rescues: u32,
     pub temporary_retries: u32,
     pub rate_limit_retries: u32,
     pub run_at: DateTime<Utc>,
@@ -152,7 +167,10 @@ impl QueueError {
 /// - a job is held by at most one lease at a time, and every write after the claim is fenced by
 ///   the lease token ([`QueueError::LeaseLost`] otherwise);
 /// - each job is refunded at most once, in the same transaction as its failure or cancellation;
-/// - expired leases are rescued back to the queue, capped by a maximum number of rescues.
+/// - expired leases are rescued back to the queue. A worker's death is blamed on one job only,
+///   the one on which it most recently began a step ([`JobQueue::begin_step`]); only blamed
+///   rescues count toward the cap, every other rescue is free, and a job past the job deadline
+///   is failed by its next rescue. A job whose delivery is recorded is never failed by a rescue.
 #[mockall::automock]
 #[async_trait::async_trait]
 pub trait JobQueue: Send + Sync {
@@ -170,6 +188,16 @@ pub trait JobQueue: Send + Sync {
         worker: &WorkerId,
         leases: &[Lease],
     ) -> Result<Vec<JobId>, QueueError>;
+
+    /// Records that the job is entering `step` (fenced by the lease like
+    /// [`JobQueue::record_step`]), with a sequence value that only grows across all jobs.
+    ///
+    /// This is the job's *intent* record: the step stays visible to every later claim as
+    /// [`JobProgress::entered_step`] (a claim does not clear it), so a worker resuming the job
+    /// knows which step was under way when the previous one stopped. Within one lease, the
+    /// sequence value decides which job a dying worker is blamed for: the one on which it most
+    /// recently began a step.
+    async fn begin_step(&self, lease: Lease, step: JobStep) -> Result<(), QueueError>;
 
     /// Records a step result (fenced).
     async fn record_step(&self, lease: Lease, step: &StepResult) -> Result<(), QueueError>;
@@ -194,8 +222,13 @@ pub trait JobQueue: Send + Sync {
     /// rescue. Returns how many were released.
     async fn release(&self, leases: &[Lease]) -> Result<u64, QueueError>;
 
-    /// Sends jobs whose lease expired back to the queue; a job over the rescue cap is failed
-    /// with refund instead. Safe to run from every worker at once.
+    /// Sends jobs whose lease expired back to the queue. Per worker that lost its leases, the
+    /// job on which it most recently began a step (under those leases) is blamed and counted;
+    /// a blamed job over the cap (`max_rescues` blamed rescues) is failed with refund, and so is
+    /// any rescued job past the job deadline; a job with a recorded delivery is completed
+    /// instead, never failed. Refunds are written in the same transaction. Safe to run from
+    /// every worker at once: each expired lease is handled by exactly one sweep, and each
+    /// worker's death is blamed at most once even when its leases expire across sweeps.
     async fn rescue_expired(&self, limit: u32) -> Result<RescueReport, QueueError>;
 
     /// Cancels a queued job with refund. Returns `false` when the job is running or finished.

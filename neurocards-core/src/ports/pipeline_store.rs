@@ -1,8 +1,8 @@
 //! What the generation pipeline stores beside the queue: the single progress message of each
-//! order, and provider callbacks waiting to wake the job that owns the task.
+//! order, and provider callbacks' wake-ups for the job that owns the task.
 
-use crate::domain::{Credits, Language, Lease, OrderId, UserId};
-use crate::ports::{MessageRef, TaskState, TaskUpdate};
+use crate::domain::{Credits, JobId, Language, Lease, OrderId, UserId};
+use crate::ports::MessageRef;
 use std::time::Duration;
 
 /// Errors of the pipeline's stores.
@@ -133,31 +133,78 @@ pub trait OrderProgressStore: Send + Sync {
     async fn queue_position(&self, order: OrderId) -> Result<QueuePosition, PipelineStoreError>;
 }
 
+/// What recording a callback's wake-up did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WakeupOutcome {
+    /// Stored; the job's waiting worker (in any process) is woken.
+    Recorded,
+    /// The job owns the task but a wake-up is already pending (or the job's small cap of
+    /// pending wake-ups is reached): nothing new was stored.
+    Pending,
+    /// No job owns the task: the job does not exist, is finished, or has recorded another
+    /// task. Nothing was stored.
+    NotOwned,
+}
+
+/// A task named by a callback: its id and, when the callback URL carried them, the key and model
+/// the task was created with (hints for checking it; the provider's answer decides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WakeupTask {
+    pub task_id: String,
+    pub key_id: Option<String>,
+    pub model: Option<String>,
+}
+
+impl WakeupTask {
+    /// A wake-up naming only the task.
+    pub fn new(task_id: impl Into<String>) -> Self {
+        Self { task_id: task_id.into(), key_id: None, model: None }
+    }
+}
+
+/// Most wake-ups pending for one job at a time; more are dropped, so stored state stays
+/// bounded whatever arrives.
+pub const MAX_PENDING_WAKEUPS: u32 = 4;
+
 /// Provider callbacks handed from the HTTP server that received them to the worker waiting on
-/// the task, across processes (PostgreSQL: a table plus `NOTIFY`).
+/// the task, across processes (PostgreSQL: a small table plus `NOTIFY`).
+///
+/// A callback is a wake-up, never the truth: nothing of its body is stored or handed on, only
+/// "task T of job J may have finished". The woken worker asks the provider for the task's state.
 ///
 /// Guarantees every implementation must keep:
-/// - the first final state recorded for a task wins; duplicates and late callbacks change
-///   nothing;
-/// - a waiter is woken by an update recorded after it started waiting, and also finds one
-///   recorded before (nothing is lost between a poll and the wait).
+/// - a wake-up is stored only for a task its job owns: the job is queued or running and its
+///   recorded provider task is that task, or it has none recorded yet (the provider's answer to
+///   the job's create call may still be on its way); at most [`MAX_PENDING_WAKEUPS`] per job;
+/// - a waiter is woken by a wake-up recorded after it started waiting, and also finds one
+///   recorded before (nothing is lost between a poll and the wait); waking consumes it.
 #[mockall::automock]
 #[async_trait::async_trait]
 pub trait TaskSignals: Send + Sync {
-    /// Stores a verified provider update. Returns `true` when it was new (the first final
-    /// state for the task), `false` for a duplicate or a non-final update that was ignored.
-    async fn record_update(&self, update: &TaskUpdate) -> Result<bool, PipelineStoreError>;
-
-    /// The final state recorded for `task_id`, waiting up to `timeout` for one to arrive.
-    /// `None` when nothing arrived in time.
-    async fn wait_update(
+    /// Stores a wake-up for `task`, addressed to `job`, if the job owns the task.
+    async fn record_wakeup(
         &self,
+        job: JobId,
+        task: &WakeupTask,
+    ) -> Result<WakeupOutcome, PipelineStoreError>;
+
+    /// Waits up to `timeout` for a wake-up of `job`'s task `task_id` and consumes it. `true`
+    /// when one was there or arrived in time.
+    async fn wait_wakeup(
+        &self,
+        job: JobId,
         task_id: &str,
         timeout: Duration,
-    ) -> Result<Option<TaskState>, PipelineStoreError>;
+    ) -> Result<bool, PipelineStoreError>;
 
-    /// Forgets the job's provider task after it failed at the provider, keeping the uploaded
-    /// photo and the prompt, so that the job's next attempt submits a new task instead of
-    /// polling the failed one. Fenced by the lease.
+    /// Tasks named by pending wake-ups of `job`: tasks a callback says exist for the job, for
+    /// adopting a task whose create call's answer was lost. Oldest first.
+    async fn wakeup_tasks(&self, job: JobId) -> Result<Vec<WakeupTask>, PipelineStoreError>;
+
+    /// Forgets the job's provider task after it failed at the provider (or after a create call
+    /// the provider refused), keeping the uploaded photo and the prompt, so that the job's next
+    /// attempt submits a new task at once instead of polling the failed one or looking for a
+    /// lost one: the task, its pending wake-ups and a `submit`/`wait` intent are cleared.
+    /// Fenced by the lease.
     async fn abandon_task(&self, lease: Lease) -> Result<(), PipelineStoreError>;
 }

@@ -10,8 +10,10 @@ pub struct GenerationRequest {
     pub image_url: String,
     pub prompt: Prompt,
     pub options: GenerationOptions,
-    /// Where the provider should POST the result, when a public URL is configured.
-    pub callback_url: Option<String>,
+    /// Where the provider should POST its completion notice, when a public URL is configured.
+    /// The notice is only a wake-up: the task's state is always read back with
+    /// [`VideoProvider::check`].
+    pub callback_url: Option<crate::secret::Secret>,
 }
 
 /// A task's state at the provider.
@@ -31,13 +33,6 @@ impl TaskState {
     }
 }
 
-/// A task update from a provider callback.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TaskUpdate {
-    pub task_id: String,
-    pub state: TaskState,
-}
-
 /// A provider failure, classified. `message` is secret-free and safe to store and to show
 /// (escaped) to the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -49,11 +44,21 @@ pub struct ProviderError {
     pub code: Option<String>,
     /// How long the provider asked us to wait, when it said.
     pub retry_after: Option<Duration>,
+    /// For a create call: the answer was lost (a timeout, a dropped connection, a gateway
+    /// error), so the paid task may exist anyway. A new create for the same attempt must first
+    /// try to adopt it.
+    pub task_may_exist: bool,
 }
 
 impl ProviderError {
     pub fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        Self { class, message: message.into(), code: None, retry_after: None }
+        Self {
+            class,
+            message: message.into(),
+            code: None,
+            retry_after: None,
+            task_may_exist: false,
+        }
     }
 
     pub fn with_code(mut self, code: impl Into<String>) -> Self {
@@ -107,10 +112,12 @@ pub trait VideoProvider: Send + Sync {
     /// The task's state now (one status request, made with the key that created the task).
     async fn check(&self, task: &ProviderTaskRef) -> Result<TaskState, ProviderError>;
 
-    /// Verifies and parses a callback body into the same state a poll would give.
-    fn parse_callback(
+    /// Verifies a callback's signature (when the provider signs them and a key is configured)
+    /// and returns the task id it names. Nothing else in the body is returned or trusted: the
+    /// caller only wakes the job that owns the task, which then asks [`VideoProvider::check`].
+    fn callback_task_id(
         &self,
         headers: &CallbackHeaders,
         body: &[u8],
-    ) -> Result<TaskUpdate, CallbackError>;
+    ) -> Result<String, CallbackError>;
 }

@@ -3,8 +3,8 @@
 
 use crate::domain::{
     AspectRatio, ClaimedJob, Delivery, ErrorClass, GenerationOptions, ImageMime, JobId,
-    JobProgress, JobSpec, JobStatus, Language, Lease, LeaseToken, OrderId, ProductId, Prompt,
-    ProviderTaskRef, TemplateId, UserId,
+    JobProgress, JobSpec, JobStatus, JobStep, Language, Lease, LeaseToken, OrderId, ProductId,
+    Prompt, ProviderTaskRef, TemplateId, UserId,
 };
 use crate::ports::JobSnapshot;
 use anyhow::anyhow;
@@ -57,6 +57,10 @@ pub(crate) fn parse_error_class(s: Option<&str>) -> anyhow::Result<Option<ErrorC
         .transpose()
 }
 
+pub(crate) fn parse_step(s: Option<&str>) -> anyhow::Result<Option<JobStep>> {
+    s.map(|s| JobStep::parse(s).ok_or_else(|| anyhow!("jobs.current_step holds {s:?}"))).transpose()
+}
+
 fn count(v: i32, column: &str) -> anyhow::Result<u32> {
     u32::try_from(v).map_err(|_| anyhow!("{column} is negative ({v})"))
 }
@@ -65,7 +69,8 @@ fn count(v: i32, column: &str) -> anyhow::Result<u32> {
 macro_rules! job_columns {
     () => {
         "j.id, j.order_id, j.user_id, j.index_in_order, o.count AS order_size, j.state, j.run_at, \
-         j.attempt, j.temporary_retries, j.rate_limit_retries, j.rescues, j.lease_token, \
+         j.attempt, j.temporary_retries, j.rate_limit_retries, j.rescues, j.blamed_rescues, \
+         j.current_step, j.lease_token, \
          j.leased_by, j.lease_expires_at, j.image_url, j.prompt, j.provider_task_id, \
          j.provider_model, j.provider_key_id, j.provider_submitted_at, j.video_url, \
          j.delivered_message_id, j.delivered_file_id, j.undeliverable_reason, j.error_class, \
@@ -89,6 +94,8 @@ pub(crate) struct JobRow {
     temporary_retries: i32,
     rate_limit_retries: i32,
     rescues: i32,
+    blamed_rescues: i32,
+    current_step: Option<String>,
     lease_token: i64,
     leased_by: Option<String>,
     lease_expires_at: Option<DateTime<Utc>>,
@@ -158,7 +165,14 @@ impl JobRow {
             provider_task,
             video_url: self.video_url.clone(),
             delivery,
+            entered_step: parse_step(self.current_step.as_deref())?,
         })
+    }
+
+    /// The job's id and lease token: plain columns that decode even when the rest of the row
+    /// does not, so that an unreadable claimed job can still be failed under its lease.
+    pub(crate) fn lease(&self) -> Lease {
+        Lease { job_id: JobId(self.id), token: LeaseToken(self.lease_token) }
     }
 
     /// The job as the worker that just claimed it sees it.
@@ -194,6 +208,7 @@ impl JobRow {
             progress: self.progress()?,
             attempt: count(self.attempt, "jobs.attempt")?,
             rescues: count(self.rescues, "jobs.rescues")?,
+            blamed_rescues: count(self.blamed_rescues, "jobs.blamed_rescues")?,
             temporary_retries: count(self.temporary_retries, "jobs.temporary_retries")?,
             rate_limit_retries: count(self.rate_limit_retries, "jobs.rate_limit_retries")?,
             run_at: self.run_at,

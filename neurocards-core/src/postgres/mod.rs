@@ -34,6 +34,11 @@ mod bot_queries;
 #[cfg(feature = "telegram")]
 pub use bot_queries::PgBotQueries;
 
+#[cfg(feature = "telegram")]
+mod update_claims;
+#[cfg(feature = "telegram")]
+pub use update_claims::{PgUpdateClaims, PgUsageQuota};
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::str::FromStr;

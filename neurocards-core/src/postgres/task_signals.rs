@@ -1,16 +1,17 @@
-//! [`TaskSignals`] on PostgreSQL: callbacks are rows of `provider_callbacks` (first final
-//! state wins) announced with `NOTIFY neurocards_task_updates, <task_id>`. One `LISTEN`
-//! connection per process wakes every local waiter of that task; a missed notification only
-//! delays the waiter until its next poll, because it re-reads the table when it wakes. After a
-//! lost connection (a server restart) the listener reconnects every second until the server
+//! [`TaskSignals`] on PostgreSQL: a wake-up is a row of `task_wakeups` (job, task), stored only
+//! when the job owns the task, announced with `NOTIFY neurocards_task_updates, <job id>`. One
+//! `LISTEN` connection per process wakes every local waiter of that job; a missed notification
+//! only delays the waiter until its next poll, because it re-reads the table when it wakes. After
+//! a lost connection (a server restart) the listener reconnects every second until the server
 //! answers, and wakes every waiter once it listens again.
 
 use super::order_progress::store_error;
-use crate::domain::{ErrorClass, Lease};
-use crate::ports::{PipelineStoreError, ProviderError, TaskSignals, TaskState, TaskUpdate};
-use serde::{Deserialize, Serialize};
+use crate::domain::{JobId, Lease};
+use crate::ports::{
+    PipelineStoreError, TaskSignals, WakeupOutcome, WakeupTask, MAX_PENDING_WAKEUPS,
+};
 use sqlx::postgres::PgListener;
-use sqlx::{PgPool, Row};
+use sqlx::PgPool;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,44 +20,22 @@ use tokio::task::JoinHandle;
 
 const CHANNEL: &str = "neurocards_task_updates";
 
-/// A final task state as stored in `provider_callbacks.state`.
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-enum StoredState {
-    Succeeded { video_urls: Vec<String> },
-    Failed { class: ErrorClass, message: String, code: Option<String>, retry_after_ms: Option<u64> },
-}
-
-impl StoredState {
-    fn from_state(state: &TaskState) -> Option<Self> {
-        match state {
-            TaskState::Pending { .. } => None,
-            TaskState::Succeeded { video_urls } => {
-                Some(StoredState::Succeeded { video_urls: video_urls.clone() })
-            }
-            TaskState::Failed(e) => Some(StoredState::Failed {
-                class: e.class,
-                message: e.message.clone(),
-                code: e.code.clone(),
-                retry_after_ms: e.retry_after.map(|d| d.as_millis() as u64),
-            }),
-        }
-    }
-
-    fn into_state(self) -> TaskState {
-        match self {
-            StoredState::Succeeded { video_urls } => TaskState::Succeeded { video_urls },
-            StoredState::Failed { class, message, code, retry_after_ms } => {
-                TaskState::Failed(ProviderError {
-                    class,
-                    message,
-                    code,
-                    retry_after: retry_after_ms.map(Duration::from_millis),
-                })
-            }
-        }
-    }
-}
+/// Stores the wake-up when the job owns the task (it is queued or running and has this task
+/// recorded, or none yet) and the job has fewer than the cap pending. `owned` and `recorded`
+/// tell the three outcomes apart.
+const RECORD: &str = "\
+WITH owner AS ( \
+    SELECT id FROM jobs \
+    WHERE id = $1 AND state IN ('queued', 'running') \
+      AND (provider_task_id = $2 OR provider_task_id IS NULL) \
+), ins AS ( \
+    INSERT INTO task_wakeups (job_id, task_id, key_id, model) \
+    SELECT id, $2, $4, $5 FROM owner \
+    WHERE (SELECT count(*) FROM task_wakeups WHERE job_id = $1) < $3 \
+    ON CONFLICT (job_id, task_id) DO NOTHING \
+    RETURNING job_id \
+) \
+SELECT EXISTS (SELECT 1 FROM owner), EXISTS (SELECT 1 FROM ins)";
 
 type Waiters = Arc<Mutex<HashMap<String, Arc<Notify>>>>;
 
@@ -87,17 +66,15 @@ impl PgTaskSignals {
         }
     }
 
-    async fn stored(&self, task_id: &str) -> Result<Option<TaskState>, PipelineStoreError> {
-        let row = sqlx::query("SELECT state FROM provider_callbacks WHERE task_id = $1")
+    /// Consumes a pending wake-up of the job's task; `true` when there was one.
+    async fn take(&self, job: JobId, task_id: &str) -> Result<bool, PipelineStoreError> {
+        let done = sqlx::query("DELETE FROM task_wakeups WHERE job_id = $1 AND task_id = $2")
+            .bind(job.get())
             .bind(task_id)
-            .fetch_optional(&self.pool)
+            .execute(&self.pool)
             .await
             .map_err(store_error)?;
-        let Some(row) = row else { return Ok(None) };
-        let value: serde_json::Value = row.try_get("state").map_err(store_error)?;
-        let stored: StoredState = serde_json::from_value(value)
-            .map_err(|e| PipelineStoreError::Unexpected(anyhow::Error::new(e)))?;
-        Ok(Some(stored.into_state()))
+        Ok(done.rows_affected() > 0)
     }
 }
 
@@ -159,89 +136,125 @@ async fn listen(pool: PgPool, waiters: Waiters) {
     }
 }
 
-/// Removes a task's waiter entry when its last local waiter leaves.
+/// Removes a job's waiter entry when its last local waiter leaves.
 struct WaiterGuard<'a> {
     waiters: &'a Waiters,
-    task_id: &'a str,
+    key: &'a str,
 }
 
 impl Drop for WaiterGuard<'_> {
     fn drop(&mut self) {
         let mut waiters = locked(self.waiters);
-        if waiters.get(self.task_id).is_some_and(|n| Arc::strong_count(n) <= 1) {
-            waiters.remove(self.task_id);
+        if waiters.get(self.key).is_some_and(|n| Arc::strong_count(n) <= 1) {
+            waiters.remove(self.key);
         }
     }
 }
 
 #[async_trait::async_trait]
 impl TaskSignals for PgTaskSignals {
-    async fn record_update(&self, update: &TaskUpdate) -> Result<bool, PipelineStoreError> {
-        let Some(stored) = StoredState::from_state(&update.state) else {
-            return Ok(false);
-        };
-        let value = serde_json::to_value(&stored)
-            .map_err(|e| PipelineStoreError::Unexpected(anyhow::Error::new(e)))?;
-        let row = sqlx::query(
-            "WITH ins AS ( \
-                 INSERT INTO provider_callbacks (task_id, state) VALUES ($1, $2) \
-                 ON CONFLICT (task_id) DO NOTHING RETURNING task_id \
-             ) \
-             SELECT pg_notify($3, task_id) FROM ins",
-        )
-        .bind(&update.task_id)
-        .bind(value)
-        .bind(CHANNEL)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(store_error)?;
+    async fn record_wakeup(
+        &self,
+        job: JobId,
+        task: &WakeupTask,
+    ) -> Result<WakeupOutcome, PipelineStoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let (owned, recorded): (bool, bool) = sqlx::query_as(RECORD)
+            .bind(job.get())
+            .bind(&task.task_id)
+            .bind(i64::from(MAX_PENDING_WAKEUPS))
+            .bind(task.key_id.as_deref())
+            .bind(task.model.as_deref())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if recorded {
+            // Delivered at commit, when the row is visible to the woken worker.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(job.get().to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)?;
         if fastrand::u8(..) == 0 {
-            // Results expire at the provider after a day; old rows are only history.
+            // A wake-up nobody consumed (its job finished by polling) is only clutter.
             let _ = sqlx::query(
-                "DELETE FROM provider_callbacks WHERE received_at < now() - interval '7 days'",
+                "DELETE FROM task_wakeups WHERE received_at < now() - interval '1 day'",
             )
             .execute(&self.pool)
             .await;
         }
-        Ok(row.is_some())
+        Ok(match (owned, recorded) {
+            (_, true) => WakeupOutcome::Recorded,
+            (true, false) => WakeupOutcome::Pending,
+            (false, false) => WakeupOutcome::NotOwned,
+        })
     }
 
-    async fn wait_update(
+    async fn wait_wakeup(
         &self,
+        job: JobId,
         task_id: &str,
         timeout: Duration,
-    ) -> Result<Option<TaskState>, PipelineStoreError> {
+    ) -> Result<bool, PipelineStoreError> {
         self.ensure_listener();
         let deadline = tokio::time::Instant::now() + timeout;
-        let notify = Arc::clone(locked(&self.waiters).entry(task_id.to_owned()).or_default());
-        let _guard = WaiterGuard { waiters: &self.waiters, task_id };
+        let key = job.get().to_string();
+        let notify = Arc::clone(locked(&self.waiters).entry(key.clone()).or_default());
+        let _guard = WaiterGuard { waiters: &self.waiters, key: &key };
         loop {
-            // Registered before reading, so an update stored after the read still wakes us.
+            // Registered before reading, so a wake-up stored after the read still wakes us.
             let notified = notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if let Some(state) = self.stored(task_id).await? {
-                return Ok(Some(state));
+            if self.take(job, task_id).await? {
+                return Ok(true);
             }
             // A wake-up without a row (the listener reconnected) just waits on.
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return Ok(None);
+                return Ok(false);
             }
         }
     }
 
+    async fn wakeup_tasks(&self, job: JobId) -> Result<Vec<WakeupTask>, PipelineStoreError> {
+        let rows: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT task_id, key_id, model FROM task_wakeups WHERE job_id = $1 \
+             ORDER BY received_at, task_id",
+        )
+        .bind(job.get())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(store_error)?;
+        Ok(rows
+            .into_iter()
+            .map(|(task_id, key_id, model)| WakeupTask { task_id, key_id, model })
+            .collect())
+    }
+
     async fn abandon_task(&self, lease: Lease) -> Result<(), PipelineStoreError> {
-        let done = sqlx::query(
-            "UPDATE jobs SET provider_task_id = NULL, provider_model = NULL, \
-                    provider_key_id = NULL, provider_submitted_at = NULL \
-             WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+        // The job's pending wake-ups named the abandoned task (or an orphan of it): gone too.
+        let (done,): (i64,) = sqlx::query_as(
+            "WITH j AS ( \
+                 UPDATE jobs SET provider_task_id = NULL, provider_model = NULL, \
+                        provider_key_id = NULL, provider_submitted_at = NULL, \
+                        current_step = CASE WHEN current_step IN ('submit', 'wait') \
+                                            THEN NULL ELSE current_step END \
+                 WHERE id = $1 AND lease_token = $2 AND state = 'running' \
+                 RETURNING id \
+             ), gone AS ( \
+                 DELETE FROM task_wakeups w USING j WHERE w.job_id = j.id \
+             ) \
+             SELECT count(*) FROM j",
         )
         .bind(lease.job_id.get())
         .bind(lease.token.0)
-        .execute(&self.pool)
+        .fetch_one(&self.pool)
         .await
         .map_err(store_error)?;
-        if done.rows_affected() == 0 {
+        if done == 0 {
             return Err(PipelineStoreError::LeaseLost(lease.job_id));
         }
         Ok(())

@@ -30,7 +30,9 @@ pub fn is_unreachable_user(error: &ApiError) -> bool {
 /// a chat that does not exist) → `Permanent`.
 pub fn notify_error(error: &RequestError, token: &Secret) -> NotifyError {
     match error {
-        RequestError::RetryAfter(s) => NotifyError::RetryAfter(s.duration()),
+        RequestError::RetryAfter(s) => {
+            NotifyError::RetryAfter(crate::domain::cap_retry_after(s.duration()))
+        }
         RequestError::Api(api) if is_unreachable_user(api) => NotifyError::BotBlocked,
         RequestError::Api(api) if is_server_side(api) => {
             NotifyError::Temporary(describe_request_error(error, token))
@@ -103,10 +105,11 @@ pub fn with_causes(error: &(dyn std::error::Error + 'static), token: &Secret) ->
     shorten(&redact(&text, &[token]))
 }
 
-/// The delay Telegram asked for, if the error carries one.
+/// The delay Telegram asked for, if the error carries one, capped at
+/// [`crate::domain::MAX_RETRY_AFTER`].
 pub fn retry_after(error: &RequestError) -> Option<Duration> {
     match error {
-        RequestError::RetryAfter(s) => Some(s.duration()),
+        RequestError::RetryAfter(s) => Some(crate::domain::cap_retry_after(s.duration())),
         _ => None,
     }
 }
@@ -144,6 +147,16 @@ mod tests {
     fn retry_after_keeps_its_duration() {
         let e = RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(3));
         assert_eq!(notify_error(&e, &token()), NotifyError::RetryAfter(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_retry_after_of_a_year_is_capped() {
+        let year = RequestError::RetryAfter(teloxide::types::Seconds::from_seconds(31_536_000));
+        assert_eq!(retry_after(&year), Some(crate::domain::MAX_RETRY_AFTER));
+        assert_eq!(
+            notify_error(&year, &token()),
+            NotifyError::RetryAfter(crate::domain::MAX_RETRY_AFTER)
+        );
     }
 
     #[test]

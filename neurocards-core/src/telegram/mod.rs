@@ -13,7 +13,6 @@ pub mod keyboards;
 mod notifier;
 mod photos;
 mod texts;
-mod video_source;
 
 pub use bot::{build_bot, BotOptions, BuildBotError, TgBot};
 pub use keyboards::{CallbackData, InvalidCallbackData};

@@ -4,12 +4,12 @@ use super::bot::TgBot;
 use super::errors::{self, notify_error};
 use super::keyboards::{failure_keyboard, video_keyboard};
 use super::texts::{NotifyTexts, PARSE_MODE};
-use super::video_source::{self, Fetched};
 use crate::domain::Language;
 use crate::ports::{
     FailureNotice, MessageRef, Notifier, NotifyError, ProgressStage, Recipient, SentVideo,
     VideoMessage,
 };
+use crate::safe_fetch::{FetchError, SafeFetch};
 use crate::secret::Secret;
 use std::future::Future;
 use std::time::Duration;
@@ -47,7 +47,10 @@ impl Default for DeliveryLimits {
 ///
 /// Every text is HTML rendered from the `[notify]` catalogue with user and provider text
 /// escaped. A video is sent by URL first; if Telegram cannot fetch it (or it is over 20 MB) it is
-/// downloaded and uploaded (up to 50 MB); above that the user gets a link. A fallback happens only
+/// downloaded through [`SafeFetch`] (public https addresses only, size-capped, a bounded number
+/// at once) and uploaded (up to 50 MB); above that the user gets a link. A download the fetch
+/// policy refuses fails the delivery as a technical error ([`NotifyError::Permanent`]), never
+/// as the user's fault. A fallback happens only
 /// after Telegram *answered* with an error, never after a timeout, so a send that may have
 /// succeeded is not repeated. Errors: a user who blocked the bot (or deleted the account) →
 /// [`NotifyError::BotBlocked`], which the caller records on the user; flood control →
@@ -57,7 +60,7 @@ pub struct TelegramNotifier {
     bot: TgBot,
     token: Secret,
     texts: NotifyTexts,
-    http: reqwest::Client,
+    fetch: SafeFetch,
     limits: DeliveryLimits,
 }
 
@@ -69,11 +72,11 @@ impl std::fmt::Debug for TelegramNotifier {
 }
 
 impl TelegramNotifier {
-    /// A notifier on `bot`; `http` downloads videos for upload (give it a timeout long enough
+    /// A notifier on `bot`; `fetch` downloads videos for upload (give it a timeout long enough
     /// for 50 MB).
-    pub fn new(bot: TgBot, http: reqwest::Client) -> Self {
+    pub fn new(bot: TgBot, fetch: SafeFetch) -> Self {
         let token = Secret::new(bot.inner().token());
-        Self { bot, token, texts: NotifyTexts::builtin(), http, limits: DeliveryLimits::default() }
+        Self { bot, token, texts: NotifyTexts::builtin(), fetch, limits: DeliveryLimits::default() }
     }
 
     /// Uses other texts.
@@ -183,6 +186,22 @@ impl TelegramNotifier {
     }
 }
 
+/// A failed download as a send failure: network trouble and 5xx may pass, a missing file or a
+/// refused URL will not.
+fn download_error(e: FetchError) -> NotifyError {
+    let retryable = e.is_retryable();
+    let text = match e {
+        FetchError::Status(status) => format!("downloading the video answered HTTP {status}"),
+        FetchError::Refused(why) => format!("the video URL was refused: {why}"),
+        other => format!("downloading the video failed: {other}"),
+    };
+    if retryable {
+        NotifyError::Temporary(text)
+    } else {
+        NotifyError::Permanent(text)
+    }
+}
+
 /// Telegram answered that it could not fetch (or use) the file at the URL.
 fn url_was_refused(error: &ApiError) -> bool {
     match error {
@@ -259,7 +278,8 @@ impl Notifier for TelegramNotifier {
         let url = url::Url::parse(&video.video_url)
             .map_err(|e| NotifyError::Permanent(format!("the video URL is not valid: {e}")))?;
 
-        let size = video_source::declared_size(&self.http, url.as_str()).await;
+        // Failures are not errors here: the video is then simply offered by URL.
+        let size = self.fetch.declared_size(url.as_str()).await.ok().flatten();
         if size.is_none_or(|s| s <= self.limits.url_max_bytes) {
             if let Some(sent) =
                 self.send_video_file(chat, InputFile::url(url.clone()), &caption, &keyboard).await?
@@ -269,10 +289,8 @@ impl Notifier for TelegramNotifier {
             tracing::info!("Telegram could not fetch the video by URL, uploading it");
         }
 
-        match video_source::fetch_capped(&self.http, url.as_str(), self.limits.upload_max_bytes)
-            .await?
-        {
-            Fetched::Complete(bytes) => {
+        match self.fetch.get_capped(url.as_str(), self.limits.upload_max_bytes).await {
+            Ok(bytes) => {
                 let file = InputFile::memory(bytes).file_name("video.mp4");
                 match self.send_video_file(chat, file, &caption, &keyboard).await? {
                     Some(sent) => Ok(sent),
@@ -280,10 +298,11 @@ impl Notifier for TelegramNotifier {
                     None => self.send_link(chat, to.language, url.as_str(), keyboard).await,
                 }
             }
-            Fetched::TooLarge { size } => {
+            Err(FetchError::TooLarge { size, .. }) => {
                 tracing::info!(?size, "video over the upload limit, sending a link");
                 self.send_link(chat, to.language, url.as_str(), keyboard).await
             }
+            Err(e) => Err(download_error(e)),
         }
     }
 

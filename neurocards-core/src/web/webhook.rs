@@ -2,6 +2,7 @@
 //! it), then the update handled within the request.
 
 use super::WebhookRoute;
+use crate::conversation::Delivery;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -27,10 +28,11 @@ pub(super) async fn receive(
         return StatusCode::UNAUTHORIZED;
     }
     match serde_json::from_slice::<teloxide::types::Update>(&body) {
-        Ok(update) => {
-            route.updates.handle(update).await;
-            StatusCode::OK
-        }
+        Ok(update) => match route.updates.handle(update).await {
+            Delivery::Done => StatusCode::OK,
+            // Nothing was done: Telegram delivers the update again later.
+            Delivery::Retry => StatusCode::SERVICE_UNAVAILABLE,
+        },
         Err(e) => {
             // Telegram would redeliver a refused update for a day; an unparseable one can
             // never succeed, so it is acknowledged and logged.

@@ -2,9 +2,9 @@
 //! does not hold. A backend's tests build a fresh [`QueueFixture`] per test and call them.
 
 use neurocards_core::domain::{
-    Credits, Delivery, ErrorClass, GenerationOptions, JobId, JobSpec, JobStatus, Language, Lease,
-    LeaseToken, OrderKey, Prompt, ProviderTaskRef, StepResult, TemplateId, UserId, VideoCount,
-    WorkerId,
+    ClaimedJob, Credits, Delivery, ErrorClass, GenerationOptions, JobId, JobSpec, JobStatus,
+    JobStep, Language, Lease, LeaseToken, OrderKey, Prompt, ProviderTaskRef, StepResult,
+    TemplateId, UserId, VideoCount, WorkerId,
 };
 use neurocards_core::ports::{JobFailure, JobQueue, NewOrder, QueueError, Reschedule};
 use std::collections::HashSet;
@@ -35,6 +35,10 @@ pub trait QueueFixture: Send + Sync {
 
     /// Makes a queued job's `run_at` due now, as if its retry delay had passed.
     async fn make_due(&self, job: JobId);
+
+    /// Makes the job look older than the queue's job deadline (as if first claimed, and
+    /// created, that long ago plus a minute).
+    async fn make_past_deadline(&self, job: JobId);
 }
 
 /// A plain spec for test orders.
@@ -68,10 +72,7 @@ fn credits(n: i64) -> Credits {
     Credits::new(n).expect("non-negative")
 }
 
-async fn claim_all<Q: JobQueue>(
-    q: &Q,
-    worker: &WorkerId,
-) -> Vec<neurocards_core::domain::ClaimedJob> {
+async fn claim_all<Q: JobQueue>(q: &Q, worker: &WorkerId) -> Vec<ClaimedJob> {
     let mut all = Vec::new();
     loop {
         let batch = q.claim(worker, 50).await.expect("claim");
@@ -380,8 +381,9 @@ pub async fn heartbeat_extends_and_reports_lost<F: QueueFixture>(f: &F) {
     assert!(f.queue().rescue_expired(10).await.expect("rescue").requeued.is_empty());
 }
 
-/// Expired leases go back to the queue (counted as rescues, not retries) until the cap, then
-/// the job fails with refund. The dead worker's late writes are refused.
+/// Expired leases go back to the queue (counted as rescues, not retries); a job blamed for its
+/// worker's death (the worker's only job, with a step begun) is failed with refund on the
+/// blamed rescue after the cap. The dead worker's late writes are refused.
 pub async fn rescue_requeues_then_fails_at_cap<F: QueueFixture>(f: &F) {
     let user = f.funded_user(1).await;
     f.queue().place_order(&order(user, 1, 1)).await.expect("order");
@@ -390,14 +392,17 @@ pub async fn rescue_requeues_then_fails_at_cap<F: QueueFixture>(f: &F) {
         let job = f.queue().claim(&WorkerId::new(format!("w{round}")), 1).await.expect("claim");
         let job = job.into_iter().next().expect("the rescued job is claimable again");
         assert_eq!(job.rescues, round);
+        f.queue().begin_step(job.lease, JobStep::Submit).await.expect("begin step");
         f.expire_lease(job.lease.job_id).await;
         let report = f.queue().rescue_expired(10).await.expect("rescue");
+        assert_eq!(report.blamed, vec![job.lease.job_id], "the worker's only job is blamed");
         if round < f.max_rescues() {
             assert_eq!(report.requeued, vec![job.lease.job_id]);
             assert!(report.failed.is_empty());
         } else {
             assert_eq!(report.failed, vec![job.lease.job_id]);
             assert!(report.requeued.is_empty());
+            assert!(report.past_deadline.is_empty(), "failed as a poison job, not for age");
         }
         let late = f.queue().complete(&[job.lease]).await.expect("late completion");
         assert!(late.is_empty(), "a rescued job's old lease completes nothing");
@@ -407,9 +412,302 @@ pub async fn rescue_requeues_then_fails_at_cap<F: QueueFixture>(f: &F) {
     let snap = f.queue().job(id).await.expect("read").expect("exists");
     assert_eq!(snap.status, JobStatus::Failed);
     assert!(snap.refunded);
+    assert_eq!(snap.blamed_rescues, f.max_rescues() + 1);
     assert_eq!(snap.temporary_retries + snap.rate_limit_retries, 0);
     assert_eq!(f.balance(user).await, credits(1));
     assert!(f.queue().claim(&WorkerId::new("late"), 1).await.expect("claim").is_empty());
+}
+
+/// `begin_step` is fenced like every write: a stale token is refused and records nothing, a
+/// missing job is not found; the current lease records the step, visible in the job.
+pub async fn begin_step_is_fenced<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(1).await;
+    f.queue().place_order(&order(user, 1, 1)).await.expect("order");
+    let q = f.queue();
+    let first = q.claim(&WorkerId::new("a"), 1).await.expect("claim").remove(0);
+    assert_eq!(first.progress.entered_step, None, "a fresh job has begun no step");
+    q.release(&[first.lease]).await.expect("release");
+    let second = q.claim(&WorkerId::new("b"), 1).await.expect("claim").remove(0);
+
+    let err = q.begin_step(first.lease, JobStep::Upload).await.expect_err("stale token");
+    assert!(matches!(err, QueueError::LeaseLost(id) if id == first.lease.job_id), "got {err:?}");
+    let snap = q.job(second.lease.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.progress.entered_step, None, "a refused begin records nothing");
+
+    q.begin_step(second.lease, JobStep::Upload).await.expect("current lease");
+    q.begin_step(second.lease, JobStep::Prompt).await.expect("current lease");
+    let snap = q.job(second.lease.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.progress.entered_step, Some(JobStep::Prompt));
+
+    let missing = Lease { job_id: JobId(i64::MAX), token: LeaseToken(1) };
+    let err = q.begin_step(missing, JobStep::Upload).await.expect_err("missing job");
+    assert!(matches!(err, QueueError::NotFound(_)), "got {err:?}");
+    q.complete(&[second.lease]).await.expect("complete");
+    let err = q.begin_step(second.lease, JobStep::Deliver).await.expect_err("finished job");
+    assert!(matches!(err, QueueError::LeaseLost(_)), "got {err:?}");
+}
+
+/// The last step begun is the next worker's intent record: it survives release, rescue and
+/// re-claim, and a new begin replaces it.
+pub async fn entered_step_survives_reclaim<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(1).await;
+    f.queue().place_order(&order(user, 1, 1)).await.expect("order");
+    let q = f.queue();
+    let job = q.claim(&WorkerId::new("a"), 1).await.expect("claim").remove(0);
+    q.begin_step(job.lease, JobStep::Submit).await.expect("begin submit");
+    q.release(&[job.lease]).await.expect("release");
+    let again = q.claim(&WorkerId::new("b"), 1).await.expect("claim").remove(0);
+    assert_eq!(again.progress.entered_step, Some(JobStep::Submit), "kept across a release");
+
+    f.expire_lease(again.lease.job_id).await;
+    q.rescue_expired(10).await.expect("rescue");
+    let third = q.claim(&WorkerId::new("c"), 1).await.expect("claim").remove(0);
+    assert_eq!(third.progress.entered_step, Some(JobStep::Submit), "kept across a rescue");
+    q.begin_step(third.lease, JobStep::Wait).await.expect("begin wait");
+    let snap = q.job(third.lease.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.progress.entered_step, Some(JobStep::Wait));
+}
+
+/// Claims `n` jobs of one fresh order each (one per user, so the fair order cannot interfere)
+/// for `worker`, returned in the order given.
+async fn hold_jobs<F: QueueFixture>(f: &F, worker: &WorkerId, n: usize) -> Vec<ClaimedJob> {
+    let mut held = Vec::with_capacity(n);
+    for _ in 0..n {
+        let user = f.funded_user(1).await;
+        f.queue().place_order(&order(user, 1, 1)).await.expect("order");
+        held.push(f.queue().claim(worker, 1).await.expect("claim").remove(0));
+    }
+    held
+}
+
+/// Claims every ready job and completes it, so that the next claims see only new jobs.
+async fn drain<F: QueueFixture>(f: &F) {
+    let leases: Vec<Lease> =
+        claim_all(f.queue(), &WorkerId::new("drain")).await.iter().map(|j| j.lease).collect();
+    f.queue().complete(&leases).await.expect("complete drained jobs");
+}
+
+/// A dead worker's death is blamed on the job on which it most recently began a step, and on
+/// no other job: not on its other jobs, not on jobs of other workers, not on a job whose step
+/// was begun under an earlier lease, and not twice when its leases expire across sweeps.
+pub async fn rescue_blames_the_latest_begun_job_of_each_dead_worker<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    // w1: a (upload), b (upload), then a (prompt): a is the latest; c began nothing.
+    let w1 = WorkerId::new("w1");
+    let [a, b, c] = <[ClaimedJob; 3]>::try_from(hold_jobs(f, &w1, 3).await).expect("three");
+    q.begin_step(a.lease, JobStep::Upload).await.expect("begin");
+    q.begin_step(b.lease, JobStep::Upload).await.expect("begin");
+    q.begin_step(a.lease, JobStep::Prompt).await.expect("begin");
+    // w2, interleaved: d began last overall, but it is w2's death that d is blamed for.
+    let w2 = WorkerId::new("w2");
+    let [d, e] = <[ClaimedJob; 2]>::try_from(hold_jobs(f, &w2, 2).await).expect("two");
+    q.begin_step(e.lease, JobStep::Wait).await.expect("begin");
+    q.begin_step(d.lease, JobStep::Submit).await.expect("begin");
+    // w3 died holding only jobs it began nothing on: nobody is blamed for it.
+    let w3 = WorkerId::new("w3");
+    let [g] = <[ClaimedJob; 1]>::try_from(hold_jobs(f, &w3, 1).await).expect("one");
+
+    for job in [&a, &b, &c, &d, &e, &g] {
+        f.expire_lease(job.lease.job_id).await;
+    }
+    let report = q.rescue_expired(100).await.expect("rescue");
+    let mut blamed = report.blamed.clone();
+    blamed.sort();
+    let mut expected = vec![a.lease.job_id, d.lease.job_id];
+    expected.sort();
+    assert_eq!(blamed, expected, "one job per dead worker that began a step");
+    assert_eq!(report.requeued.len(), 6);
+    assert!(report.failed.is_empty());
+    for (job, blames) in [(&a, 1), (&b, 0), (&c, 0), (&d, 1), (&e, 0), (&g, 0)] {
+        let snap = q.job(job.lease.job_id).await.expect("read").expect("exists");
+        assert_eq!(snap.status, JobStatus::Queued);
+        assert_eq!((snap.rescues, snap.blamed_rescues), (1, blames), "job {}", job.lease.job_id);
+    }
+
+    // Steps begun under an earlier lease do not count for the next worker: w4 re-claims b
+    // (which carries its old step) and a fresh job h, begins a step on h only, and dies.
+    let w4 = WorkerId::new("w4");
+    let all = claim_all(q, &w4).await;
+    let b2 = all.iter().find(|j| j.lease.job_id == b.lease.job_id).expect("b claimed again");
+    assert_eq!(b2.progress.entered_step, Some(JobStep::Upload));
+    let others: Vec<Lease> =
+        all.iter().filter(|j| j.lease.job_id != b.lease.job_id).map(|j| j.lease).collect();
+    q.complete(&others).await.expect("complete the others");
+    let [h] = <[ClaimedJob; 1]>::try_from(hold_jobs(f, &w4, 1).await).expect("one");
+    q.begin_step(h.lease, JobStep::Upload).await.expect("begin");
+    f.expire_lease(b.lease.job_id).await;
+    f.expire_lease(h.lease.job_id).await;
+    let report = q.rescue_expired(100).await.expect("rescue");
+    assert_eq!(report.blamed, vec![h.lease.job_id]);
+    drain(f).await;
+
+    // Leases of one dead worker expiring across sweeps: its death is still blamed once.
+    // w5: k began last; m expires (and is swept) first, k later.
+    let w5 = WorkerId::new("w5");
+    let [m, k] = <[ClaimedJob; 2]>::try_from(hold_jobs(f, &w5, 2).await).expect("two");
+    q.begin_step(m.lease, JobStep::Upload).await.expect("begin");
+    q.begin_step(k.lease, JobStep::Upload).await.expect("begin");
+    f.expire_lease(m.lease.job_id).await;
+    let first = q.rescue_expired(100).await.expect("rescue");
+    assert_eq!(first.requeued, vec![m.lease.job_id]);
+    assert!(first.blamed.is_empty(), "the worker's latest job has not expired yet");
+    f.expire_lease(k.lease.job_id).await;
+    let second = q.rescue_expired(100).await.expect("rescue");
+    assert_eq!(second.blamed, vec![k.lease.job_id]);
+    drain(f).await;
+    // w6: n began last and expires first; p, expiring later, is then a bystander.
+    let w6 = WorkerId::new("w6");
+    let [p, n] = <[ClaimedJob; 2]>::try_from(hold_jobs(f, &w6, 2).await).expect("two");
+    q.begin_step(p.lease, JobStep::Upload).await.expect("begin");
+    q.begin_step(n.lease, JobStep::Upload).await.expect("begin");
+    f.expire_lease(n.lease.job_id).await;
+    let first = q.rescue_expired(100).await.expect("rescue");
+    assert_eq!(first.blamed, vec![n.lease.job_id]);
+    f.expire_lease(p.lease.job_id).await;
+    let second = q.rescue_expired(100).await.expect("rescue");
+    assert_eq!(second.requeued, vec![p.lease.job_id]);
+    assert!(second.blamed.is_empty(), "the death was blamed already");
+}
+
+/// A sweep limited to one job at a time still blames a dead worker's death exactly once.
+pub async fn sweeps_of_one_job_each_blame_a_death_once<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let w = WorkerId::new("w");
+    let held = hold_jobs(f, &w, 4).await;
+    for job in &held {
+        q.begin_step(job.lease, JobStep::Upload).await.expect("begin");
+    }
+    let latest = held[2].lease;
+    q.begin_step(latest, JobStep::Prompt).await.expect("begin");
+    for job in &held {
+        f.expire_lease(job.lease.job_id).await;
+    }
+    let mut blamed = Vec::new();
+    let mut rescued = 0;
+    loop {
+        let report = q.rescue_expired(1).await.expect("rescue");
+        if report.requeued.is_empty() {
+            break;
+        }
+        rescued += report.requeued.len();
+        blamed.extend(report.blamed);
+    }
+    assert_eq!(rescued, 4);
+    assert_eq!(blamed, vec![latest.job_id]);
+}
+
+/// Bystanders of a worker's death are rescued for free, any number of times: a job that is
+/// never the one its worker began a step on last is never failed by the cap.
+pub async fn bystanders_are_requeued_without_limit<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let user = f.funded_user(1).await;
+    let placed = q.place_order(&order(user, 1, 1)).await.expect("order");
+    let bystander = placed.jobs[0];
+    let rounds = f.max_rescues() + 3;
+    for round in 0..rounds {
+        let w = WorkerId::new(format!("w{round}"));
+        let job = q.claim(&w, 1).await.expect("claim").remove(0);
+        assert_eq!(job.lease.job_id, bystander);
+        q.begin_step(job.lease, JobStep::Wait).await.expect("begin");
+        // The worker then begins a step on another job, and dies.
+        let [culprit] = <[ClaimedJob; 1]>::try_from(hold_jobs(f, &w, 1).await).expect("one");
+        q.begin_step(culprit.lease, JobStep::Submit).await.expect("begin");
+        f.expire_lease(bystander).await;
+        f.expire_lease(culprit.lease.job_id).await;
+        let report = q.rescue_expired(10).await.expect("rescue");
+        assert_eq!(report.blamed, vec![culprit.lease.job_id]);
+        assert!(report.requeued.contains(&bystander), "round {round}: {report:?}");
+        assert!(report.failed.is_empty());
+        assert!(q.cancel_job(culprit.lease.job_id).await.expect("cancel the culprit"));
+    }
+    let snap = q.job(bystander).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Queued);
+    assert_eq!((snap.rescues, snap.blamed_rescues), (rounds, 0));
+    assert!(!snap.refunded);
+    assert_eq!(f.balance(user).await, Credits::ZERO);
+}
+
+/// A job past the job deadline is failed with refund by its next rescue, once, with a message
+/// that says so; a job past the deadline whose worker is alive is left alone.
+pub async fn rescue_fails_a_job_past_the_deadline_with_refund_once<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let user = f.funded_user(2).await;
+    q.place_order(&order(user, 2, 1)).await.expect("order");
+    let jobs = q.claim(&WorkerId::new("w"), 2).await.expect("claim");
+    let (old, alive) = (jobs[0].lease, jobs[1].lease);
+    f.make_past_deadline(old.job_id).await;
+    f.make_past_deadline(alive.job_id).await;
+    f.expire_lease(old.job_id).await;
+
+    let report = q.rescue_expired(10).await.expect("rescue");
+    assert_eq!(report.failed, vec![old.job_id]);
+    assert_eq!(report.past_deadline, vec![old.job_id]);
+    assert!(report.requeued.is_empty());
+    let snap = q.job(old.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Failed);
+    assert!(snap.refunded);
+    assert!(snap.error_class.is_some());
+    let message = snap.error_message.unwrap_or_default();
+    assert!(message.contains("deadline"), "{message}");
+    assert_eq!(f.balance(user).await, credits(1));
+
+    let again = q.rescue_expired(10).await.expect("rescue again");
+    assert!(again.failed.is_empty() && again.requeued.is_empty());
+    assert!(q.complete(&[old]).await.expect("late completion").is_empty());
+    assert_eq!(f.balance(user).await, credits(1), "refunded once");
+    let snap = q.job(alive.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Running, "only a rescue enforces the deadline");
+}
+
+/// A job whose delivery is recorded is never failed by a rescue, neither at the cap nor past
+/// the deadline: the rescue completes it, without refund.
+pub async fn a_delivered_job_is_never_failed_by_a_rescue<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let user = f.funded_user(2).await;
+    let delivery = Delivery::Sent { message_id: 5, file_id: Some("file-5".to_owned()) };
+
+    // At the cap: blamed `max_rescues` times, then delivered, then its worker dies.
+    let at_cap = q.place_order(&order(user, 1, 1)).await.expect("order").jobs[0];
+    for round in 0..f.max_rescues() {
+        let job = q.claim(&WorkerId::new(format!("w{round}")), 1).await.expect("claim").remove(0);
+        assert_eq!(job.lease.job_id, at_cap);
+        q.begin_step(job.lease, JobStep::Submit).await.expect("begin");
+        f.expire_lease(at_cap).await;
+        assert_eq!(q.rescue_expired(10).await.expect("rescue").blamed, vec![at_cap]);
+    }
+    let job = q.claim(&WorkerId::new("last"), 1).await.expect("claim").remove(0);
+    assert_eq!(job.lease.job_id, at_cap);
+    q.begin_step(job.lease, JobStep::Deliver).await.expect("begin");
+    q.record_step(job.lease, &StepResult::Delivered { delivery: delivery.clone() })
+        .await
+        .expect("delivered");
+    f.expire_lease(at_cap).await;
+    let report = q.rescue_expired(10).await.expect("rescue");
+    assert_eq!(report.completed, vec![at_cap]);
+    assert!(report.failed.is_empty() && report.requeued.is_empty());
+
+    // Past the deadline, delivered, worker dead.
+    let old = q.place_order(&order(user, 1, 1)).await.expect("order").jobs[0];
+    let job = q.claim(&WorkerId::new("x"), 1).await.expect("claim").remove(0);
+    assert_eq!(job.lease.job_id, old);
+    q.begin_step(job.lease, JobStep::Deliver).await.expect("begin");
+    q.record_step(job.lease, &StepResult::Delivered { delivery: delivery.clone() })
+        .await
+        .expect("delivered");
+    f.make_past_deadline(old).await;
+    f.expire_lease(old).await;
+    let report = q.rescue_expired(10).await.expect("rescue");
+    assert_eq!(report.completed, vec![old]);
+    assert!(report.failed.is_empty() && report.past_deadline.is_empty());
+
+    for id in [at_cap, old] {
+        let snap = q.job(id).await.expect("read").expect("exists");
+        assert_eq!(snap.status, JobStatus::Succeeded, "job {id}");
+        assert!(!snap.refunded, "job {id}");
+        assert_eq!(snap.progress.delivery, Some(delivery.clone()));
+    }
+    assert_eq!(f.balance(user).await, Credits::ZERO, "nothing refunded");
+    assert!(q.rescue_expired(10).await.expect("rescue").completed.is_empty());
 }
 
 /// With one user holding many queued jobs and ten users holding one each, the ten are among

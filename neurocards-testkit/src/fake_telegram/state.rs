@@ -88,9 +88,15 @@ impl State {
         self.chats.entry(chat_id).or_default()
     }
 
+    /// The next `update_id`. Each fake starts a range of its own, as each real bot has its own
+    /// sequence, so two fakes of one test on one database never reuse an id (the bot dedupes
+    /// updates by id).
     pub fn next_update_id(&mut self) -> i64 {
         if self.next_update_id == 0 {
-            self.next_update_id = 1000;
+            static INSTANCES: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+            let instance = INSTANCES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Update ids are 32-bit: 4,000 ranges of a million ids each.
+            self.next_update_id = 1000 + (instance % 4000) * 1_000_000;
         }
         self.next_update_id += 1;
         self.next_update_id

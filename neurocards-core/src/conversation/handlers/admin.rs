@@ -221,7 +221,7 @@ async fn broadcast(
                     let _ = ctx.accounts.set_bot_blocked(user, true).await;
                 }
                 Err(teloxide::RequestError::RetryAfter(wait)) => {
-                    tokio::time::sleep(wait.duration()).await;
+                    tokio::time::sleep(crate::domain::cap_retry_after(wait.duration())).await;
                     failed += 1;
                 }
                 Err(e) => {

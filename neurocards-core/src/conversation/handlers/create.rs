@@ -2,7 +2,8 @@
 
 use super::{balance_line, send, set_state, t, tr, unavailable, HandlerResult};
 use crate::conversation::action::new_order_token;
-use crate::conversation::context::BotContext;
+use crate::conversation::context::{BotContext, BotCounters};
+use crate::conversation::guards::IDEA_REFINE;
 use crate::conversation::input::{self, PictureRejection, TextRejection};
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
@@ -12,6 +13,7 @@ use crate::i18n::escape_html;
 use crate::ports::{NewProduct, PhotoRef};
 use crate::templates::TemplateKind;
 use std::sync::Arc;
+use std::time::Duration;
 use teloxide::prelude::*;
 use teloxide::types::ChatAction;
 
@@ -291,6 +293,23 @@ async fn refine_and_review(
         Ok(None) => String::new(),
         Err(_) => return unavailable(bot, ctx, s).await,
     };
+    match refine_quota(ctx, s).await {
+        RefineQuota::Allowed => {}
+        RefineQuota::Limited(wait) => {
+            BotCounters::inc(&ctx.counters.refines_limited);
+            let minutes = wait.as_secs().div_ceil(60).max(1).to_string();
+            let limit = ctx.settings.idea_refines_per_hour.to_string();
+            let text = tr(
+                ctx,
+                s.lang,
+                "bot.create.refine_limited",
+                &[("limit", &limit), ("minutes", &minutes)],
+            );
+            send(bot, s, text, None).await?;
+            return review(bot, ctx, s, product_id, template, idea.clone(), idea).await;
+        }
+        RefineQuota::Unavailable => return unavailable(bot, ctx, s).await,
+    }
     // The LLM may be slow; the user sees "typing" meanwhile and the idea as written if it
     // does not answer in time.
     let _ = bot.send_chat_action(s.chat, ChatAction::Typing).await;
@@ -311,10 +330,54 @@ async fn refine_and_review(
             idea.clone()
         }
     };
+    review(bot, ctx, s, product_id, template, idea, prompt).await
+}
+
+/// Shows `prompt` for approval.
+async fn review(
+    bot: &Bot,
+    ctx: &BotContext,
+    s: &Session,
+    product_id: ProductId,
+    template: TemplateId,
+    idea: String,
+    prompt: String,
+) -> HandlerResult {
     let text = tr(ctx, s.lang, "bot.create.idea_review", &[("prompt", &escape_html(&prompt))]);
     set_state(s, State::ApprovingIdea { product_id, template, idea, prompt }).await?;
     send(bot, s, text, Some(keyboards::idea_review(ctx.texts, s.lang))).await.map(|_| ())
 }
+
+/// Whether the user may have one more idea refined by the LLM now.
+enum RefineQuota {
+    Allowed,
+    /// The hourly limit is reached; the next refinement is possible after this long.
+    Limited(Duration),
+    /// The counter could not be read: refuse rather than call the LLM uncounted.
+    Unavailable,
+}
+
+/// Counts one refinement against `IDEA_REFINES_PER_HOUR`, in the database every replica shares.
+async fn refine_quota(ctx: &BotContext, s: &Session) -> RefineQuota {
+    let limit = ctx.settings.idea_refines_per_hour;
+    let Some(usage) = ctx.usage.as_ref().filter(|_| limit > 0) else {
+        return RefineQuota::Allowed;
+    };
+    match usage.try_consume(s.user_id, IDEA_REFINE, limit, REFINE_WINDOW).await {
+        Ok(None) => RefineQuota::Allowed,
+        Ok(Some(wait)) => {
+            tracing::info!(user_id = %s.user_id, limit, "idea refinement limit reached");
+            RefineQuota::Limited(wait)
+        }
+        Err(e) => {
+            tracing::error!(user_id = %s.user_id, error = %e, "refinement counter unavailable");
+            RefineQuota::Unavailable
+        }
+    }
+}
+
+/// The window `IDEA_REFINES_PER_HOUR` counts over.
+const REFINE_WINDOW: Duration = Duration::from_secs(3600);
 
 /// "Approve" or "Add details" on the refined prompt.
 pub(super) async fn on_idea_button(

@@ -1,9 +1,11 @@
 //! Claiming ready jobs and keeping their leases alive.
 
-use super::{lease_arrays, PgJobQueue};
-use crate::domain::{ClaimedJob, JobId, Lease, WorkerId};
+use super::{finish, lease_arrays, PgJobQueue};
+use crate::domain::{ClaimedJob, JobId, Lease, LeaseToken, WorkerId};
 use crate::ports::QueueError;
 use crate::postgres::codec::{job_columns, JobRow};
+use sqlx::postgres::PgRow;
+use sqlx::{FromRow, Row};
 use std::collections::HashSet;
 
 /// One statement: count running jobs per user, lock up to `max + min(max, cap)` ready jobs of
@@ -35,7 +37,7 @@ const CLAIM: &str = concat!(
      UPDATE jobs j \
      SET state = 'running', attempt = j.attempt + 1, lease_token = j.lease_token + 1, \
          leased_by = $1, lease_expires_at = now() + make_interval(secs => $5), \
-         first_claimed_at = coalesce(j.first_claimed_at, now()) \
+         first_claimed_at = coalesce(j.first_claimed_at, now()), step_seq = NULL \
      FROM orders o \
      WHERE j.id = ANY(ARRAY(SELECT id FROM chosen)) AND o.id = j.order_id \
      RETURNING ",
@@ -79,7 +81,7 @@ pub(super) async fn claim(
         .bind(&q.config.notify_channel)
         .execute(&mut *tx)
         .await?;
-    let rows: Vec<JobRow> = sqlx::query_as(CLAIM)
+    let rows = sqlx::query(CLAIM)
         .bind(worker.as_str())
         .bind(i64::from(max))
         .bind(scan)
@@ -87,18 +89,50 @@ pub(super) async fn claim(
         .bind(q.lease_secs())
         .fetch_all(&mut *tx)
         .await?;
+    let (mut jobs, unreadable) = decode_claimed(&rows)?;
+    if !unreadable.is_empty() {
+        // Failed with refund in the claim's own transaction: the rest of the batch is leased
+        // and returned as usual, and nothing is left leased that nobody works on.
+        finish::fail_unreadable(&mut tx, &unreadable).await?;
+        for (lease, error) in &unreadable {
+            tracing::error!(job_id = %lease.job_id, %error, "claimed job cannot be read; failed with refund");
+        }
+    }
     tx.commit().await?;
-    let mut jobs = rows
-        .into_iter()
-        .map(JobRow::into_claimed)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(QueueError::Unexpected)?;
     jobs.sort_by_key(|j| j.lease.job_id);
     if !jobs.is_empty() {
         tracing::debug!(worker = %worker, claimed = jobs.len(), "claimed jobs");
     }
     Ok(jobs)
 }
+
+/// Splits claimed rows into jobs and the leases of rows that do not decode (with the reason).
+/// Only a row whose id or lease token cannot be read fails the whole claim (rolled back).
+fn decode_claimed(rows: &[PgRow]) -> Result<ClaimedRows, QueueError> {
+    let mut jobs = Vec::with_capacity(rows.len());
+    let mut unreadable = Vec::new();
+    for row in rows {
+        match JobRow::from_row(row) {
+            Ok(job) => {
+                let lease = job.lease();
+                match job.into_claimed() {
+                    Ok(job) => jobs.push(job),
+                    Err(e) => unreadable.push((lease, format!("stored job cannot be read: {e:#}"))),
+                }
+            }
+            Err(e) => {
+                let id: i64 = row.try_get("id")?;
+                let token: i64 = row.try_get("lease_token")?;
+                let lease = Lease { job_id: JobId(id), token: LeaseToken(token) };
+                unreadable.push((lease, format!("stored job cannot be read: {e}")));
+            }
+        }
+    }
+    Ok((jobs, unreadable))
+}
+
+/// Jobs decoded from a claim, and the leases of rows that did not decode with the reason.
+type ClaimedRows = (Vec<ClaimedJob>, Vec<(Lease, String)>);
 
 /// Extends, in one statement, every lease in `leases` that `worker` still holds; the rest are
 /// returned as lost.

@@ -3,10 +3,32 @@
 
 use super::place::credits;
 use super::{clip, lease_arrays, lease_lost_or_missing, PgJobQueue};
-use crate::domain::{Delivery, JobId, Lease, StepResult};
+use crate::domain::{Delivery, JobId, JobStep, Lease, StepResult};
 use crate::ports::{JobFailure, QueueError, Refund, Reschedule};
 use sqlx::PgConnection;
 use std::time::Duration;
+
+/// Fenced like every step write. The step is kept across claims (the next worker's intent
+/// record); `step_seq` orders step begins across all jobs for the rescue's blame.
+pub(super) async fn begin_step(
+    q: &PgJobQueue,
+    lease: Lease,
+    step: JobStep,
+) -> Result<(), QueueError> {
+    let result = sqlx::query(
+        "UPDATE jobs SET current_step = $3, step_seq = nextval('job_step_seq') \
+         WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+    )
+    .bind(lease.job_id.get())
+    .bind(lease.token.0)
+    .bind(step.as_str())
+    .execute(&q.pool)
+    .await?;
+    if result.rows_affected() == 0 {
+        return Err(lease_lost_or_missing(&q.pool, lease.job_id).await);
+    }
+    Ok(())
+}
 
 pub(super) async fn record_step(
     q: &PgJobQueue,
@@ -220,6 +242,39 @@ pub(super) async fn cancel_job(q: &PgJobQueue, job: JobId) -> Result<bool, Queue
         "job cancelled"
     );
     Ok(true)
+}
+
+/// Fails, inside the claim's transaction, claimed jobs whose stored row no longer decodes
+/// (each under the lease the claim just issued), refunding each once. Returns how many failed.
+pub(super) async fn fail_unreadable(
+    tx: &mut PgConnection,
+    jobs: &[(Lease, String)],
+) -> Result<u64, QueueError> {
+    let ids: Vec<i64> = jobs.iter().map(|(l, _)| l.job_id.get()).collect();
+    let tokens: Vec<i64> = jobs.iter().map(|(l, _)| l.token.0).collect();
+    let messages: Vec<String> = jobs.iter().map(|(_, m)| clip(m)).collect();
+    let failed: i64 = sqlx::query_scalar(
+        "WITH failed AS ( \
+             UPDATE jobs j \
+             SET state = 'failed', finished_at = now(), leased_by = NULL, \
+                 lease_expires_at = NULL, error_class = 'config', error_message = b.message \
+             FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS b(id, token, message) \
+             WHERE j.id = b.id AND j.lease_token = b.token AND j.state = 'running' \
+             RETURNING j.id, j.user_id, j.order_id \
+         ), refunded AS ( \
+             INSERT INTO ledger (user_id, delta, reason, order_id, job_id, note) \
+             SELECT f.user_id, o.price_per_video, 'refund', f.order_id, f.id, 'unreadable job' \
+             FROM failed f JOIN orders o ON o.id = f.order_id \
+             ON CONFLICT (job_id) WHERE reason = 'refund' DO NOTHING \
+         ) \
+         SELECT count(*) FROM failed",
+    )
+    .bind(&ids)
+    .bind(&tokens)
+    .bind(&messages)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(u64::try_from(failed).unwrap_or(0))
 }
 
 /// Returns the job's price to its user, unless it was refunded before (the unique index on

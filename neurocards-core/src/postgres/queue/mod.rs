@@ -7,6 +7,8 @@
 //!   bumps the job's lease token; every later write presents it. Claims take turns (one at a
 //!   time per queue, through a transaction advisory lock) and each takes a whole batch, so
 //!   throughput comes from batch size, not from claims overlapping.
+//! - A rescue blames a dead worker's death on one job (the one it most recently began a step
+//!   on) and counts only blamed rescues toward the cap; see `rescue.rs`.
 //! - Failures and cancellations refund in the same transaction; the ledger's unique index on
 //!   refunds makes "at most once per job" a database fact.
 //! - No transaction is ever held open while a worker waits on a provider: every method is a
@@ -19,8 +21,8 @@ mod place;
 mod rescue;
 mod stats;
 
-use crate::domain::StepResult;
 use crate::domain::{ClaimedJob, JobId, Lease, WorkerId};
+use crate::domain::{JobStep, StepResult};
 use crate::ports::{
     JobFailure, JobQueue, JobSnapshot, NewOrder, PlacedOrder, QueueError, QueueStats, Refund,
     Reschedule, RescueReport,
@@ -39,9 +41,14 @@ pub struct PgQueueConfig {
     /// entirely in parallel, while an admin's bulk order of 100 cannot occupy every slot. Claims
     /// take turns (see `claim.rs`), so the cap holds exactly, across any number of processes.
     pub per_user_cap: u32,
-    /// How many times a job may be rescued after its lease expired; the next expiry fails it
-    /// with refund (a job that keeps killing workers). Default 3.
+    /// How many rescues a job may be *blamed* for (its worker died and it was the job on which
+    /// that worker most recently began a step); the next blamed rescue fails it with refund as
+    /// a poison job. Rescues of bystander jobs are not counted. Default 3.
     pub max_rescues: u32,
+    /// The longest a job may stay unfinished after its first claim: a rescue of a job older than
+    /// this fails it with refund (unless its delivery is recorded). Bounds the free rescues.
+    /// Default 2 h.
+    pub job_deadline: Duration,
     /// The LISTEN/NOTIFY channel that wakes waiting workers. Default `neurocards_jobs`.
     pub notify_channel: String,
 }
@@ -52,6 +59,7 @@ impl Default for PgQueueConfig {
             lease: Duration::from_secs(60),
             per_user_cap: 10,
             max_rescues: 3,
+            job_deadline: Duration::from_secs(2 * 3600),
             notify_channel: "neurocards_jobs".to_owned(),
         }
     }
@@ -139,19 +147,12 @@ impl JobQueue for PgJobQueue {
         claim::heartbeat(self, worker, leases).await
     }
 
+    async fn begin_step(&self, lease: Lease, step: JobStep) -> Result<(), QueueError> {
+        finish::begin_step(self, lease, step).await
+    }
+
     async fn record_step(&self, lease: Lease, step: &StepResult) -> Result<(), QueueError> {
-        match finish::record_step(self, lease, step).await {
-            // After a server restart each pooled connection fails its next query once. A step
-            // result (a paid task, a sent video) must not be lost to that, or the job's next
-            // claim repeats the call: sweep the dead connections and write once more (the
-            // write is fenced and sets the same values, so a repeat is harmless).
-            Err(QueueError::Unavailable(e)) => {
-                tracing::warn!(error = %e, "step write failed; retrying on a live connection");
-                super::discard_dead_idle(&self.pool).await;
-                finish::record_step(self, lease, step).await
-            }
-            other => other,
-        }
+        finish::record_step(self, lease, step).await
     }
 
     async fn complete(&self, leases: &[Lease]) -> Result<Vec<JobId>, QueueError> {
