@@ -76,6 +76,47 @@ impl PgTaskSignals {
             .map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
+
+    /// One attempt at [`TaskSignals::record_wakeup`].
+    async fn record_once(
+        &self,
+        job: JobId,
+        task: &WakeupTask,
+    ) -> Result<WakeupOutcome, PipelineStoreError> {
+        let mut tx = self.pool.begin().await.map_err(store_error)?;
+        let (owned, recorded): (bool, bool) = sqlx::query_as(RECORD)
+            .bind(job.get())
+            .bind(&task.task_id)
+            .bind(i64::from(MAX_PENDING_WAKEUPS))
+            .bind(task.key_id.as_deref())
+            .bind(task.model.as_deref())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(store_error)?;
+        if recorded {
+            // Delivered at commit, when the row is visible to the woken worker.
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(CHANNEL)
+                .bind(job.get().to_string())
+                .execute(&mut *tx)
+                .await
+                .map_err(store_error)?;
+        }
+        tx.commit().await.map_err(store_error)?;
+        if fastrand::u8(..) == 0 {
+            // A wake-up nobody consumed (its job finished by polling) is only clutter.
+            let _ = sqlx::query(
+                "DELETE FROM task_wakeups WHERE received_at < now() - interval '1 day'",
+            )
+            .execute(&self.pool)
+            .await;
+        }
+        Ok(match (owned, recorded) {
+            (_, true) => WakeupOutcome::Recorded,
+            (true, false) => WakeupOutcome::Pending,
+            (false, false) => WakeupOutcome::NotOwned,
+        })
+    }
 }
 
 impl Drop for PgTaskSignals {
@@ -158,39 +199,17 @@ impl TaskSignals for PgTaskSignals {
         job: JobId,
         task: &WakeupTask,
     ) -> Result<WakeupOutcome, PipelineStoreError> {
-        let mut tx = self.pool.begin().await.map_err(store_error)?;
-        let (owned, recorded): (bool, bool) = sqlx::query_as(RECORD)
-            .bind(job.get())
-            .bind(&task.task_id)
-            .bind(i64::from(MAX_PENDING_WAKEUPS))
-            .bind(task.key_id.as_deref())
-            .bind(task.model.as_deref())
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(store_error)?;
-        if recorded {
-            // Delivered at commit, when the row is visible to the woken worker.
-            sqlx::query("SELECT pg_notify($1, $2)")
-                .bind(CHANNEL)
-                .bind(job.get().to_string())
-                .execute(&mut *tx)
-                .await
-                .map_err(store_error)?;
+        match self.record_once(job, task).await {
+            // A callback comes once: one lost to a pooled connection the server dropped (a
+            // restart) would leave the job waiting for it. Sweep the dead connections and store
+            // it once more (storing is idempotent).
+            Err(PipelineStoreError::Unavailable(e)) => {
+                tracing::warn!(job_id = %job, error = %e, "wake-up not stored; retrying on a live connection");
+                super::discard_dead_idle(&self.pool).await;
+                self.record_once(job, task).await
+            }
+            other => other,
         }
-        tx.commit().await.map_err(store_error)?;
-        if fastrand::u8(..) == 0 {
-            // A wake-up nobody consumed (its job finished by polling) is only clutter.
-            let _ = sqlx::query(
-                "DELETE FROM task_wakeups WHERE received_at < now() - interval '1 day'",
-            )
-            .execute(&self.pool)
-            .await;
-        }
-        Ok(match (owned, recorded) {
-            (_, true) => WakeupOutcome::Recorded,
-            (true, false) => WakeupOutcome::Pending,
-            (false, false) => WakeupOutcome::NotOwned,
-        })
     }
 
     async fn wait_wakeup(
