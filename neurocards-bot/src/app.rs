@@ -1,5 +1,6 @@
 //! Wiring: adapters, the conversation, the dispatcher or webhook, and the HTTP server.
 
+use crate::polling::{Poller, POLL_TIMEOUT};
 use anyhow::Context as _;
 use neurocards_core::config::{BotMode, Settings};
 use neurocards_core::conversation::{
@@ -10,20 +11,19 @@ use neurocards_core::kie::{collect_keys, KieProvider};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
 use neurocards_core::postgres::{
     PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgTaskSignals,
-    PgUpdateClaims, PgUsageQuota, PollingLock,
+    PgUpdateClaims, PgUsageQuota,
 };
-use neurocards_core::web::{self, CallbackRoute, GlobalMetrics, HttpLimits, WebDeps, WebhookRoute};
+use neurocards_core::web::{
+    self, CallbackRoute, GlobalMetrics, HttpLimits, ServingReadiness, ServingStatus, WebDeps,
+    WebhookRoute,
+};
 use neurocards_core::wiring;
 use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use teloxide::prelude::*;
-use teloxide::update_listeners::Polling;
 use tokio::sync::watch;
-
-/// How long a long-poll waits at Telegram; the HTTP client's timeout is well above it.
-const POLL_TIMEOUT: Duration = Duration::from_secs(25);
 
 pub async fn run(
     settings: Settings,
@@ -89,14 +89,20 @@ pub async fn run(
     .context("Telegram HTTP client")?;
     let bot = Bot::with_client(settings.bot_token.expose(), client)
         .set_api_url(settings.telegram_api_url.clone());
-    let me = bot.get_me().await.context("getMe (is BOT_TOKEN right?)")?;
-    tracing::info!(bot = ?me.user.username, mode = ?settings.bot_mode, "bot starting");
-    if let Err(e) = conversation::register_commands(&bot, &ctx).await {
-        tracing::warn!(error = %e, "command list not registered");
-    }
-
-    let mut webhook = None;
-    if settings.bot_mode == BotMode::Webhook {
+    let serving = ServingStatus::starting(match settings.bot_mode {
+        BotMode::Polling => "waiting for the polling lock",
+        BotMode::Webhook => "registering the webhook",
+    });
+    // Telegram calls at start can take up to the client's timeout: a stop is not kept waiting.
+    let start = async {
+        let me = bot.get_me().await.context("getMe (is BOT_TOKEN right?)")?;
+        tracing::info!(bot = ?me.user.username, mode = ?settings.bot_mode, "bot starting");
+        if let Err(e) = conversation::register_commands(&bot, &ctx).await {
+            tracing::warn!(error = %e, "command list not registered");
+        }
+        if settings.bot_mode != BotMode::Webhook {
+            return anyhow::Ok(None);
+        }
         let url = settings.webhook_url().context("PUBLIC_BASE_URL")?;
         let secret = settings.webhook_secret.clone().context("WEBHOOK_SECRET")?;
         bot.set_webhook(url)
@@ -106,11 +112,24 @@ pub async fn run(
             .context("setWebhook")?;
         let conversation =
             Arc::new(Conversation::new(bot.clone(), me, ctx.clone(), storage.clone()));
-        webhook = Some(WebhookRoute { secret, updates: conversation });
+        anyhow::Ok(Some(WebhookRoute { secret, updates: conversation }))
+    };
+    let webhook = tokio::select! {
+        started = start => started?,
+        () = stopped() => {
+            tracing::info!("stopped while starting");
+            return Ok(());
+        }
+    };
+    if webhook.is_some() {
+        serving.serving();
     }
 
     let deps = WebDeps {
-        readiness: Arc::new(pool.clone()),
+        readiness: Arc::new(ServingReadiness {
+            serving: serving.clone(),
+            database: Arc::new(pool.clone()),
+        }),
         queue,
         metrics: vec![Arc::new(GlobalMetrics), ctx.clone()],
         webhook,
@@ -133,7 +152,7 @@ pub async fn run(
     let server = tokio::spawn(web::serve_with(listener, web::router(deps), limits, stopped()));
 
     if settings.bot_mode == BotMode::Polling {
-        poll(bot, ctx, storage, &pool, stopped).await?;
+        Poller { bot, ctx, storage, pool, serving }.run(stopped).await;
     }
     server.await.context("HTTP server task")?.context("HTTP server")?;
     tracing::info!("bot stopped");
@@ -165,75 +184,4 @@ fn kie_callback(settings: &Settings, pool: &PgPool) -> anyhow::Result<Option<Cal
         provider: Arc::new(provider),
         signals: Arc::new(PgTaskSignals::new(pool.clone())),
     }))
-}
-
-/// Polls while holding the polling lock; a standby waits for it. Pending updates are kept.
-async fn poll<F, Fut>(
-    bot: Bot,
-    ctx: Arc<BotContext>,
-    storage: Arc<conversation::DialogueStorage>,
-    pool: &PgPool,
-    stopped: F,
-) -> anyhow::Result<()>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let Some(mut lock) = PollingLock::acquire(pool, Duration::from_secs(5), stopped()).await else {
-        return Ok(());
-    };
-    tracing::info!("polling lock acquired");
-    // getUpdates is refused while a webhook is set; pending updates are not dropped.
-    bot.delete_webhook().await.context("deleteWebhook")?;
-    let mut dispatcher = conversation::dispatcher(bot.clone(), ctx, storage);
-    let token = dispatcher.shutdown_token();
-    let listener = Polling::builder(bot)
-        .timeout(POLL_TIMEOUT)
-        .allowed_updates(ALLOWED_UPDATES.to_vec())
-        .build();
-    let mut dispatch = tokio::spawn(async move {
-        dispatcher
-            .dispatch_with_listener(
-                listener,
-                teloxide::error_handlers::LoggingErrorHandler::with_custom_text(
-                    "getUpdates failed",
-                ),
-            )
-            .await;
-    });
-    let stop = stopped();
-    tokio::pin!(stop);
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    let finished = loop {
-        tokio::select! {
-            _ = &mut stop => break false,
-            done = &mut dispatch => {
-                done.context("dispatcher task")?;
-                break true;
-            }
-            _ = tick.tick() => {
-                if !lock.is_held().await {
-                    tracing::error!("polling lock lost; stopping so that a standby takes over");
-                    break false;
-                }
-            }
-        }
-    };
-    if !finished {
-        // Finishes the updates already received, then returns. Before the dispatcher runs
-        // (it is still calling getMe) the token refuses; try again shortly.
-        loop {
-            if let Ok(done) = token.shutdown() {
-                done.await;
-                break;
-            }
-            if dispatch.is_finished() {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        dispatch.await.context("dispatcher task")?;
-    }
-    lock.release().await;
-    Ok(())
 }

@@ -5,6 +5,7 @@
 //! `neurocards-bot migrate` applies the migrations and exits.
 
 mod app;
+mod polling;
 
 use anyhow::Context as _;
 use neurocards_core::config::Settings;

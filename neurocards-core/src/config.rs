@@ -53,6 +53,9 @@ pub struct Settings {
     pub kie_models: Vec<String>,
     /// Optional HMAC key for verifying KIE callbacks (`KIE_WEBHOOK_HMAC_KEY`).
     pub kie_callback_hmac_key: Option<Secret>,
+    /// Whole-request timeout of every KIE call (`KIE_REQUEST_TIMEOUT`, default 60 s); a worker
+    /// stopping waits up to this long for a `createTask` in flight.
+    pub kie_request_timeout: Duration,
     /// The secret path segment of the KIE callback route (`KIE_CALLBACK_SECRET`); derived from
     /// the bot token when unset, so the bot and every worker agree without extra setup.
     pub kie_callback_secret: Secret,
@@ -227,6 +230,7 @@ impl Settings {
             kie_upload_url: env.url("KIE_UPLOAD_URL", "https://kieai.redpandaai.co")?,
             kie_models,
             kie_callback_hmac_key: get("KIE_WEBHOOK_HMAC_KEY").map(Secret::new),
+            kie_request_timeout: env.duration("KIE_REQUEST_TIMEOUT", "60s", ms(1000)..=hours(1))?,
             kie_callback_secret,
             openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
             openai_base_url: env.url("OPENAI_BASE_URL", "https://api.openai.com/v1")?,

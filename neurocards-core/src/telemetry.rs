@@ -1,5 +1,10 @@
 //! Logging setup shared by the binaries: `tracing` with an env filter (`RUST_LOG`, default
 //! `info`) and text or JSON output (`LOG_FORMAT`).
+//!
+//! Libraries that log through the `log` crate — teloxide among them: its `getUpdates` errors
+//! (401 for a revoked token, 409 when another process polls or a webhook is set) and its
+//! polling retries — are bridged into the same subscriber, filtered by the same `RUST_LOG`
+//! (their targets are their module paths, e.g. `teloxide::error_handlers`).
 
 use tracing_subscriber::EnvFilter;
 
@@ -23,8 +28,9 @@ impl LogFormat {
     }
 }
 
-/// Installs the global subscriber. Safe to call more than once (later calls do nothing), so
-/// tests and embedding hosts can call it freely.
+/// Installs the global subscriber and the `log` bridge. Safe to call more than once (later
+/// calls do nothing), so tests and embedding hosts can call it freely; a host that already set
+/// a `log` logger or a `tracing` subscriber keeps its own.
 pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);

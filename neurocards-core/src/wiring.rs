@@ -61,6 +61,7 @@ pub fn kie_config(settings: &Settings, keys: Vec<Secret>) -> KieConfig {
     config.upload_url = settings.kie_upload_url.clone();
     config.models = settings.kie_models.clone();
     config.callback_hmac_key = settings.kie_callback_hmac_key.clone();
+    config.timeouts.request = settings.kie_request_timeout;
     config
 }
 

@@ -102,3 +102,24 @@ impl QueueFixture for PgQueueFixture {
             .expect("make job due");
     }
 }
+
+/// What a PostgreSQL restart or failover does to the clients of the pool's database, without
+/// touching other databases: terminates every backend connected to it (from a connection of
+/// its own, outside the pool). Returns how many were terminated.
+pub async fn terminate_backends(pool: &PgPool) -> i64 {
+    use sqlx::Connection as _;
+    let mut admin = sqlx::PgConnection::connect_with(&pool.connect_options())
+        .await
+        .expect("a connection to terminate the others from");
+    let terminated: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM ( \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid() \
+         ) AS t",
+    )
+    .fetch_one(&mut admin)
+    .await
+    .expect("terminate backends");
+    let _ = admin.close().await;
+    terminated
+}

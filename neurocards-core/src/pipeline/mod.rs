@@ -13,6 +13,7 @@ mod job;
 mod metrics;
 mod outcome;
 mod progress;
+mod side_effects;
 mod steps;
 mod wait;
 mod worker;
@@ -76,7 +77,8 @@ pub struct PipelineConfig {
     pub rescue_interval: Duration,
     /// How often this process looks for new orders to announce ("queued, position N").
     pub announce_interval: Duration,
-    /// How long running jobs may take to reach a recorded point after shutdown is asked.
+    /// How long running jobs may take to reach a recorded point after shutdown is asked; jobs
+    /// inside a side-effect call are waited for beyond it (see [`Pipeline::run`]).
     pub shutdown_grace: Duration,
     /// Durable retry schedules per error class.
     pub retry: RetryPolicy,
@@ -201,10 +203,13 @@ impl Pipeline {
 
     /// Like [`Pipeline::new`], recording into `metrics` (shared with a `/metrics` endpoint).
     pub fn with_metrics(
-        deps: PipelineDeps,
+        mut deps: PipelineDeps,
         config: PipelineConfig,
         metrics: Arc<PipelineMetrics>,
     ) -> Self {
+        // Shutdown must know which jobs are inside a call that costs money or reaches the user.
+        deps.provider = side_effects::wrap_provider(deps.provider);
+        deps.notifier = side_effects::wrap_notifier(deps.notifier);
         Self { inner: Arc::new(Inner::new(deps, config, metrics)) }
     }
 
@@ -213,9 +218,12 @@ impl Pipeline {
         Arc::clone(&self.inner.metrics)
     }
 
-    /// Runs until `shutdown` resolves, then stops claiming, gives running jobs
-    /// [`PipelineConfig::shutdown_grace`] to reach a recorded point, and hands the rest back to
-    /// the queue so another worker continues at once.
+    /// Runs until `shutdown` resolves, then stops claiming, hands jobs waiting on the provider
+    /// back at once, gives jobs in other steps [`PipelineConfig::shutdown_grace`] to reach a
+    /// recorded point, and hands the rest back to the queue so another worker continues at
+    /// once — except a job inside or just past a call that costs money or reaches the user
+    /// (`createTask`, `sendVideo`): it is never cut off, and is waited for (bounded by that
+    /// call's own timeouts) so that its result is recorded and not repeated.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> RunReport {
         worker::run(self.inner, shutdown).await
     }

@@ -691,6 +691,149 @@ async fn a_new_order_is_announced_once_with_its_queue_position() {
     assert_eq!(super::progress::announce_new_orders(&inner, 1).await, 1);
 }
 
+/// A Telegram whose `sendVideo` takes a minute (a big upload); everything else is instant.
+struct SlowVideoNotifier {
+    log: Log,
+}
+
+#[async_trait::async_trait]
+impl Notifier for SlowVideoNotifier {
+    async fn show_progress(
+        &self,
+        _to: Recipient,
+        existing: Option<MessageRef>,
+        _stage: &ProgressStage,
+    ) -> Result<MessageRef, NotifyError> {
+        Ok(existing.unwrap_or(MessageRef { chat_id: 42, message_id: 1 }))
+    }
+
+    async fn send_video(
+        &self,
+        _to: Recipient,
+        _video: &VideoMessage,
+    ) -> Result<SentVideo, NotifyError> {
+        push(&self.log, "send video started");
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        push(&self.log, "send video");
+        Ok(SentVideo { message_id: 100, file_id: Some("vid".into()) })
+    }
+
+    async fn send_failure(
+        &self,
+        _to: Recipient,
+        _notice: &FailureNotice,
+    ) -> Result<MessageRef, NotifyError> {
+        Ok(MessageRef { chat_id: 42, message_id: 2 })
+    }
+
+    async fn chat_action(&self, _to: Recipient) -> Result<(), NotifyError> {
+        Ok(())
+    }
+}
+
+/// A photo source that never answers (a hung download).
+struct HungPhotos;
+
+#[async_trait::async_trait]
+impl PhotoSource for HungPhotos {
+    async fn fetch_photo(&self, _file_id: &str) -> Result<ImageData, PhotoError> {
+        std::future::pending().await
+    }
+}
+
+/// The slot pool's mocks for one claimed job, shut down after `stop_after`.
+fn one_claim(m: &mut Mocks, job: ClaimedJob) -> Arc<Mutex<Vec<Lease>>> {
+    let job = Mutex::new(Some(job));
+    m.queue
+        .expect_claim()
+        .returning(move |_, _| Ok(job.lock().expect("lock").take().into_iter().collect()));
+    m.queue.expect_wait_for_work().returning(|_| Ok(()));
+    m.queue.expect_heartbeat().returning(|_, _| Ok(vec![]));
+    m.queue.expect_rescue_expired().returning(|_| Ok(RescueReport::default()));
+    m.progress.expect_claim_unannounced().returning(|_, _| Ok(vec![]));
+    let released: Arc<Mutex<Vec<Lease>>> = Arc::default();
+    let r = released.clone();
+    m.queue.expect_release().returning(move |leases| {
+        r.lock().expect("lock").extend_from_slice(leases);
+        Ok(leases.len() as u64)
+    });
+    released
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_never_cuts_off_a_video_being_sent_and_records_it() {
+    let mut m = Mocks::new();
+    let generated = JobProgress {
+        image_url: Some("https://files.example/job-7.jpg".into()),
+        prompt: Some(Prompt::parse("a red mug on a table").expect("prompt")),
+        provider_task: Some(task()),
+        video_url: Some("https://files.example/v.mp4".into()),
+        delivery: None,
+        ..JobProgress::default()
+    };
+    let released = one_claim(&mut m, claimed(generated));
+    m.queue.expect_fail().never();
+    let log = m.log.clone();
+    let mut deps = m.deps();
+    deps.notifier = Arc::new(SlowVideoNotifier { log: log.clone() });
+    let config = PipelineConfig {
+        worker_id: WorkerId::new("w1"),
+        shutdown_grace: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let started = tokio::time::Instant::now();
+    // Shutdown comes a second into the minute-long send, and the grace ends long before it.
+    let report = Pipeline::new(deps, config).run(tokio::time::sleep(Duration::from_secs(1))).await;
+    let took = started.elapsed();
+    let entries = entries(&log);
+    assert!(entries.contains(&"send video".to_owned()), "{entries:?}");
+    let sent = entries.iter().position(|e| e == "send video").expect("sent");
+    assert_eq!(entries.get(sent + 1).map(String::as_str), Some("record delivery"), "{entries:?}");
+    assert!(entries.contains(&"complete".to_owned()), "{entries:?}");
+    assert!(released.lock().expect("lock").is_empty(), "a delivered job is not handed back");
+    assert_eq!(report.released, 0);
+    assert!(took >= Duration::from_secs(60), "waited for the send: {took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_the_grace_period_a_job_outside_side_effects_is_handed_back() {
+    let mut m = Mocks::new();
+    let released = one_claim(&mut m, claimed(JobProgress::default()));
+    m.provider.expect_submit().never();
+    let mut deps = m.deps();
+    deps.photos = Arc::new(HungPhotos);
+    let config = PipelineConfig {
+        worker_id: WorkerId::new("w1"),
+        shutdown_grace: Duration::from_secs(20),
+        ..Default::default()
+    };
+    let started = tokio::time::Instant::now();
+    let report = Pipeline::new(deps, config).run(tokio::time::sleep(Duration::from_secs(1))).await;
+    let took = started.elapsed();
+    assert_eq!(report.released, 1);
+    assert_eq!(released.lock().expect("lock")[0].job_id, JobId(7));
+    assert!(took < Duration::from_secs(25), "stopped at the end of the grace: {took:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_pipeline_stops_at_once() {
+    let mut m = Mocks::new();
+    m.queue.expect_claim().returning(|_, _| Ok(vec![]));
+    m.queue.expect_wait_for_work().returning(|_| Ok(()));
+    m.queue.expect_heartbeat().returning(|_, _| Ok(vec![]));
+    m.queue.expect_rescue_expired().returning(|_| Ok(RescueReport::default()));
+    m.progress.expect_claim_unannounced().returning(|_, _| Ok(vec![]));
+    m.queue.expect_release().never();
+    let pipeline = Pipeline::new(
+        m.deps(),
+        PipelineConfig { worker_id: WorkerId::new("w1"), ..Default::default() },
+    );
+    let started = tokio::time::Instant::now();
+    let report = pipeline.run(tokio::time::sleep(Duration::from_secs(3))).await;
+    assert_eq!(report.claimed, 0);
+    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+}
+
 /// The queue's expectations after `checkpoint()`: steps and completion succeed and are logged.
 fn queue_accepts_steps(m: &mut Mocks) {
     m.queue.expect_begin_step().returning(|_, _| Ok(()));

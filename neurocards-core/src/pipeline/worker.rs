@@ -1,8 +1,16 @@
 //! The slot pool of one process: claims jobs in batches as slots free up, runs each in its own
 //! task, keeps every held lease alive with one heartbeat call, sweeps expired leases, announces
 //! new orders, and on shutdown hands unfinished jobs back to the queue.
+//!
+//! Shutdown: claiming stops at once; jobs waiting on the provider stop at once (their task is
+//! recorded, another claim polls it); jobs in other steps get the grace period to reach their
+//! next recorded point. After it, jobs that never made a side-effect call in this claim are
+//! aborted and handed back; a job inside or past `createTask`/`sendVideo` is never aborted (see
+//! [`super::side_effects`]) and is waited for, bounded by that call's own timeouts. An idle
+//! worker stops at once.
 
 use super::job::{self, JobOutcome};
+use super::side_effects::SideEffects;
 use super::{progress, Inner};
 use crate::domain::{ClaimedJob, JobId, Lease};
 use crate::ports::{FailureNotice, Recipient};
@@ -25,8 +33,15 @@ pub struct RunReport {
     pub released: u64,
 }
 
-/// Leases held by this process, with the task working on each.
-type Held = Arc<Mutex<HashMap<JobId, (Lease, AbortHandle)>>>;
+/// A lease held by this process, with the task working on it.
+struct HeldJob {
+    lease: Lease,
+    task: AbortHandle,
+    side_effects: SideEffects,
+}
+
+/// Leases held by this process, by job.
+type Held = Arc<Mutex<HashMap<JobId, HeldJob>>>;
 
 fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -143,10 +158,26 @@ pub(crate) async fn run(inner: Arc<Inner>, shutdown: impl Future<Output = ()>) -
         }
     }
     if !tasks.is_empty() {
-        tracing::warn!(left = tasks.len(), "grace period over; handing remaining jobs back");
-        // Aborted jobs stop at an await point; whatever they held goes back to the queue.
-        to_release.extend(locked(&held).values().map(|(l, _)| *l));
-        tasks.abort_all();
+        // Aborted jobs stop at an await point; whatever they held goes back to the queue. A
+        // job inside or past a side-effect call is left to finish (see the module docs).
+        let mut aborted = 0usize;
+        let mut in_call = 0usize;
+        for held in locked(&held).values() {
+            if held.side_effects.must_not_abort() {
+                in_call += usize::from(held.side_effects.in_call());
+                continue;
+            }
+            to_release.push(held.lease);
+            held.task.abort();
+            aborted += 1;
+        }
+        let waiting = tasks.len().saturating_sub(aborted);
+        tracing::warn!(
+            aborted,
+            waiting,
+            in_call,
+            "grace period over; handing jobs back, waiting for side-effect calls to finish"
+        );
         while let Some(done) = tasks.join_next_with_id().await {
             reap(&inner, done, &held, &mut report, &mut to_release);
         }
@@ -176,7 +207,7 @@ impl Drop for AbortOnDrop {
 fn job_id_of(held: &Held, task: tokio::task::Id) -> JobId {
     locked(held)
         .iter()
-        .find(|(_, (_, h))| h.id() == task)
+        .find(|(_, h)| h.task.id() == task)
         .map(|(id, _)| *id)
         .unwrap_or(JobId(i64::MIN))
 }
@@ -190,8 +221,10 @@ fn spawn_job(
 ) {
     let lease = job.lease;
     let inner = Arc::clone(inner);
-    let handle = tasks.spawn(async move { (lease, job::run(inner, job, stop).await) });
-    locked(held).insert(lease.job_id, (lease, handle));
+    let side_effects = SideEffects::default();
+    let handle =
+        tasks.spawn(side_effects.scope(async move { (lease, job::run(inner, job, stop).await) }));
+    locked(held).insert(lease.job_id, HeldJob { lease, task: handle, side_effects });
 }
 
 fn reap(
@@ -230,7 +263,7 @@ async fn heartbeat_loop(inner: Arc<Inner>, held: Held) {
     tick.tick().await;
     loop {
         tick.tick().await;
-        let leases: Vec<Lease> = locked(&held).values().map(|(l, _)| *l).collect();
+        let leases: Vec<Lease> = locked(&held).values().map(|h| h.lease).collect();
         if leases.is_empty() {
             inner.heartbeat_ok();
             continue;
@@ -244,9 +277,9 @@ async fn heartbeat_loop(inner: Arc<Inner>, held: Held) {
                         // Finished here; only its notices are still on their way.
                         continue;
                     }
-                    if let Some((_, task)) = held.remove(&id) {
+                    if let Some(job) = held.remove(&id) {
                         tracing::warn!(job_id = %id, "lease lost; stopping the job");
-                        task.abort();
+                        job.task.abort();
                     }
                 }
             }

@@ -26,6 +26,9 @@ pub use dialogues::{DialogueStoreError, PgDialogueStorage};
 mod polling_lock;
 pub use polling_lock::{PollingLock, POLLING_LOCK_KEY};
 
+mod dead_connections;
+pub use dead_connections::discard_dead_idle;
+
 #[cfg(feature = "telegram")]
 mod bot_queries;
 #[cfg(feature = "telegram")]

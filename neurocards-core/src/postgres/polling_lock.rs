@@ -9,6 +9,9 @@ use std::time::Duration;
 /// The advisory lock key of the Telegram poller ("ncpoll" in ASCII).
 pub const POLLING_LOCK_KEY: i64 = 0x6e63_706f_6c6c;
 
+/// How long [`PollingLock::is_held`] waits for the lock's connection to answer.
+pub const HELD_CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
 /// The held polling lock. Dropping it closes its connection, which releases the lock.
 #[derive(Debug)]
 pub struct PollingLock {
@@ -53,14 +56,19 @@ impl PollingLock {
         }
     }
 
-    /// Whether the lock's connection is still alive (and so the lock still held).
+    /// Whether the lock's connection is still alive (and so the lock still held). A server
+    /// restart or failover drops the connection and with it the lock: the holder must stop
+    /// polling and [`PollingLock::acquire`] again (another process may have taken it meanwhile).
+    /// A connection that does not answer within [`HELD_CHECK_TIMEOUT`] (a broken network)
+    /// counts as lost.
     pub async fn is_held(&mut self) -> bool {
-        self.conn.ping().await.is_ok()
+        matches!(tokio::time::timeout(HELD_CHECK_TIMEOUT, self.conn.ping()).await, Ok(Ok(())))
     }
 
-    /// Releases the lock now.
+    /// Releases the lock now (closing its connection, for at most a few seconds; a server
+    /// that does not answer frees the lock when it drops the connection).
     pub async fn release(self) {
-        let _ = self.conn.close().await;
+        let _ = tokio::time::timeout(HELD_CHECK_TIMEOUT, self.conn.close()).await;
     }
 }
 
@@ -80,5 +88,28 @@ mod tests {
         drop(second);
         let stopped = PollingLock::acquire(&pool, Duration::from_millis(20), async {}).await;
         assert!(stopped.is_some(), "a free lock is taken before checking stop");
+    }
+
+    #[sqlx::test(migrations = "../migrations")]
+    async fn a_dropped_connection_loses_the_lock_and_it_can_be_taken_again(pool: PgPool) {
+        let mut held = PollingLock::try_acquire(&pool).await.expect("db").expect("free lock");
+        // What a server restart does to the holder's connection.
+        let mut admin =
+            PgConnection::connect_with(&pool.connect_options()).await.expect("admin connection");
+        sqlx::query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND pid <> pg_backend_pid()",
+        )
+        .execute(&mut admin)
+        .await
+        .expect("terminate backends");
+        assert!(!held.is_held().await, "the lock went with its connection");
+        held.release().await;
+        crate::postgres::discard_dead_idle(&pool).await;
+        let again = PollingLock::acquire(&pool, Duration::from_millis(20), std::future::pending())
+            .await
+            .expect("the lock is free again");
+        assert!(PollingLock::try_acquire(&pool).await.expect("db").is_none(), "and held once");
+        drop(again);
     }
 }

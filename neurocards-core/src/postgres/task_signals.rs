@@ -1,7 +1,9 @@
 //! [`TaskSignals`] on PostgreSQL: a wake-up is a row of `task_wakeups` (job, task), stored only
 //! when the job owns the task, announced with `NOTIFY neurocards_task_updates, <job id>`. One
 //! `LISTEN` connection per process wakes every local waiter of that job; a missed notification
-//! only delays the waiter until its next poll, because it re-reads the table when it wakes.
+//! only delays the waiter until its next poll, because it re-reads the table when it wakes. After
+//! a lost connection (a server restart) the listener reconnects every second until the server
+//! answers, and wakes every waiter once it listens again.
 
 use super::order_progress::store_error;
 use crate::domain::{JobId, Lease};
@@ -74,71 +76,9 @@ impl PgTaskSignals {
             .map_err(store_error)?;
         Ok(done.rows_affected() > 0)
     }
-}
 
-impl Drop for PgTaskSignals {
-    fn drop(&mut self) {
-        if let Some(handle) = locked(&self.listener).take() {
-            handle.abort();
-        }
-    }
-}
-
-async fn listen(pool: PgPool, waiters: Waiters) {
-    loop {
-        match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(CHANNEL).await {
-                Ok(()) => {
-                    // Whatever was sent while we were not listening is lost: let waiters look.
-                    for n in locked(&waiters).values() {
-                        n.notify_waiters();
-                    }
-                    loop {
-                        match listener.try_recv().await {
-                            Ok(Some(n)) => {
-                                if let Some(w) = locked(&waiters).get(n.payload()) {
-                                    w.notify_waiters();
-                                }
-                            }
-                            // The connection dropped; sqlx reconnects on the next receive.
-                            Ok(None) => {
-                                for n in locked(&waiters).values() {
-                                    n.notify_waiters();
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "callback listener failed; reconnecting");
-                                break;
-                            }
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(error = %e, "callback listener cannot LISTEN; retrying"),
-            },
-            Err(e) => tracing::warn!(error = %e, "callback listener cannot connect; retrying"),
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Removes a job's waiter entry when its last local waiter leaves.
-struct WaiterGuard<'a> {
-    waiters: &'a Waiters,
-    key: &'a str,
-}
-
-impl Drop for WaiterGuard<'_> {
-    fn drop(&mut self) {
-        let mut waiters = locked(self.waiters);
-        if waiters.get(self.key).is_some_and(|n| Arc::strong_count(n) <= 1) {
-            waiters.remove(self.key);
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl TaskSignals for PgTaskSignals {
-    async fn record_wakeup(
+    /// One attempt at [`TaskSignals::record_wakeup`].
+    async fn record_once(
         &self,
         job: JobId,
         task: &WakeupTask,
@@ -176,6 +116,100 @@ impl TaskSignals for PgTaskSignals {
             (true, false) => WakeupOutcome::Pending,
             (false, false) => WakeupOutcome::NotOwned,
         })
+    }
+}
+
+impl Drop for PgTaskSignals {
+    fn drop(&mut self) {
+        if let Some(handle) = locked(&self.listener).take() {
+            handle.abort();
+        }
+    }
+}
+
+async fn listen(pool: PgPool, waiters: Waiters) {
+    let wake_all = || {
+        for n in locked(&waiters).values() {
+            n.notify_waiters();
+        }
+    };
+    loop {
+        match PgListener::connect_with(&pool).await {
+            Ok(mut listener) => {
+                // A lost connection ends this session instead of sqlx reconnecting inside
+                // `try_recv`: the pool is swept of the connections the server dropped with it,
+                // and waiters are woken once the new connection listens, not before.
+                listener.eager_reconnect(false);
+                match listener.listen(CHANNEL).await {
+                    Ok(()) => {
+                        // Whatever was sent while we were not listening is lost: let waiters look.
+                        wake_all();
+                        loop {
+                            match listener.try_recv().await {
+                                Ok(Some(n)) => {
+                                    if let Some(w) = locked(&waiters).get(n.payload()) {
+                                        w.notify_waiters();
+                                    }
+                                }
+                                Ok(None) => {
+                                    tracing::warn!(
+                                        "callback listener lost its connection; reconnecting"
+                                    );
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "callback listener failed; reconnecting");
+                                    break;
+                                }
+                            }
+                        }
+                        // The server dropped us, most likely every other connection too.
+                        super::discard_dead_idle(&pool).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "callback listener cannot LISTEN; retrying")
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "callback listener cannot connect; retrying"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Removes a job's waiter entry when its last local waiter leaves.
+struct WaiterGuard<'a> {
+    waiters: &'a Waiters,
+    key: &'a str,
+}
+
+impl Drop for WaiterGuard<'_> {
+    fn drop(&mut self) {
+        let mut waiters = locked(self.waiters);
+        if waiters.get(self.key).is_some_and(|n| Arc::strong_count(n) <= 1) {
+            waiters.remove(self.key);
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl TaskSignals for PgTaskSignals {
+    async fn record_wakeup(
+        &self,
+        job: JobId,
+        task: &WakeupTask,
+    ) -> Result<WakeupOutcome, PipelineStoreError> {
+        match self.record_once(job, task).await {
+            // A callback comes once: one lost to a pooled connection the server dropped (a
+            // restart) would leave the job waiting for it. Sweep the dead connections and store
+            // it once more (storing is idempotent).
+            Err(PipelineStoreError::Unavailable(e)) => {
+                tracing::warn!(job_id = %job, error = %e, "wake-up not stored; retrying on a live connection");
+                super::discard_dead_idle(&self.pool).await;
+                self.record_once(job, task).await
+            }
+            other => other,
+        }
     }
 
     async fn wait_wakeup(

@@ -13,11 +13,13 @@
 mod auth;
 mod health;
 mod kie;
+mod readiness;
 mod server;
 mod webhook;
 
 pub use auth::{protect, BearerToken};
 pub use health::QueueStatsBody;
+pub use readiness::{ServingReadiness, ServingStatus};
 pub use server::{serve_with, HttpLimits};
 
 use crate::ports::{JobQueue, TaskSignals, VideoProvider};
@@ -31,7 +33,8 @@ use std::time::Duration;
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
-/// Whether the process can serve: the database answers.
+/// Whether the process can serve (`/readyz`): for the bot, [`ServingReadiness`] — serving
+/// updates and the database answering.
 #[async_trait::async_trait]
 pub trait Readiness: Send + Sync {
     /// `Err` with a short, secret-free reason when not ready.
@@ -41,11 +44,18 @@ pub trait Readiness: Send + Sync {
 #[cfg(feature = "postgres")]
 #[async_trait::async_trait]
 impl Readiness for sqlx::PgPool {
+    /// `SELECT 1` on the pool. A failure other than a busy pool also sweeps the pool of
+    /// connections the server dropped (a restart), so that the process's next queries find
+    /// live ones.
     async fn check(&self) -> Result<(), String> {
-        sqlx::query("SELECT 1").execute(self).await.map(|_| ()).map_err(|e| match e {
-            sqlx::Error::PoolTimedOut => "database pool timed out".to_owned(),
-            _ => "database unreachable".to_owned(),
-        })
+        match sqlx::query("SELECT 1").execute(self).await {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::PoolTimedOut) => Err("database pool timed out".to_owned()),
+            Err(_) => {
+                crate::postgres::discard_dead_idle(self).await;
+                Err("database unreachable".to_owned())
+            }
+        }
     }
 }
 

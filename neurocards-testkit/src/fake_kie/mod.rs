@@ -15,8 +15,11 @@ use url::Url;
 use wiremock::matchers::{method, path, path_regex};
 use wiremock::{Mock, MockServer, Request, Respond, ResponseTemplate};
 
+mod chaos;
 mod requests;
 mod task;
+use chaos::CreateFault;
+pub use chaos::{Chaos, ChaosCounts};
 use requests::{mime_for, parse_multipart, validate};
 use task::FakeTask;
 
@@ -166,6 +169,8 @@ struct State {
     callback_mode: CallbackMode,
     callback_hmac: Option<String>,
     retry_after_header: Option<u64>,
+    chaos: Option<Chaos>,
+    chaos_counts: ChaosCounts,
 }
 
 impl State {
@@ -286,6 +291,18 @@ impl Handler {
         if let Err(f) = validate(&body, &model, &st.extra_models) {
             return f.response();
         }
+        let fault = st.chaos.as_ref().and_then(Chaos::create_fault);
+        match fault {
+            Some(CreateFault::ServerError) => {
+                st.chaos_counts.create_errors += 1;
+                return Failure::server_error().response();
+            }
+            Some(CreateFault::Maintenance) => {
+                st.chaos_counts.create_errors += 1;
+                return Failure::maintenance().response();
+            }
+            Some(CreateFault::Hold) | None => {}
+        }
         st.next_id += 1;
         let id =
             format!("task_{:06}_{}", st.next_id, &uuid::Uuid::new_v4().simple().to_string()[..8]);
@@ -308,6 +325,12 @@ impl Handler {
         if st.take_malformed(Endpoint::Create) {
             return malformed();
         }
+        if fault == Some(CreateFault::Hold) {
+            // The task exists; the answer comes after the client gave up on it.
+            st.chaos_counts.held_creates += 1;
+            let hold = st.chaos.as_ref().map(|c| c.create_hold).unwrap_or_default();
+            return ok(json!({"taskId": id})).set_delay(hold);
+        }
         ok(json!({"taskId": id}))
     }
 
@@ -322,6 +345,10 @@ impl Handler {
         st.statuses.push(RecordedStatus { key: key.clone(), task_id: task_id.clone() });
         if let Some(resp) = st.common_failure(Endpoint::Status, &key) {
             return resp;
+        }
+        if st.chaos.as_ref().is_some_and(Chaos::roll) {
+            st.chaos_counts.status_errors += 1;
+            return Failure::server_error().response();
         }
         if st.take_malformed(Endpoint::Status) {
             return malformed();
@@ -463,6 +490,8 @@ impl FakeKie {
             callback_mode: CallbackMode::Off,
             callback_hmac: None,
             retry_after_header: None,
+            chaos: None,
+            chaos_counts: ChaosCounts::default(),
         }));
         let handler = |endpoint| Handler {
             endpoint,
@@ -596,6 +625,17 @@ impl FakeKie {
         st.callback_hmac = hmac_key.map(str::to_owned);
     }
 
+    /// Turns random faults on (`Some`) or off. See [`Chaos`]; callbacks then also need
+    /// [`FakeKie::auto_callbacks`].
+    pub fn chaos(&self, chaos: Option<Chaos>) {
+        lock(&self.state).chaos = chaos;
+    }
+
+    /// What the chaos did so far.
+    pub fn chaos_counts(&self) -> ChaosCounts {
+        lock(&self.state).chaos_counts
+    }
+
     pub fn create_requests(&self) -> Vec<RecordedCreate> {
         lock(&self.state).creates.clone()
     }
@@ -665,34 +705,66 @@ async fn post_callback(
     Ok(req.send().await?.status().as_u16())
 }
 
-/// Sends automatic callbacks for finished tasks, once or twice as configured.
+/// Sends automatic callbacks for finished tasks, once or twice as configured; under chaos,
+/// each one late, some twice, some followed by a stale "generating" one.
 async fn callback_loop(state: std::sync::Weak<Mutex<State>>, http: reqwest::Client, base: String) {
     loop {
         tokio::time::sleep(Duration::from_millis(20)).await;
         let Some(state) = state.upgrade() else { return };
-        let due: Vec<(String, String, Value, Option<String>)> = {
-            let mut st = lock(&state);
+        type Due = (String, String, Value, Option<String>, Duration);
+        let due: Vec<Due> = {
+            let mut guard = lock(&state);
+            let st = &mut *guard;
             let times = match st.callback_mode {
                 CallbackMode::Off => 0,
                 CallbackMode::Once => 1,
                 CallbackMode::Twice => 2,
             };
             let hmac = st.callback_hmac.clone();
-            st.tasks
-                .values_mut()
-                .filter(|t| t.callback_url.is_some() && t.callbacks_sent < times && t.is_final())
-                .map(|t| {
-                    t.callbacks_sent += 1;
-                    let url = t.callback_url.clone().unwrap_or_default();
-                    (url, t.id.clone(), t.callback_body(&base), hmac.clone())
-                })
-                .collect()
+            let mut due = Vec::new();
+            for t in st.tasks.values_mut() {
+                if t.callback_url.is_none() || t.callbacks_sent >= times || !t.is_final() {
+                    continue;
+                }
+                t.callbacks_sent += 1;
+                let url = t.callback_url.clone().unwrap_or_default();
+                let body = t.callback_body(&base);
+                let Some(chaos) = &st.chaos else {
+                    due.push((url, t.id.clone(), body, hmac.clone(), Duration::ZERO));
+                    continue;
+                };
+                let first = chaos.callback_delay();
+                st.chaos_counts.late_callbacks += 1;
+                if chaos.roll() {
+                    st.chaos_counts.duplicate_callbacks += 1;
+                    let again = first + chaos.callback_delay();
+                    due.push((url.clone(), t.id.clone(), body.clone(), hmac.clone(), again));
+                }
+                if chaos.roll() {
+                    st.chaos_counts.stale_callbacks += 1;
+                    let later = first + chaos.callback_delay();
+                    let stale = chaos::stale(&body);
+                    due.push((url.clone(), t.id.clone(), stale, hmac.clone(), later));
+                }
+                due.push((url, t.id.clone(), body, hmac.clone(), first));
+            }
+            due
         };
         drop(state);
-        for (url, id, body, hmac) in due {
-            if let Err(e) = post_callback(&http, &url, &id, &body, hmac.as_deref()).await {
-                tracing::debug!(error = %e, "fake KIE callback not delivered");
+        for (url, id, body, hmac, delay) in due {
+            if delay.is_zero() {
+                if let Err(e) = post_callback(&http, &url, &id, &body, hmac.as_deref()).await {
+                    tracing::debug!(error = %e, "fake KIE callback not delivered");
+                }
+                continue;
             }
+            let http = http.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                if let Err(e) = post_callback(&http, &url, &id, &body, hmac.as_deref()).await {
+                    tracing::debug!(error = %e, "fake KIE callback not delivered");
+                }
+            });
         }
     }
 }

@@ -222,6 +222,12 @@ impl FakeTelegram {
         self.state().refuse_video_urls = refuse;
     }
 
+    /// From now on every call of `method` is answered only after `delay`, as when Telegram is
+    /// slow or the network drops packets (the caller's own timeout decides what happens).
+    pub fn answer_slowly(&self, method: &str, delay: Duration) {
+        self.state().slow.insert(method.to_owned(), delay);
+    }
+
     /// The user deleted a message (editing it now fails with "message to edit not found").
     pub fn user_deletes_message(&self, chat_id: i64, message_id: i32) {
         if let Some(chat) = self.state().chats.get_mut(&chat_id) {

@@ -79,6 +79,8 @@ pub(crate) struct State {
     pub next_update_id: i64,
     pub webhook: Option<String>,
     pub commands: Value,
+    /// Methods answered only after this long (a slow or unreachable Telegram).
+    pub slow: HashMap<String, Duration>,
 }
 
 impl State {
@@ -132,7 +134,10 @@ impl State {
         parts: Vec<Part>,
         multipart: bool,
     ) -> Answer {
-        let answer = self.answer(method, &params, &parts);
+        let mut answer = self.answer(method, &params, &parts);
+        if let Some(slow) = self.slow.get(method) {
+            answer.delay = Some(answer.delay.map_or(*slow, |d| d.max(*slow)));
+        }
         let files = parts
             .into_iter()
             .filter(|p| p.file_name.is_some())

@@ -1,6 +1,8 @@
 //! Wake-ups: one `LISTEN` connection per queue, shared by every waiting task through a
 //! [`Notify`]. The caller's timeout is the polling fallback, so a lost notification (or a
-//! listener that cannot connect) only delays work, never strands it.
+//! listener that cannot connect) only delays work, never strands it. After a lost connection
+//! (a server restart) it reconnects every second until the server answers, and wakes every
+//! waiter once it listens again, since notifications sent meanwhile are lost.
 
 use sqlx::postgres::PgListener;
 use sqlx::PgPool;
@@ -85,25 +87,36 @@ async fn listen(pool: PgPool, channel: String, notify: Arc<Notify>, epoch: Arc<A
     };
     loop {
         match PgListener::connect_with(&pool).await {
-            Ok(mut listener) => match listener.listen(&channel).await {
-                Ok(()) => {
-                    // Anything sent while we were not listening is lost: let waiters look.
-                    wake();
-                    loop {
-                        match listener.try_recv().await {
-                            Ok(Some(_)) => wake(),
-                            // The connection dropped; sqlx reconnects and re-listens on the
-                            // next call. Notifications in between are lost, so wake everyone.
-                            Ok(None) => wake(),
-                            Err(e) => {
-                                tracing::warn!(error = %e, "queue listener failed; reconnecting");
-                                break;
+            Ok(mut listener) => {
+                // A lost connection ends this session instead of sqlx reconnecting inside
+                // `try_recv`: the pool is swept of the connections the server dropped with it,
+                // and waiters are woken once the new connection listens, not before.
+                listener.eager_reconnect(false);
+                match listener.listen(&channel).await {
+                    Ok(()) => {
+                        // Anything sent while we were not listening is lost: let waiters look.
+                        wake();
+                        loop {
+                            match listener.try_recv().await {
+                                Ok(Some(_)) => wake(),
+                                Ok(None) => {
+                                    tracing::warn!(
+                                        "queue listener lost its connection; reconnecting"
+                                    );
+                                    break;
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "queue listener failed; reconnecting");
+                                    break;
+                                }
                             }
                         }
+                        // The server dropped us, most likely every other connection too.
+                        crate::postgres::discard_dead_idle(&pool).await;
                     }
+                    Err(e) => tracing::warn!(error = %e, "queue listener cannot LISTEN; retrying"),
                 }
-                Err(e) => tracing::warn!(error = %e, "queue listener cannot LISTEN; retrying"),
-            },
+            }
             Err(e) => tracing::warn!(error = %e, "queue listener cannot connect; retrying"),
         }
         tokio::time::sleep(RECONNECT_PAUSE).await;
