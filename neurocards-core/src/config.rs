@@ -56,6 +56,9 @@ pub struct Settings {
     /// Whole-request timeout of every KIE call (`KIE_REQUEST_TIMEOUT`, default 60 s); a worker
     /// stopping waits up to this long for a `createTask` in flight.
     pub kie_request_timeout: Duration,
+    /// How long a job whose create call lost its answer waits for the provider's callback
+    /// naming the task before it creates a new one (`LOST_TASK_WAIT`, default 10 min).
+    pub lost_task_wait: Duration,
     /// The secret path segment of the KIE callback route (`KIE_CALLBACK_SECRET`); derived from
     /// the bot token when unset, so the bot and every worker agree without extra setup.
     pub kie_callback_secret: Secret,
@@ -231,6 +234,7 @@ impl Settings {
             kie_models,
             kie_callback_hmac_key: get("KIE_WEBHOOK_HMAC_KEY").map(Secret::new),
             kie_request_timeout: env.duration("KIE_REQUEST_TIMEOUT", "60s", ms(1000)..=hours(1))?,
+            lost_task_wait: env.duration("LOST_TASK_WAIT", "10m", Duration::ZERO..=hours(24))?,
             kie_callback_secret,
             openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
             openai_base_url: env.url("OPENAI_BASE_URL", "https://api.openai.com/v1")?,

@@ -83,6 +83,7 @@ pub fn pipeline_config(settings: &Settings) -> PipelineConfig {
         retry: settings.retry.clone(),
         wait: WaitPolicy { deadline: settings.generation_deadline, ..WaitPolicy::default() },
         callback_url: settings.kie_callback_url(),
+        lost_task_wait: settings.lost_task_wait,
         ..PipelineConfig::default()
     }
 }

@@ -137,6 +137,9 @@ fn spawn_poison_worker(sys: &TestSystem) -> Child {
     let mut env = sys.env();
     env.remove("OPENAI_API_KEY");
     env.insert("POISON_MARKER".to_owned(), POISON_MARKER.to_owned());
+    // The poison aborts before its create request leaves: there is never a task to adopt, so
+    // the wait for one is kept short.
+    env.insert("LOST_TASK_WAIT".to_owned(), "1s".to_owned());
     let binary = workspace_binary("poison-worker", "NEUROCARDS_POISON_WORKER_BIN");
     let mut cmd: Command = service_command(&binary, env);
     cmd.spawn().expect("start poison-worker")
