@@ -199,5 +199,5 @@ async fn kie_callback_route_wakes_only_the_owner_behind_its_secret_and_signature
     .fetch_one(&h.pool)
     .await
     .expect("columns");
-    assert_eq!(columns, 3, "job, task and time: nothing of the body");
+    assert_eq!(columns, 5, "job, task, the URL's key and model hints, time: nothing of the body");
 }

@@ -26,7 +26,12 @@ async fn submit_creates_exactly_one_task_with_the_sora_input() {
     assert_eq!(c.key, KEY_A);
     assert_eq!(c.task_id.as_deref(), Some(task.task_id.as_str()));
     assert_eq!(c.body["model"], SORA);
-    assert_eq!(c.body["callBackUrl"], "https://bot.example/kie/callback");
+    // The key and model ride along, so that a task whose answer is lost can still be adopted.
+    let key = neurocards_core::kie::key_id(&Secret::new(KEY_A));
+    assert_eq!(
+        c.body["callBackUrl"],
+        format!("https://bot.example/kie/callback?key={key}&model=sora-2-image-to-video")
+    );
     let input = &c.body["input"];
     assert_eq!(input["n_frames"], "15", "n_frames is a string");
     assert_eq!(input["aspect_ratio"], "portrait");

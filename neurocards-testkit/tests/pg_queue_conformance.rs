@@ -37,6 +37,8 @@ conformance!(
     entered_step_survives_reclaim,
     rescue_blames_the_latest_begun_job_of_each_dead_worker,
     sweeps_of_one_job_each_blame_a_death_once,
+    a_step_outlived_by_a_heartbeat_is_not_blamed,
+    a_blamed_job_pauses_before_it_runs_again,
     bystanders_are_requeued_without_limit,
     rescue_fails_a_job_past_the_deadline_with_refund_once,
     a_delivered_job_is_never_failed_by_a_rescue,

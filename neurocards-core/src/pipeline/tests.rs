@@ -971,3 +971,82 @@ async fn no_paid_call_starts_while_this_process_cannot_heartbeat() {
     let outcome = run_job(inner, claimed(recorded(true))).await;
     assert!(matches!(outcome, JobOutcome::StorageError(_)), "{outcome:?}");
 }
+
+fn snapshot(id: JobId, class: ErrorClass) -> JobSnapshot {
+    let job = claimed(JobProgress::default());
+    JobSnapshot {
+        id,
+        order_id: job.order_id,
+        user_id: job.user_id,
+        status: JobStatus::Failed,
+        spec: job.spec,
+        progress: JobProgress::default(),
+        attempt: 4,
+        rescues: 4,
+        blamed_rescues: 4,
+        temporary_retries: 0,
+        rate_limit_retries: 0,
+        run_at: Utc::now(),
+        leased_by: None,
+        error_class: Some(class),
+        error_message: Some("poison job".into()),
+        refunded: true,
+        created_at: Utc::now(),
+        finished_at: Some(Utc::now()),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn jobs_failed_by_a_rescue_sweep_are_told_once_and_counted_by_reason() {
+    let mut m = Mocks::new();
+    m.queue.expect_claim().returning(|_, _| Ok(vec![]));
+    m.queue.expect_wait_for_work().returning(|_| Ok(()));
+    m.queue.expect_heartbeat().returning(|_, _| Ok(vec![]));
+    m.progress.expect_claim_unannounced().returning(|_, _| Ok(vec![]));
+    let sweeps = Arc::new(Mutex::new(0u32));
+    let s = sweeps.clone();
+    // One sweep: job 7 is a poison job, job 8 passed the deadline, job 9 was delivered, job 10
+    // is a blamed rescue sent back, 11 and 12 are bystanders.
+    m.queue.expect_rescue_expired().returning(move |_| {
+        let mut n = s.lock().expect("lock");
+        *n += 1;
+        if *n > 1 {
+            return Ok(RescueReport::default());
+        }
+        Ok(RescueReport {
+            requeued: vec![JobId(10), JobId(11), JobId(12)],
+            failed: vec![JobId(7), JobId(8)],
+            completed: vec![JobId(9)],
+            blamed: vec![JobId(7), JobId(10)],
+            past_deadline: vec![JobId(8)],
+        })
+    });
+    m.queue.expect_job().returning(|id| {
+        let class = if id == JobId(8) { ErrorClass::Temporary } else { ErrorClass::Unknown };
+        Ok(Some(snapshot(id, class)))
+    });
+    let told: Arc<Mutex<Vec<(JobId, ErrorClass)>>> = Arc::default();
+    let t = told.clone();
+    m.notifier.expect_send_failure().returning(move |_, notice| {
+        t.lock().expect("lock").push((notice.job_id, notice.class));
+        Ok(MessageRef { chat_id: 42, message_id: 9 })
+    });
+    let pipeline = Pipeline::new(
+        m.deps(),
+        PipelineConfig { worker_id: WorkerId::new("w1"), ..Default::default() },
+    );
+    let metrics = pipeline.metrics();
+    pipeline.run(tokio::time::sleep(Duration::from_secs(60))).await;
+
+    let mut told = told.lock().expect("lock").clone();
+    told.sort_by_key(|(id, _)| *id);
+    assert_eq!(told, vec![(JobId(7), ErrorClass::Unknown), (JobId(8), ErrorClass::Temporary)]);
+    assert!(*sweeps.lock().expect("lock") > 1, "the sweep ran again and told nobody twice");
+    assert_eq!(metrics.poison_jobs(), 1);
+    assert_eq!(metrics.rescues("blamed"), 2);
+    assert_eq!(metrics.rescues("deadline"), 1);
+    assert_eq!(metrics.rescues("bystander"), 3);
+    let text = metrics.render();
+    assert!(text.contains("neurocards_rescues_total{reason=\"bystander\"} 3"), "{text}");
+    assert!(text.contains("neurocards_poison_jobs_total 1"), "{text}");
+}

@@ -168,9 +168,10 @@ impl QueueError {
 ///   the lease token ([`QueueError::LeaseLost`] otherwise);
 /// - each job is refunded at most once, in the same transaction as its failure or cancellation;
 /// - expired leases are rescued back to the queue. A worker's death is blamed on one job only,
-///   the one on which it most recently began a step ([`JobQueue::begin_step`]); only blamed
-///   rescues count toward the cap, every other rescue is free, and a job past the job deadline
-///   is failed by its next rescue. A job whose delivery is recorded is never failed by a rescue.
+///   the one on which it most recently began a step ([`JobQueue::begin_step`]) unless it
+///   heartbeated after that; only blamed rescues count toward the cap, every other rescue is
+///   free, and a job past the job deadline is failed by its next rescue. A job whose delivery
+///   is recorded is never failed by a rescue.
 #[mockall::automock]
 #[async_trait::async_trait]
 pub trait JobQueue: Send + Sync {
@@ -196,7 +197,8 @@ pub trait JobQueue: Send + Sync {
     /// [`JobProgress::entered_step`] (a claim does not clear it), so a worker resuming the job
     /// knows which step was under way when the previous one stopped. Within one lease, the
     /// sequence value decides which job a dying worker is blamed for: the one on which it most
-    /// recently began a step.
+    /// recently began a step, unless a heartbeat of the worker came after (a heartbeat clears
+    /// it, as does the next claim).
     async fn begin_step(&self, lease: Lease, step: JobStep) -> Result<(), QueueError>;
 
     /// Records a step result (fenced).
@@ -223,9 +225,11 @@ pub trait JobQueue: Send + Sync {
     async fn release(&self, leases: &[Lease]) -> Result<u64, QueueError>;
 
     /// Sends jobs whose lease expired back to the queue. Per worker that lost its leases, the
-    /// job on which it most recently began a step (under those leases) is blamed and counted;
-    /// a blamed job over the cap (`max_rescues` blamed rescues) is failed with refund, and so is
-    /// any rescued job past the job deadline; a job with a recorded delivery is completed
+    /// job on which it most recently began a step (under those leases, and after its last
+    /// heartbeat) is blamed and counted, and waits one lease before it can be claimed again
+    /// (so that it does not run beside the same neighbours); the other jobs are ready at once.
+    /// A blamed job over the cap (`max_rescues` blamed rescues) is failed with refund, and so
+    /// is any rescued job past the job deadline; a job with a recorded delivery is completed
     /// instead, never failed. Refunds are written in the same transaction. Safe to run from
     /// every worker at once: each expired lease is handled by exactly one sweep, and each
     /// worker's death is blamed at most once even when its leases expire across sweeps.

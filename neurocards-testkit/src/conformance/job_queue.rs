@@ -399,6 +399,7 @@ pub async fn rescue_requeues_then_fails_at_cap<F: QueueFixture>(f: &F) {
         if round < f.max_rescues() {
             assert_eq!(report.requeued, vec![job.lease.job_id]);
             assert!(report.failed.is_empty());
+            f.make_due(job.lease.job_id).await;
         } else {
             assert_eq!(report.failed, vec![job.lease.job_id]);
             assert!(report.requeued.is_empty());
@@ -569,6 +570,57 @@ pub async fn rescue_blames_the_latest_begun_job_of_each_dead_worker<F: QueueFixt
     assert!(second.blamed.is_empty(), "the death was blamed already");
 }
 
+/// A worker that heartbeated after beginning a step was not killed by that step: its death is
+/// blamed on no job, unless it began another step after the heartbeat.
+pub async fn a_step_outlived_by_a_heartbeat_is_not_blamed<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let w = WorkerId::new("w");
+    let [a, b] = <[ClaimedJob; 2]>::try_from(hold_jobs(f, &w, 2).await).expect("two");
+    q.begin_step(a.lease, JobStep::Wait).await.expect("begin");
+    q.begin_step(b.lease, JobStep::Wait).await.expect("begin");
+    assert!(q.heartbeat(&w, &[a.lease, b.lease]).await.expect("heartbeat").is_empty());
+    f.expire_lease(a.lease.job_id).await;
+    f.expire_lease(b.lease.job_id).await;
+    let report = q.rescue_expired(10).await.expect("rescue");
+    assert_eq!(report.requeued.len(), 2);
+    assert!(report.blamed.is_empty(), "{report:?}");
+
+    let v = WorkerId::new("v");
+    let [c, d] = <[ClaimedJob; 2]>::try_from(hold_jobs(f, &v, 2).await).expect("two");
+    q.begin_step(d.lease, JobStep::Wait).await.expect("begin");
+    assert!(q.heartbeat(&v, &[c.lease, d.lease]).await.expect("heartbeat").is_empty());
+    q.begin_step(c.lease, JobStep::Submit).await.expect("begin after the heartbeat");
+    f.expire_lease(c.lease.job_id).await;
+    f.expire_lease(d.lease.job_id).await;
+    assert_eq!(q.rescue_expired(10).await.expect("rescue").blamed, vec![c.lease.job_id]);
+}
+
+/// A blamed job waits about a lease before it can be claimed again, so that it does not run
+/// beside the same neighbours; the bystanders of the same death are ready at once.
+pub async fn a_blamed_job_pauses_before_it_runs_again<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let w = WorkerId::new("w");
+    let [bystander, culprit] = <[ClaimedJob; 2]>::try_from(hold_jobs(f, &w, 2).await).expect("two");
+    q.begin_step(bystander.lease, JobStep::Wait).await.expect("begin");
+    q.begin_step(culprit.lease, JobStep::Submit).await.expect("begin");
+    f.expire_lease(bystander.lease.job_id).await;
+    f.expire_lease(culprit.lease.job_id).await;
+    let report = q.rescue_expired(10).await.expect("rescue");
+    assert_eq!(report.blamed, vec![culprit.lease.job_id]);
+    let next = claim_all(q, &WorkerId::new("next")).await;
+    let ids: Vec<JobId> = next.iter().map(|j| j.lease.job_id).collect();
+    assert_eq!(ids, vec![bystander.lease.job_id], "only the bystander is ready");
+    let snap = q.job(culprit.lease.job_id).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Queued);
+    assert!(snap.run_at > chrono::Utc::now(), "the blamed job waits");
+    f.make_due(culprit.lease.job_id).await;
+    let later = q.claim(&WorkerId::new("later"), 1).await.expect("claim");
+    assert_eq!(
+        later.iter().map(|j| j.lease.job_id).collect::<Vec<_>>(),
+        vec![culprit.lease.job_id]
+    );
+}
+
 /// A sweep limited to one job at a time still blames a dead worker's death exactly once.
 pub async fn sweeps_of_one_job_each_blame_a_death_once<F: QueueFixture>(f: &F) {
     let q = f.queue();
@@ -674,6 +726,7 @@ pub async fn a_delivered_job_is_never_failed_by_a_rescue<F: QueueFixture>(f: &F)
         q.begin_step(job.lease, JobStep::Submit).await.expect("begin");
         f.expire_lease(at_cap).await;
         assert_eq!(q.rescue_expired(10).await.expect("rescue").blamed, vec![at_cap]);
+        f.make_due(at_cap).await;
     }
     let job = q.claim(&WorkerId::new("last"), 1).await.expect("claim").remove(0);
     assert_eq!(job.lease.job_id, at_cap);

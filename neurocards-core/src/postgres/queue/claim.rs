@@ -135,7 +135,8 @@ fn decode_claimed(rows: &[PgRow]) -> Result<ClaimedRows, QueueError> {
 type ClaimedRows = (Vec<ClaimedJob>, Vec<(Lease, String)>);
 
 /// Extends, in one statement, every lease in `leases` that `worker` still holds; the rest are
-/// returned as lost.
+/// returned as lost. A heartbeat also clears the jobs' `step_seq`: the worker outlived the steps
+/// it had begun, so none of them is blamed if it dies later (see `rescue.rs`).
 pub(super) async fn heartbeat(
     q: &PgJobQueue,
     worker: &WorkerId,
@@ -153,7 +154,7 @@ pub(super) async fn heartbeat(
     // placement stay synchronous (a claim lost in a crash would let its token be issued again).
     sqlx::query("SET LOCAL synchronous_commit = off").execute(&mut *tx).await?;
     let kept: Vec<i64> = sqlx::query_scalar(
-        "UPDATE jobs j SET lease_expires_at = now() + make_interval(secs => $4) \
+        "UPDATE jobs j SET lease_expires_at = now() + make_interval(secs => $4), step_seq = NULL \
          FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token) \
          WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running' \
            AND j.leased_by = $3 \

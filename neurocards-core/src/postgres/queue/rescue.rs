@@ -1,10 +1,12 @@
 //! Rescuing jobs whose worker stopped heart-beating.
 //!
 //! A worker's death is blamed on one job only: among the jobs it still held, the one on which it
-//! most recently began a step (the largest `step_seq`, which every claim clears, so only steps
-//! begun under the current lease count). Only blamed rescues count toward the cap; the dead
-//! worker's other jobs are bystanders and go back to the queue for free. A job's age (from its
-//! first claim) is bounded by the job deadline instead: a rescue fails it once it is past.
+//! most recently began a step (the largest `step_seq`), provided the worker had not heartbeated
+//! since. Claims and heartbeats clear `step_seq`, so only steps begun under the current lease
+//! and after the worker's last sign of life count: a worker that heartbeated after beginning a
+//! step was not killed by it. Only blamed rescues count toward the cap; the dead worker's other
+//! jobs are bystanders and go back to the queue for free. A job's age (from its first claim) is
+//! bounded by the job deadline instead: a rescue fails it once it is past.
 //!
 //! The blame is decided over all the worker's running jobs, not only those expired in this
 //! sweep, because a dead worker's leases expire up to a heartbeat apart and may be swept in
@@ -22,7 +24,12 @@ use crate::ports::{QueueError, RescueReport};
 /// - a recorded delivery: `succeeded` (never failed, never refunded);
 /// - past the deadline (`$3` seconds since its first claim): `failed` with refund;
 /// - blamed and now over `$2` blamed rescues: `failed` with refund (a poison job);
-/// - otherwise back to `queued`.
+/// - otherwise back to `queued`: at once, or after `$4` seconds (one lease) when blamed.
+///
+/// The blamed job's pause breaks up the batch it died with: a dead worker's jobs are requeued
+/// together and would otherwise be claimed together again, so a poison job would keep killing
+/// the same neighbours, and with them racing it to begin a step, blame could fall on one of
+/// them again and again. Paused, the blamed job runs apart from them.
 ///
 /// Refunds are written in the same statement (the ledger's unique index makes a second refund
 /// a no-op). The lease token is left as it is; the next claim bumps it, and the dead worker's
@@ -72,7 +79,8 @@ WITH expired AS MATERIALIZED ( \
     SET state = v.state, \
         rescues = j.rescues + 1, \
         blamed_rescues = v.blames, \
-        run_at = now(), leased_by = NULL, lease_expires_at = NULL, \
+        run_at = CASE WHEN v.blamed THEN now() + make_interval(secs => $4) ELSE now() END, \
+        leased_by = NULL, lease_expires_at = NULL, \
         finished_at = CASE WHEN v.state = 'queued' THEN NULL ELSE now() END, \
         error_class = CASE WHEN v.state <> 'failed' THEN j.error_class \
                            WHEN v.past_deadline THEN 'temporary' \
@@ -108,6 +116,7 @@ pub(super) async fn rescue_expired(q: &PgJobQueue, limit: u32) -> Result<RescueR
         .bind(i64::from(limit))
         .bind(i32::try_from(q.config.max_rescues).unwrap_or(i32::MAX))
         .bind(q.config.job_deadline.as_secs_f64())
+        .bind(q.lease_secs())
         .fetch_all(&mut *tx)
         .await?;
     let mut report = RescueReport::default();
