@@ -187,6 +187,7 @@ async fn chaos_run(pool: PgPool) {
         fault_rate: 0.10,
         create_hold: Duration::from_secs(4),
         late_callbacks: Duration::from_secs(3),
+        callback_retries: 4,
     }));
 
     let addr = free_local_addr().to_string();

@@ -1050,3 +1050,46 @@ async fn jobs_failed_by_a_rescue_sweep_are_told_once_and_counted_by_reason() {
     assert!(text.contains("neurocards_rescues_total{reason=\"bystander\"} 3"), "{text}");
     assert!(text.contains("neurocards_poison_jobs_total 1"), "{text}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_status_check_after_a_wakeup_is_retried_soon_not_at_the_fallback_interval() {
+    let mut m = Mocks::new();
+    m.signals.checkpoint();
+    let wakeups = Arc::new(Mutex::new(0u32));
+    let w = wakeups.clone();
+    // One callback wake-up; nothing after it.
+    m.signals.expect_wait_wakeup().returning(move |_, _, _| {
+        let mut n = w.lock().expect("lock");
+        *n += 1;
+        Ok(*n == 1)
+    });
+    m.signals.expect_wakeup_tasks().returning(|_| Ok(vec![]));
+    let times: Arc<Mutex<Vec<Duration>>> = Arc::default();
+    let t = times.clone();
+    let start = tokio::time::Instant::now();
+    m.provider.checkpoint();
+    m.provider.expect_upload_image().returning(|_, _| Ok("u".into()));
+    m.provider.expect_submit().returning(|_| Ok(task()));
+    m.provider.expect_check().returning(move |_| {
+        let mut t = t.lock().expect("lock");
+        t.push(start.elapsed());
+        if t.len() == 1 {
+            Err(ProviderError::new(ErrorClass::Temporary, "Server error"))
+        } else {
+            Ok(succeeded("https://v"))
+        }
+    });
+    m.video_sent();
+    let config = PipelineConfig {
+        worker_id: WorkerId::new("test"),
+        callback_url: Some(crate::secret::Secret::new("https://bot.example/kie/callback/s")),
+        ..Default::default()
+    };
+    let inner = Arc::new(Inner::new(m.deps(), config, Arc::new(PipelineMetrics::default())));
+    let outcome = run_job(inner, claimed(JobProgress::default())).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    let times = times.lock().expect("lock").clone();
+    assert_eq!(times.len(), 2, "{times:?}");
+    let gap = times[1] - times[0];
+    assert!(gap <= Duration::from_secs(5), "retried at the fast interval, not after {gap:?}");
+}

@@ -148,6 +148,9 @@ pub(crate) async fn wait_for_task(
                 if !e.is_retryable() || check_errors >= policy.max_check_errors {
                     return WaitOutcome::CheckFailed(e);
                 }
+                // A failed check says nothing about the task: look again soon, not after the
+                // slow fallback interval (a minute with callbacks on, whose wake-up is spent).
+                recheck_soon = true;
             }
         }
         if Instant::now() >= deadline {

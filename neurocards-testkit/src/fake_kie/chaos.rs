@@ -2,7 +2,7 @@
 //! `recordInfo` answers fail (a 5xx, or KIE's "maintenance" 455), some `createTask` answers come
 //! only after the client gave up — with the task already created, the case that tempts a
 //! worker to pay twice —, and callbacks come late, twice, or out of order (a stale
-//! "generating" state after the final one).
+//! "generating" state after the final one); a refused callback is sent again a few times.
 
 use serde_json::Value;
 use std::time::Duration;
@@ -17,6 +17,11 @@ pub struct Chaos {
     pub create_hold: Duration,
     /// Callbacks are delayed by up to this much after the task finished.
     pub late_callbacks: Duration,
+    /// A callback the receiver refused (a 5xx, or nobody listening: the bot restarting, its
+    /// database down) is sent again up to this many times, 1 s, 2 s, 4 s … apart. KIE's own
+    /// policy is not documented; without any retry, a job whose `createTask` answer was lost
+    /// waits its full lost-task wait (10 minutes) for a callback that never comes.
+    pub callback_retries: u32,
 }
 
 impl Default for Chaos {
@@ -25,6 +30,7 @@ impl Default for Chaos {
             fault_rate: 0.10,
             create_hold: Duration::from_secs(5),
             late_callbacks: Duration::from_secs(3),
+            callback_retries: 4,
         }
     }
 }
@@ -44,6 +50,8 @@ pub struct ChaosCounts {
     pub duplicate_callbacks: u64,
     /// "generating" callbacks sent after the final one.
     pub stale_callbacks: u64,
+    /// Deliveries sent again after the receiver refused them.
+    pub retried_callbacks: u64,
 }
 
 /// A `createTask` fault.

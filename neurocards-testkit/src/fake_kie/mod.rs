@@ -750,6 +750,8 @@ async fn callback_loop(state: std::sync::Weak<Mutex<State>>, http: reqwest::Clie
             }
             due
         };
+        let retries = lock(&state).chaos.as_ref().map_or(0, |c| c.callback_retries);
+        let weak = Arc::downgrade(&state);
         drop(state);
         for (url, id, body, hmac, delay) in due {
             if delay.is_zero() {
@@ -759,10 +761,24 @@ async fn callback_loop(state: std::sync::Weak<Mutex<State>>, http: reqwest::Clie
                 continue;
             }
             let http = http.clone();
+            let weak = weak.clone();
             tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                if let Err(e) = post_callback(&http, &url, &id, &body, hmac.as_deref()).await {
-                    tracing::debug!(error = %e, "fake KIE callback not delivered");
+                // Under chaos a refused delivery (a 5xx, or nobody listening) is sent again a
+                // few times, 1 s, 2 s, 4 s … later.
+                for attempt in 0..=retries {
+                    match post_callback(&http, &url, &id, &body, hmac.as_deref()).await {
+                        Ok(status) if status < 500 => return,
+                        Ok(status) => tracing::debug!(status, "fake KIE callback refused"),
+                        Err(e) => tracing::debug!(error = %e, "fake KIE callback not delivered"),
+                    }
+                    if attempt == retries {
+                        return;
+                    }
+                    if let Some(state) = weak.upgrade() {
+                        lock(&state).chaos_counts.retried_callbacks += 1;
+                    }
+                    tokio::time::sleep(Duration::from_secs(1 << attempt.min(5))).await;
                 }
             });
         }
