@@ -195,6 +195,10 @@ async fn chaos_run(pool: PgPool) {
     // Callbacks go to the bot's /kie/callback; the workers give up on a create after 2 s.
     env.insert("PUBLIC_BASE_URL".into(), format!("http://{addr}/"));
     env.insert("KIE_REQUEST_TIMEOUT".into(), "2s".into());
+    // A job whose create answer was lost adopts its task from the callback; should that callback
+    // never come (refused through every retry while the bot and database restart), it creates a
+    // new task after a minute rather than ten, so the run stays within its budget.
+    env.insert("LOST_TASK_WAIT".into(), "60s".into());
     let mut bot = service(&bot_binary(), &env, "bot").spawn().expect("start the bot");
     assert!(wait_ready(&addr, Duration::from_secs(60)).await, "the bot is ready");
     let mut workers = Workers {
