@@ -27,6 +27,35 @@ pub async fn funded_user(accounts: &PgAccounts, credits: i64) -> UserId {
     id
 }
 
+/// A default queue on `pool` and an order of `count` "ugc" videos (no product, 1 credit each)
+/// placed for a new user funded with 10 credits.
+pub async fn placed_order(
+    pool: &PgPool,
+    count: u32,
+) -> (PgJobQueue, neurocards_core::ports::PlacedOrder) {
+    use neurocards_core::domain::{GenerationOptions, JobSpec, OrderKey, TemplateId, VideoCount};
+    use neurocards_core::ports::{JobQueue, NewOrder};
+    let accounts = PgAccounts::new(pool.clone());
+    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let user = funded_user(&accounts, 10).await;
+    let order = NewOrder {
+        user_id: user,
+        key: OrderKey::random(),
+        count: VideoCount::bulk(count).expect("count"),
+        price_per_video: Credits::new(1).expect("credits"),
+        spec: JobSpec {
+            product_id: None,
+            template: TemplateId::parse("ugc").expect("template"),
+            wishes: None,
+            user_prompt: None,
+            options: GenerationOptions::default(),
+            language: Language::En,
+        },
+    };
+    let placed = queue.place_order(&order).await.expect("place order");
+    (queue, placed)
+}
+
 /// A queue, accounts and the pool under them, on one test database.
 #[derive(Debug)]
 pub struct PgQueueFixture {

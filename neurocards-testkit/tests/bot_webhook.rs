@@ -68,26 +68,8 @@ async fn health_readiness_queue_stats_and_metrics(pool: PgPool) {
 /// A job of a funded user, claimed, with `task` recorded as its provider task.
 async fn job_with_task(pool: &PgPool, task: &str) -> JobId {
     use neurocards_core::domain::*;
-    use neurocards_core::ports::{JobQueue, NewOrder};
-    use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgQueueConfig};
-    let accounts = PgAccounts::new(pool.clone());
-    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
-    let user = neurocards_testkit::pg::funded_user(&accounts, 5).await;
-    let order = NewOrder {
-        user_id: user,
-        key: OrderKey::random(),
-        count: VideoCount::bulk(1).expect("count"),
-        price_per_video: Credits::new(1).expect("credits"),
-        spec: JobSpec {
-            product_id: None,
-            template: TemplateId::parse("ugc").expect("template"),
-            wishes: None,
-            user_prompt: None,
-            options: GenerationOptions::default(),
-            language: Language::En,
-        },
-    };
-    queue.place_order(&order).await.expect("place");
+    use neurocards_core::ports::JobQueue;
+    let (queue, _placed) = neurocards_testkit::pg::placed_order(pool, 1).await;
     let job = queue.claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
     let task = ProviderTaskRef {
         task_id: task.into(),

@@ -2,34 +2,13 @@
 
 use neurocards_core::domain::*;
 use neurocards_core::ports::*;
-use neurocards_core::postgres::{
-    PgAccounts, PgJobQueue, PgOrderProgress, PgQueueConfig, PgTaskSignals,
-};
-use neurocards_testkit::pg::funded_user;
+use neurocards_core::postgres::{PgJobQueue, PgOrderProgress, PgTaskSignals};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
 
 async fn place(pool: &PgPool, count: u32) -> (PgJobQueue, PlacedOrder) {
-    let accounts = PgAccounts::new(pool.clone());
-    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
-    let user = funded_user(&accounts, 10).await;
-    let order = NewOrder {
-        user_id: user,
-        key: OrderKey::random(),
-        count: VideoCount::bulk(count).expect("count"),
-        price_per_video: Credits::new(1).expect("credits"),
-        spec: JobSpec {
-            product_id: None,
-            template: TemplateId::parse("ugc").expect("template"),
-            wishes: None,
-            user_prompt: None,
-            options: GenerationOptions::default(),
-            language: Language::En,
-        },
-    };
-    let placed = queue.place_order(&order).await.expect("place order");
-    (queue, placed)
+    neurocards_testkit::pg::placed_order(pool, count).await
 }
 
 #[sqlx::test(migrations = "../migrations")]
