@@ -15,6 +15,7 @@ pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
 pub mod templates;
+mod url_query;
 
 #[cfg(feature = "openai")]
 pub mod openai;

@@ -99,8 +99,7 @@ pub async fn callback_route_answers(callback_url: &Secret) -> bool {
     }) else {
         return false;
     };
-    let sep = if callback_url.expose().contains('?') { '&' } else { '?' };
-    let probe = format!("{}{sep}probe=1", callback_url.expose());
+    let probe = crate::url_query::append_query(callback_url.expose(), &[("probe", "1")]);
     for attempt in 0..5 {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_secs(2)).await;

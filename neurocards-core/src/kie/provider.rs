@@ -141,10 +141,12 @@ impl KieProvider {
             let key = self.pool.acquire_create(&tried).await?;
             // The key and model ride along in the callback URL, so that a task whose create
             // answer is lost can still be checked (and adopted) when its callback arrives.
-            let callback_url = request
-                .callback_url
-                .as_ref()
-                .map(|url| with_task_hints(url.expose(), &key.id, model.slug()));
+            let callback_url = request.callback_url.as_ref().map(|url| {
+                crate::url_query::append_query(
+                    url.expose(),
+                    &[("key", &key.id), ("model", model.slug())],
+                )
+            });
             let result = self
                 .jobs
                 .create_task(&key, model.slug(), input.clone(), callback_url.as_deref(), &secrets)
@@ -183,16 +185,6 @@ impl KieProvider {
 /// An HTTP 502 or 504: a proxy or load balancer answered, not KIE.
 fn is_gateway_error(e: &ProviderError) -> bool {
     matches!(e.code.as_deref(), Some("502" | "504"))
-}
-
-/// `url` with `key=<key id>&model=<slug>` added to its query (key ids hold no secret).
-fn with_task_hints(url: &str, key_id: &str, model: &str) -> String {
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let hints: String = url::form_urlencoded::Serializer::new(String::new())
-        .append_pair("key", key_id)
-        .append_pair("model", model)
-        .finish();
-    format!("{url}{sep}{hints}")
 }
 
 #[async_trait::async_trait]

@@ -232,6 +232,5 @@ impl Pipeline {
 /// The callback URL for one job's task: the base with `?job=<id>` (or `&job=` when the base has
 /// a query already). A secret, like the base.
 pub(crate) fn job_callback_url(base: &Secret, job: crate::domain::JobId) -> Secret {
-    let sep = if base.expose().contains('?') { '&' } else { '?' };
-    Secret::new(format!("{}{sep}job={}", base.expose(), job.get()))
+    Secret::new(crate::url_query::append_query(base.expose(), &[("job", &job.get().to_string())]))
 }
