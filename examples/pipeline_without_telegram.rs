@@ -18,7 +18,7 @@ use neurocards_core::domain::{
 use neurocards_core::pipeline::{Pipeline, PipelineConfig, PipelineDeps};
 use neurocards_core::ports::*;
 use neurocards_core::postgres::{
-    self, PgAccounts, PgJobQueue, PgOrderProgress, PgProducts, PgQueueConfig, PgTaskSignals,
+    self, PgAccounts, PgJobQueue, PgOrderProgress, PgProducts, PgTaskSignals, QueueConfig,
 };
 use neurocards_core::prompts::TemplatePromptEngine;
 use neurocards_core::templates::TemplateCatalogue;
@@ -149,7 +149,7 @@ async fn main() -> anyhow::Result<()> {
 
     let accounts = Arc::new(PgAccounts::new(pool.clone()));
     let products = Arc::new(PgProducts::new(pool.clone()));
-    let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
+    let queue = Arc::new(PgJobQueue::new(pool.clone(), QueueConfig::default()));
 
     // A user with 3 credits and a product.
     let user = UserId(9_000_000_000 + i64::from(fastrand::u32(..)));

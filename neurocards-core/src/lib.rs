@@ -1,7 +1,7 @@
 //! Neurocards core: sell AI product videos over Telegram.
 //!
 //! The crate holds the domain ([`domain`]), the ports the services depend on ([`ports`]), the
-//! services, and the adapters (PostgreSQL, KIE.AI, OpenAI, Telegram), each behind a cargo
+//! services, and the adapters (PostgreSQL, the embedded SQLite store, KIE.AI, OpenAI, Telegram), each behind a cargo
 //! feature (all on by default). A second bot embeds the same pieces with its own front end.
 
 pub mod config;
@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod pipeline;
 pub mod ports;
 pub mod prompts;
+pub mod queue_config;
 pub mod secret;
 pub mod shutdown;
 pub mod telemetry;
@@ -22,6 +23,9 @@ pub mod openai;
 
 #[cfg(feature = "postgres")]
 pub mod postgres;
+
+#[cfg(feature = "sqlite")]
+pub mod sqlite;
 
 #[cfg(feature = "kie")]
 pub mod kie;

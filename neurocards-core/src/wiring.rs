@@ -10,7 +10,7 @@ use crate::metrics::Metrics;
 use crate::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
 use crate::pipeline::{PipelineConfig, PipelineDeps, WaitPolicy};
 use crate::postgres::{
-    PgAccounts, PgJobQueue, PgOrderProgress, PgProducts, PgQueueConfig, PgTaskSignals,
+    PgAccounts, PgJobQueue, PgOrderProgress, PgProducts, PgTaskSignals, QueueConfig,
 };
 use crate::prompts::LlmPromptEngine;
 use crate::safe_fetch::{FetchPolicy, SafeFetch};
@@ -44,13 +44,13 @@ pub enum WiringError {
 
 /// The queue settings from the configuration (`JOB_LEASE`, `PER_USER_IN_FLIGHT`,
 /// `MAX_RESCUES`, `JOB_DEADLINE`).
-pub fn queue_config(settings: &Settings) -> PgQueueConfig {
-    PgQueueConfig {
+pub fn queue_config(settings: &Settings) -> QueueConfig {
+    QueueConfig {
         lease: settings.job_lease,
         per_user_cap: settings.per_user_in_flight,
         max_rescues: settings.max_rescues,
         job_deadline: settings.job_deadline,
-        ..PgQueueConfig::default()
+        ..QueueConfig::default()
     }
 }
 

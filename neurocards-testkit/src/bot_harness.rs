@@ -8,8 +8,8 @@ use neurocards_core::conversation::{
 use neurocards_core::domain::{Credits, LedgerReason, UserId};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
 use neurocards_core::postgres::{
-    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgQueueConfig,
-    PgUpdateClaims, PgUsageQuota,
+    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgUpdateClaims,
+    PgUsageQuota, QueueConfig,
 };
 use neurocards_core::prompts::TemplatePromptEngine;
 use neurocards_core::secret::Secret;
@@ -115,7 +115,7 @@ impl BotHarness {
         let bot = Bot::new(telegram.token().expose()).set_api_url(telegram.api_url());
         let accounts = Arc::new(PgAccounts::new(pool.clone()));
         let products: Arc<dyn Products> = Arc::new(PgProducts::new(pool.clone()));
-        let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
+        let queue = Arc::new(PgJobQueue::new(pool.clone(), QueueConfig::default()));
         let prompts: Arc<dyn PromptEngine> =
             prompts.unwrap_or_else(|| Arc::new(TemplatePromptEngine::new(2000)));
         let queries = Arc::new(PgBotQueries::new(pool.clone()));

@@ -4,7 +4,7 @@
 use crate::conformance::job_queue::QueueFixture;
 use neurocards_core::domain::{Credits, JobId, Language, LedgerReason, UserId};
 use neurocards_core::ports::{Accounts, NewUser};
-use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgQueueConfig};
+use neurocards_core::postgres::{PgAccounts, PgJobQueue, QueueConfig};
 use sqlx::PgPool;
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -36,7 +36,7 @@ pub async fn placed_order(
     use neurocards_core::domain::{GenerationOptions, JobSpec, OrderKey, TemplateId, VideoCount};
     use neurocards_core::ports::{JobQueue, NewOrder};
     let accounts = PgAccounts::new(pool.clone());
-    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 10).await;
     let order = NewOrder {
         user_id: user,
@@ -65,7 +65,7 @@ pub struct PgQueueFixture {
 }
 
 impl PgQueueFixture {
-    pub fn new(pool: PgPool, config: PgQueueConfig) -> Self {
+    pub fn new(pool: PgPool, config: QueueConfig) -> Self {
         Self {
             queue: PgJobQueue::new(pool.clone(), config),
             accounts: PgAccounts::new(pool.clone()),

@@ -148,10 +148,7 @@ impl TestSystem {
         let mut system = Self {
             accounts: PgAccounts::new(pool.clone()),
             products: PgProducts::new(pool.clone()),
-            queue: PgJobQueue::new(
-                pool.clone(),
-                neurocards_core::postgres::PgQueueConfig::default(),
-            ),
+            queue: PgJobQueue::new(pool.clone(), neurocards_core::postgres::QueueConfig::default()),
             signals: PgTaskSignals::new(pool.clone()),
             provider: placeholder_provider(),
             pool,

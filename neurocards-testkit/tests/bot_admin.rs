@@ -13,7 +13,7 @@ fn admin_settings() -> ConversationSettings {
     ConversationSettings { admin_ids: [UserId(ADMIN)].into(), ..test_settings() }
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn admin_commands_work_for_admins(pool: PgPool) {
     let h = BotHarness::start(pool, admin_settings()).await;
     let admin = TgUser::new(ADMIN).language("en");
@@ -72,7 +72,7 @@ async fn admin_commands_work_for_admins(pool: PgPool) {
     assert!(blocked_at.is_some(), "blocked users are recorded and skipped next time");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn admin_commands_are_unknown_commands_for_everyone_else(pool: PgPool) {
     let h = BotHarness::start(pool, admin_settings()).await;
     let user = TgUser::new(600).language("en");
@@ -91,7 +91,7 @@ async fn admin_commands_are_unknown_commands_for_everyone_else(pool: PgPool) {
     assert!(nobody.last(&admin).text.contains("don't know this command"));
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn the_command_list_is_registered(pool: PgPool) {
     let h = BotHarness::start(pool, admin_settings()).await;
     register_commands(&h.bot, &h.ctx).await.expect("setMyCommands accepted");

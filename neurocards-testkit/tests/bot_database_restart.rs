@@ -69,7 +69,7 @@ async fn start_is_answered(tg: &FakeTelegram, user: &TgUser, timeout: Duration) 
     .await
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn the_polling_bot_answers_again_after_its_database_connections_are_cut(pool: PgPool) {
     let system = TestSystem::start(pool.clone()).await;
     let tg = &system.telegram;

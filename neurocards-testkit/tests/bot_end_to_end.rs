@@ -27,7 +27,7 @@ async fn order(h: &BotHarness, user: &TgUser, tpl: &str, count: u32) {
     h.press(user, &start).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn the_conversation_ends_with_the_worker_delivering_the_videos(pool: PgPool) {
     let mut system = TestSystem::start(pool).await;
     system.start_worker();
@@ -68,7 +68,7 @@ async fn the_conversation_ends_with_the_worker_delivering_the_videos(pool: PgPoo
     system.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn the_bot_and_worker_binaries_complete_an_order(pool: PgPool) {
     let system = TestSystem::start(pool).await;
     let mut worker = system.spawn_worker_binary();

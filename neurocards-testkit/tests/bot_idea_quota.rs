@@ -44,7 +44,7 @@ async fn own_idea_step(h: &BotHarness, user: &TgUser) {
     h.press(user, "tpl:own_idea").await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn idea_refinement_is_limited_per_user_per_hour_across_replicas(pool: PgPool) {
     let engine = Arc::new(CountingEngine {
         inner: TemplatePromptEngine::new(2000),
@@ -92,7 +92,7 @@ async fn idea_refinement_is_limited_per_user_per_hour_across_replicas(pool: PgPo
     assert!(metrics.contains("neurocards_bot_idea_refines_limited_total 1"), "{metrics}");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn the_refine_limit_message_is_localized(pool: PgPool) {
     let settings = ConversationSettings { idea_refines_per_hour: 1, ..test_settings() };
     let h = BotHarness::start(pool, settings).await;

@@ -37,12 +37,12 @@ async fn bot_logs_get_updates_failure(pool: PgPool, status: u16, description: &s
     );
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_revoked_token_on_get_updates_is_logged(pool: PgPool) {
     bot_logs_get_updates_failure(pool, 401, "Unauthorized", "InvalidToken").await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_conflict_with_another_poller_on_get_updates_is_logged(pool: PgPool) {
     bot_logs_get_updates_failure(
         pool,

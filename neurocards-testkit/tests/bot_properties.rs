@@ -127,7 +127,7 @@ async fn run_story(h: &BotHarness, user: &TgUser, steps: &[Step]) {
     }
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn random_updates_never_break_the_conversation_or_the_ledger(pool: PgPool) {
     let h = BotHarness::start(pool, test_settings()).await;
     let mut runner = TestRunner::new(Config { cases: 48, ..Config::default() });

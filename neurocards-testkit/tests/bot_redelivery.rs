@@ -29,7 +29,7 @@ async fn grants_to(h: &BotHarness, user: i64) -> i64 {
     n
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_redelivered_grant_mints_credits_once(pool: PgPool) {
     let h = BotHarness::start(pool, admin_settings()).await;
     let other_replica = h.restart().await;
@@ -54,7 +54,7 @@ async fn a_redelivered_grant_mints_credits_once(pool: PgPool) {
     assert!(metrics.contains("neurocards_bot_repeated_updates_total 1"), "{metrics}");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_redelivered_start_tap_places_one_order_and_answers_once(pool: PgPool) {
     let h = BotHarness::start(pool, test_settings()).await;
     let user = TgUser::new(702);
@@ -80,7 +80,7 @@ async fn a_redelivered_start_tap_places_one_order_and_answers_once(pool: PgPool)
     assert_eq!(h.telegram.all_calls().len(), calls, "the repeats are not even answered again");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_redelivered_broadcast_runs_once(pool: PgPool) {
     let h = BotHarness::start(pool, admin_settings()).await;
     let admin = TgUser::new(ADMIN).language("en");
@@ -106,7 +106,7 @@ async fn a_redelivered_broadcast_runs_once(pool: PgPool) {
     assert_eq!(reports, 1);
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn the_webhook_handles_a_redelivered_update_once_and_asks_again_when_it_cannot_claim(
     pool: PgPool,
 ) {
@@ -148,7 +148,7 @@ async fn the_webhook_handles_a_redelivered_update_once_and_asks_again_when_it_ca
     assert_eq!(h.telegram.all_calls().len(), calls, "nothing was done or said");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_polled_update_delivered_twice_is_handled_once(pool: PgPool) {
     let h = BotHarness::start(pool, admin_settings()).await;
     let admin = TgUser::new(ADMIN).language("en");

@@ -12,7 +12,7 @@ async fn serve(h: &BotHarness) -> String {
     h.serve_http(SECRET).await
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn webhook_refuses_a_wrong_or_missing_secret_and_handles_the_right_one(pool: PgPool) {
     let h = BotHarness::start(pool, test_settings()).await;
     let base = serve(&h).await;
@@ -44,7 +44,7 @@ async fn webhook_refuses_a_wrong_or_missing_secret_and_handles_the_right_one(poo
     assert!(h.last(&user).callback_data().contains(&"terms"), "answered within the request");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn health_readiness_queue_stats_and_metrics(pool: PgPool) {
     let h = BotHarness::start(pool, test_settings()).await;
     let base = serve(&h).await;
@@ -85,7 +85,7 @@ async fn wakeups(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM task_wakeups").fetch_one(pool).await.expect("count")
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn kie_callback_route_wakes_only_the_owner_behind_its_secret_and_signature(pool: PgPool) {
     use neurocards_core::kie::{sign, KieConfig, KieProvider};
     use neurocards_core::postgres::PgTaskSignals;

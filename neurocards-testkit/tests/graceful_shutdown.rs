@@ -64,19 +64,19 @@ async fn stop_idle_bot(system: &TestSystem, mode: &str) {
     assert!(status.success(), "the {mode} bot exits 0 on SIGTERM: {status}");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn an_idle_polling_bot_stops_promptly_on_sigterm(pool: PgPool) {
     let system = TestSystem::start(pool).await;
     stop_idle_bot(&system, "polling").await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn an_idle_webhook_bot_stops_promptly_on_sigterm(pool: PgPool) {
     let system = TestSystem::start(pool).await;
     stop_idle_bot(&system, "webhook").await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn an_idle_worker_stops_promptly_on_sigterm(pool: PgPool) {
     let system = TestSystem::start(pool).await;
     let addr = free_local_addr().to_string();
@@ -94,7 +94,7 @@ async fn an_idle_worker_stops_promptly_on_sigterm(pool: PgPool) {
     assert!(status.success(), "the worker exits 0 on SIGTERM: {status}");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_bot_still_starting_against_a_silent_telegram_stops_promptly_on_sigterm(pool: PgPool) {
     let system = TestSystem::start(pool).await;
     system.telegram.answer_slowly("getMe", Duration::from_secs(120));
@@ -112,7 +112,7 @@ async fn a_bot_still_starting_against_a_silent_telegram_stops_promptly_on_sigter
     assert!(status.success(), "the bot exits 0 on SIGTERM: {status}");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_worker_hands_jobs_waiting_on_the_provider_back_at_once_on_sigterm(pool: PgPool) {
     let system = TestSystem::start(pool).await;
     system.kie.script(neurocards_testkit::fake_kie::Scenario::Never);

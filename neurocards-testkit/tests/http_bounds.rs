@@ -34,7 +34,7 @@ async fn announce(addr: &str, method: &str, path: &str, content_length: usize) -
     String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned()
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn bodies_over_a_routes_limit_are_refused_before_reading(pool: PgPool) {
     let h = BotHarness::start(pool, test_settings()).await;
     let base = h.serve_http(SECRET).await;
@@ -61,7 +61,7 @@ async fn bodies_over_a_routes_limit_are_refused_before_reading(pool: PgPool) {
     assert!(h.last(&user).callback_data().contains(&"terms"));
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_client_that_trickles_its_headers_is_disconnected(pool: PgPool) {
     let h = BotHarness::start(pool, test_settings()).await;
     let limits =
@@ -77,7 +77,7 @@ async fn a_client_that_trickles_its_headers_is_disconnected(pool: PgPool) {
     assert!(started.elapsed() < Duration::from_secs(3), "within the header timeout");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn connections_beyond_the_cap_wait_for_a_free_slot(pool: PgPool) {
     let h = BotHarness::start(pool, test_settings()).await;
     let limits = HttpLimits { max_connections: 2, ..HttpLimits::default() };
@@ -111,7 +111,7 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot(pool: PgPool) {
     assert_eq!(third.status(), 200);
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn metrics_and_queue_stats_require_the_token_and_health_does_not(pool: PgPool) {
     let h = BotHarness::start(pool, test_settings()).await;
     let base = h.serve_http_bounded(SECRET, None, Some(TOKEN), HttpLimits::default()).await;
@@ -133,7 +133,7 @@ async fn metrics_and_queue_stats_require_the_token_and_health_does_not(pool: PgP
     }
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn the_worker_metrics_require_the_same_token(pool: PgPool) {
     let sys = TestSystem::start(pool).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -64,7 +64,7 @@ fn bot_env(system: &TestSystem, port: u16, public: Option<&str>) -> HashMap<Stri
     env
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn forged_callbacks_never_change_what_the_user_gets(pool: PgPool) {
     let system = TestSystem::start(pool).await;
     let port = free_port();
@@ -118,7 +118,7 @@ async fn forged_callbacks_never_change_what_the_user_gets(pool: PgPool) {
     system.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn without_a_public_url_the_bot_serves_no_callback_route(pool: PgPool) {
     let system = TestSystem::start(pool).await;
     let port = free_port();
@@ -146,7 +146,7 @@ async fn without_a_public_url_the_bot_serves_no_callback_route(pool: PgPool) {
     assert_eq!(rows, 0);
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_worker_whose_callback_route_is_not_served_says_so_at_start(pool: PgPool) {
     let system = TestSystem::start(pool).await;
     let nobody = format!("http://127.0.0.1:{}/", free_port());

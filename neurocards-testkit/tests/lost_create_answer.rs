@@ -10,7 +10,7 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_task_created_by_a_timed_out_call_is_adopted_not_bought_again(pool: PgPool) {
     let options = SystemOptions { callbacks: true, ..SystemOptions::default() };
     let system = TestSystem::start_with(pool, options).await;
@@ -37,7 +37,7 @@ async fn a_task_created_by_a_timed_out_call_is_adopted_not_bought_again(pool: Pg
     system.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn without_callbacks_a_timed_out_create_is_made_again_once(pool: PgPool) {
     let system = TestSystem::start(pool).await;
     system.kie.script(Scenario::SucceedAfter(1));

@@ -6,7 +6,7 @@ use neurocards_core::domain::{
 use neurocards_core::ports::{
     Accounts, AccountsError, JobQueue, NewProduct, NewUser, PhotoRef, Products,
 };
-use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgProducts, PgQueueConfig};
+use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgProducts, QueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::invariants::assert_invariants;
 use sqlx::PgPool;
@@ -24,7 +24,7 @@ fn credits(n: i64) -> Credits {
     Credits::new(n).expect("non-negative")
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn registering_twice_gives_start_credits_once_and_refreshes_username(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
     let (user, created) = accounts.register(&new_user(7, "ann"), credits(3)).await.expect("reg");
@@ -46,7 +46,7 @@ async fn registering_twice_gives_start_credits_once_and_refreshes_username(pool:
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn grants_are_noted_in_the_ledger_and_unknown_users_are_errors(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
     accounts.register(&new_user(8, "bob"), Credits::ZERO).await.expect("register");
@@ -69,7 +69,7 @@ async fn grants_are_noted_in_the_ledger_and_unknown_users_are_errors(pool: PgPoo
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn consent_language_ban_and_block_are_stored(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
     let id = UserId(10);
@@ -113,10 +113,10 @@ async fn consent_language_ban_and_block_are_stored(pool: PgPool) {
     assert!(accounts.user(UserId(99)).await.expect("read").is_none());
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn recent_orders_show_jobs_by_status_newest_first(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
-    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     accounts.register(&new_user(20, "fay"), credits(10)).await.expect("register");
     let first = queue.place_order(&order(UserId(20), 3, 1)).await.expect("order");
     let second = queue.place_order(&order(UserId(20), 1, 2)).await.expect("order");
@@ -143,7 +143,7 @@ async fn recent_orders_show_jobs_by_status_newest_first(pool: PgPool) {
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn products_belong_to_their_owner(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
     let products = PgProducts::new(pool.clone());

@@ -11,7 +11,7 @@ fn test_database_url(opts: &PgConnectOptions) -> String {
     url.into()
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn connect_then_migrate_an_up_to_date_database_is_a_no_op(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
@@ -33,7 +33,7 @@ async fn a_malformed_url_is_reported_without_echoing_it() {
     assert!(!err.to_string().contains("secret"));
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_connection_the_server_closed_fails_once_and_is_replaced(
     pool_opts: PgPoolOptions,
     opts: PgConnectOptions,

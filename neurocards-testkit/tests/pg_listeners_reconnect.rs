@@ -6,7 +6,7 @@
 //! a restart or failover does to a client (a real restart would break parallel tests).
 
 use neurocards_core::ports::{JobQueue, TaskSignals, WakeupOutcome, WakeupTask};
-use neurocards_core::postgres::{PgJobQueue, PgQueueConfig, PgTaskSignals};
+use neurocards_core::postgres::{PgJobQueue, PgTaskSignals, QueueConfig};
 use neurocards_testkit::pg::terminate_backends;
 use neurocards_testkit::system::TestSystem;
 use sqlx::PgPool;
@@ -25,10 +25,10 @@ async fn finished_within<T>(
     Some((out, since.elapsed()))
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn queue_waiters_wake_after_a_restart_and_new_orders_wake_them_again(pool: PgPool) {
     let sys = TestSystem::start(pool.clone()).await;
-    let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
+    let queue = Arc::new(PgJobQueue::new(pool.clone(), QueueConfig::default()));
     // Starts the listener; its first LISTEN wakes this wait, and the next one takes note.
     queue.wait_for_work(Duration::from_secs(5)).await.expect("wait");
     queue.wait_for_work(Duration::from_millis(10)).await.expect("wait");
@@ -63,7 +63,7 @@ async fn queue_waiters_wake_after_a_restart_and_new_orders_wake_them_again(pool:
     assert!(took < Duration::from_secs(10));
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn callback_waiters_find_a_wakeup_stored_while_their_listener_was_down(pool: PgPool) {
     let sys = TestSystem::start(pool.clone()).await;
     let (_, first) = sys.user_with_order(1, 1).await;

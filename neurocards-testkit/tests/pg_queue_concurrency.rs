@@ -2,7 +2,7 @@
 
 use neurocards_core::domain::{Credits, JobId, Lease, LeaseToken, UserId, WorkerId};
 use neurocards_core::ports::{Accounts, JobQueue, QueueError};
-use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgQueueConfig};
+use neurocards_core::postgres::{PgAccounts, PgJobQueue, QueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::invariants::assert_invariants;
 use neurocards_testkit::pg::funded_user;
@@ -20,14 +20,14 @@ async fn own_pool(opts: &PgConnectOptions, connections: u32) -> PgPool {
         .expect("connect")
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn eight_claimers_drain_5000_jobs_each_claimed_once(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
     let setup = own_pool(&opts, 2).await;
     let accounts = PgAccounts::new(setup.clone());
-    let config = PgQueueConfig { per_user_cap: 1000, ..PgQueueConfig::default() };
+    let config = QueueConfig { per_user_cap: 1000, ..QueueConfig::default() };
     let enqueue = PgJobQueue::new(setup.clone(), config.clone());
     for _ in 0..50 {
         let user = funded_user(&accounts, 100).await;
@@ -70,13 +70,13 @@ async fn eight_claimers_drain_5000_jobs_each_claimed_once(
     assert_invariants(&setup).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn silent_worker_loses_its_jobs_and_its_late_writes_are_refused(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
     // A short lease so the test runs in seconds; the mechanism is the same at 60 s.
-    let config = PgQueueConfig { lease: Duration::from_secs(2), ..PgQueueConfig::default() };
+    let config = QueueConfig { lease: Duration::from_secs(2), ..QueueConfig::default() };
     let setup = own_pool(&opts, 2).await;
     let accounts = PgAccounts::new(setup.clone());
     let user = funded_user(&accounts, 3).await;
@@ -132,7 +132,7 @@ async fn silent_worker_loses_its_jobs_and_its_late_writes_are_refused(
     assert_invariants(&setup).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn fifty_concurrent_orders_with_credit_for_twenty_place_exactly_twenty(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
@@ -140,7 +140,7 @@ async fn fifty_concurrent_orders_with_credit_for_twenty_place_exactly_twenty(
     let pool = own_pool(&opts, 20).await;
     let accounts = PgAccounts::new(pool.clone());
     let user: UserId = funded_user(&accounts, 20).await;
-    let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
+    let queue = Arc::new(PgJobQueue::new(pool.clone(), QueueConfig::default()));
     let barrier = Arc::new(tokio::sync::Barrier::new(50));
     let tasks: Vec<_> = (0..50)
         .map(|_| {
@@ -168,11 +168,11 @@ async fn fifty_concurrent_orders_with_credit_for_twenty_place_exactly_twenty(
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn ten_light_users_are_claimed_before_a_heavy_users_backlog(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
     // A cap high enough that only fair ordering, not the cap, can let the light users in.
-    let config = PgQueueConfig { per_user_cap: 1000, ..PgQueueConfig::default() };
+    let config = QueueConfig { per_user_cap: 1000, ..QueueConfig::default() };
     let queue = PgJobQueue::new(pool.clone(), config);
     let heavy = funded_user(&accounts, 500).await;
     for _ in 0..5 {
@@ -195,14 +195,14 @@ async fn ten_light_users_are_claimed_before_a_heavy_users_backlog(pool: PgPool) 
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn racing_claimers_never_exceed_the_per_user_cap(
     _pool_opts: PgPoolOptions,
     opts: PgConnectOptions,
 ) {
     let setup = own_pool(&opts, 2).await;
     let accounts = PgAccounts::new(setup.clone());
-    let config = PgQueueConfig { per_user_cap: 5, ..PgQueueConfig::default() };
+    let config = QueueConfig { per_user_cap: 5, ..QueueConfig::default() };
     let enqueue = PgJobQueue::new(setup.clone(), config.clone());
     let heavy = funded_user(&accounts, 200).await;
     enqueue.place_order(&order(heavy, 200, 1)).await.expect("order of 200");

@@ -1,6 +1,6 @@
 //! The JobQueue conformance suite against PostgreSQL; every test ends with the invariants check.
 
-use neurocards_core::postgres::PgQueueConfig;
+use neurocards_core::postgres::QueueConfig;
 use neurocards_testkit::conformance::job_queue as suite;
 use neurocards_testkit::invariants::assert_invariants;
 use neurocards_testkit::pg::PgQueueFixture;
@@ -8,9 +8,9 @@ use sqlx::PgPool;
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {$(
-        #[sqlx::test(migrations = "../migrations")]
+        #[sqlx::test(migrations = "../migrations/postgres")]
         async fn $name(pool: PgPool) {
-            let fixture = PgQueueFixture::new(pool.clone(), PgQueueConfig::default());
+            let fixture = PgQueueFixture::new(pool.clone(), QueueConfig::default());
             suite::$name(&fixture).await;
             assert_invariants(&pool).await;
         }

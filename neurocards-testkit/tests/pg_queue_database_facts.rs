@@ -3,17 +3,17 @@
 
 use neurocards_core::domain::{ErrorClass, WorkerId};
 use neurocards_core::ports::{JobFailure, JobQueue};
-use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgQueueConfig};
+use neurocards_core::postgres::{PgAccounts, PgJobQueue, QueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::invariants::{assert_invariants, check_invariants};
 use neurocards_testkit::pg::funded_user;
 use sqlx::PgPool;
 use std::time::Duration;
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_second_refund_for_a_job_is_refused_by_the_database(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
-    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 1).await;
     queue.place_order(&order(user, 1, 1)).await.expect("order");
     let job = queue.claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
@@ -32,7 +32,7 @@ async fn a_second_refund_for_a_job_is_refused_by_the_database(pool: PgPool) {
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn the_ledger_is_append_only_and_balance_cannot_go_negative(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
     let user = funded_user(&accounts, 2).await;
@@ -55,10 +55,10 @@ async fn the_ledger_is_append_only_and_balance_cannot_go_negative(pool: PgPool) 
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_terminal_job_cannot_hold_a_lease(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
-    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 1).await;
     let placed = queue.place_order(&order(user, 1, 1)).await.expect("order");
     let err = sqlx::query(
@@ -72,10 +72,10 @@ async fn a_terminal_job_cannot_hold_a_lease(pool: PgPool) {
     assert!(err.to_string().contains("check"), "{err}");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn invariants_check_reports_broken_data(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
-    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 5).await;
     let placed = queue.place_order(&order(user, 2, 1)).await.expect("order");
     assert!(check_invariants(&pool).await.expect("check").is_empty());
@@ -116,10 +116,10 @@ async fn invariants_check_reports_broken_data(pool: PgPool) {
     assert!(panicked.is_err(), "assert_invariants panics on violations");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn stats_report_waits_of_claimed_jobs(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
-    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 2).await;
     let placed = queue.place_order(&order(user, 2, 1)).await.expect("order");
     sqlx::query("UPDATE jobs SET created_at = now() - interval '10 seconds' WHERE id = $1")
@@ -135,10 +135,10 @@ async fn stats_report_waits_of_claimed_jobs(pool: PgPool) {
     assert_eq!(stats.window_secs, 60);
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn stats_keep_waits_of_jobs_finished_in_the_window(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
-    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 3).await;
     let placed = queue.place_order(&order(user, 3, 1)).await.expect("order");
     sqlx::query("UPDATE jobs SET created_at = now() - interval '10 seconds' WHERE order_id = $1")

@@ -3,7 +3,7 @@
 
 use neurocards_core::domain::{ErrorClass, JobId, JobStatus, UserId, WorkerId};
 use neurocards_core::ports::{Accounts, JobQueue};
-use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgQueueConfig};
+use neurocards_core::postgres::{PgAccounts, PgJobQueue, QueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::invariants::assert_invariants;
 use neurocards_testkit::pg::funded_user;
@@ -15,10 +15,10 @@ async fn one_job(queue: &PgJobQueue, accounts: &PgAccounts) -> (UserId, JobId) {
     (user, placed.jobs[0])
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn an_unreadable_row_fails_only_its_own_job_and_the_batch_is_claimed(pool: PgPool) {
     let accounts = PgAccounts::new(pool.clone());
-    let queue = PgJobQueue::new(pool.clone(), PgQueueConfig::default());
+    let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let (good_user, good) = one_job(&queue, &accounts).await;
     let (bad_template_user, bad_template) = one_job(&queue, &accounts).await;
     let (good_user_2, good_2) = one_job(&queue, &accounts).await;

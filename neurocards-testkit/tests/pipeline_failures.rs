@@ -46,7 +46,7 @@ fn assert_schedule(gaps: &[Duration], schedule_ms: &[u64]) {
     }
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_user_violation_is_tried_once_explained_and_refunded(pool: PgPool) {
     let mut sys = TestSystem::start(pool).await;
     sys.kie.script(Scenario::FailAfter {
@@ -70,7 +70,7 @@ async fn a_user_violation_is_tried_once_explained_and_refunded(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_temporary_error_is_retried_on_schedule_then_refunded(pool: PgPool) {
     let mut sys = TestSystem::start(pool).await;
     sys.kie.fail_next(Endpoint::Create, 4, Failure::server_error());
@@ -87,7 +87,7 @@ async fn a_temporary_error_is_retried_on_schedule_then_refunded(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_temporary_error_that_clears_succeeds_without_refund(pool: PgPool) {
     let mut sys = TestSystem::start(pool).await;
     sys.kie.fail_next(Endpoint::Create, 2, Failure::server_error());
@@ -103,7 +103,7 @@ async fn a_temporary_error_that_clears_succeeds_without_refund(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_rate_limit_is_retried_on_its_schedule_then_refunded(pool: PgPool) {
     let options =
         SystemOptions { rate_limit_delays: "60ms,120ms,240ms".into(), ..SystemOptions::default() };
@@ -121,7 +121,7 @@ async fn a_rate_limit_is_retried_on_its_schedule_then_refunded(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn billing_with_a_single_key_fails_at_once_and_refunds(pool: PgPool) {
     let mut sys = TestSystem::start(pool).await;
     sys.kie.fail_next(Endpoint::Create, 1, Failure::billing());
@@ -135,7 +135,7 @@ async fn billing_with_a_single_key_fails_at_once_and_refunds(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_configuration_error_fails_at_once_and_refunds(pool: PgPool) {
     let mut sys = TestSystem::start(pool).await;
     sys.kie.fail_next(Endpoint::Create, 1, Failure::new(200, 422, "The input field is required"));
@@ -149,7 +149,7 @@ async fn a_configuration_error_fails_at_once_and_refunds(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_paused_model_falls_back_to_the_next_model(pool: PgPool) {
     let options = SystemOptions {
         models: vec!["sora-2-image-to-video".into(), "kling-3.0/video".into()],
@@ -171,7 +171,7 @@ async fn a_paused_model_falls_back_to_the_next_model(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_key_out_of_credits_hands_the_work_to_the_other_key(pool: PgPool) {
     let options = SystemOptions {
         kie_keys: vec!["kie-key-empty".into(), "kie-key-funded".into()],

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_worker_killed_while_waiting_is_replaced_without_a_second_task(pool: PgPool) {
     let mut sys = TestSystem::start(pool).await;
     sys.kie.script(Scenario::SucceedAfterTime(Duration::from_secs(2)));
@@ -34,7 +34,7 @@ async fn a_worker_killed_while_waiting_is_replaced_without_a_second_task(pool: P
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_killed_worker_process_is_replaced_without_a_second_task(pool: PgPool) {
     let mut sys = TestSystem::start(pool).await;
     sys.kie.script(Scenario::SucceedAfterTime(Duration::from_secs(2)));
@@ -57,7 +57,7 @@ async fn a_killed_worker_process_is_replaced_without_a_second_task(pool: PgPool)
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn duplicate_and_late_callbacks_change_nothing(pool: PgPool) {
     let options = SystemOptions { callbacks: true, ..SystemOptions::default() };
     let mut sys = TestSystem::start_with(pool, options).await;
@@ -86,7 +86,7 @@ async fn duplicate_and_late_callbacks_change_nothing(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn two_hundred_jobs_through_two_workers_with_faults_all_end_once(pool: PgPool) {
     let options = SystemOptions {
         kie_keys: (1..=10).map(|i| format!("kie-chaos-key-{i}")).collect(),
@@ -152,7 +152,7 @@ async fn two_hundred_jobs_through_two_workers_with_faults_all_end_once(pool: PgP
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn the_worker_process_serves_health_and_metrics(pool: PgPool) {
     let sys = TestSystem::start(pool).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")

@@ -11,7 +11,7 @@ async fn place(pool: &PgPool, count: u32) -> (PgJobQueue, PlacedOrder) {
     neurocards_testkit::pg::placed_order(pool, count).await
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn only_one_of_many_concurrent_workers_may_create_the_progress_message(pool: PgPool) {
     let (_queue, placed) = place(&pool, 3).await;
     let store = Arc::new(PgOrderProgress::new(pool.clone()));
@@ -44,7 +44,7 @@ async fn only_one_of_many_concurrent_workers_may_create_the_progress_message(poo
     assert!(store.claim_unannounced(1, 10).await.expect("announce").is_empty());
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn order_status_counts_jobs_by_outcome(pool: PgPool) {
     let (queue, placed) = place(&pool, 3).await;
     let store = PgOrderProgress::new(pool.clone());
@@ -73,7 +73,7 @@ async fn wakeup_rows(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM task_wakeups").fetch_one(pool).await.expect("count")
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_wakeup_for_the_jobs_own_task_wakes_its_waiter_once(pool: PgPool) {
     let (queue, _placed) = place(&pool, 1).await;
     let job = queue.claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
@@ -114,7 +114,7 @@ async fn a_wakeup_for_the_jobs_own_task_wakes_its_waiter_once(pool: PgPool) {
     assert!(signals.wait_wakeup(id, "task-9", Duration::from_millis(10)).await.expect("wait"));
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn wakeups_for_tasks_no_job_owns_store_nothing(pool: PgPool) {
     let (queue, _placed) = place(&pool, 2).await;
     let mut jobs = queue.claim(&WorkerId::new("w"), 2).await.expect("claim");
@@ -158,7 +158,7 @@ async fn wakeups_for_tasks_no_job_owns_store_nothing(pool: PgPool) {
     assert_eq!(named[0].task_id, "orphan-0");
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn abandoning_a_task_is_fenced_by_the_lease(pool: PgPool) {
     let (queue, _placed) = place(&pool, 1).await;
     let signals = PgTaskSignals::new(pool.clone());

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn an_order_of_three_videos_delivers_each_video_once(pool: PgPool) {
     let mut sys = TestSystem::start(pool).await;
     let (user, order) = sys.user_with_order(5, 3).await;

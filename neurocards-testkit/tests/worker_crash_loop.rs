@@ -53,7 +53,7 @@ fn summary(snaps: &[JobSnapshot]) -> String {
         .join(" ")
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_crash_looping_fleet_delivers_every_job_once_and_refunds_none(pool: PgPool) {
     // Ten slots per worker: the three hold all thirty jobs between them, so every kill orphans
     // a third of them. Enough keys that KIE's per-key create limit never delays a job.
@@ -145,7 +145,7 @@ fn spawn_poison_worker(sys: &TestSystem) -> Child {
     cmd.spawn().expect("start poison-worker")
 }
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn a_poison_job_is_failed_with_refund_and_its_workers_other_jobs_are_delivered(pool: PgPool) {
     let options = SystemOptions {
         lease: Duration::from_secs(3),

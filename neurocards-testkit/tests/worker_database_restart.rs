@@ -14,7 +14,7 @@ use std::time::Duration;
 
 const JOBS: usize = 16;
 
-#[sqlx::test(migrations = "../migrations")]
+#[sqlx::test(migrations = "../migrations/postgres")]
 async fn jobs_in_flight_when_the_database_restarts_are_each_delivered_once(pool: PgPool) {
     let options = SystemOptions { concurrency: JOBS as u32, ..SystemOptions::default() };
     let system = TestSystem::start_with(pool.clone(), options).await;

@@ -148,7 +148,7 @@ mod tests {
     use super::*;
     use crate::domain::ProductId;
 
-    #[sqlx::test(migrations = "../migrations")]
+    #[sqlx::test(migrations = "../migrations/postgres")]
     async fn dialogue_survives_a_new_store_and_can_be_removed(pool: PgPool) {
         let chat = ChatId(42);
         let first = Arc::new(PgDialogueStorage::new(pool.clone()));
@@ -164,7 +164,7 @@ mod tests {
         assert_eq!(first.get_dialogue(chat).await.expect("reads"), None);
     }
 
-    #[sqlx::test(migrations = "../migrations")]
+    #[sqlx::test(migrations = "../migrations/postgres")]
     async fn session_read_returns_state_and_account_together(pool: PgPool) {
         use crate::domain::{Credits, Language};
         use crate::ports::{Accounts, NewUser};
@@ -195,7 +195,7 @@ mod tests {
         assert_eq!(store.read(ChatId(8), user).await.expect("reads").0, None);
     }
 
-    #[sqlx::test(migrations = "../migrations")]
+    #[sqlx::test(migrations = "../migrations/postgres")]
     async fn unreadable_state_starts_over(pool: PgPool) {
         sqlx::query("INSERT INTO bot_dialogues (chat_id, state) VALUES (1, '{\"step\":\"gone\"}')")
             .execute(&pool)

@@ -15,7 +15,7 @@ mod task_signals;
 pub use accounts::PgAccounts;
 pub use order_progress::PgOrderProgress;
 pub use products::PgProducts;
-pub use queue::{PgJobQueue, PgQueueConfig};
+pub use queue::{PgJobQueue, QueueConfig};
 pub use task_signals::PgTaskSignals;
 
 #[cfg(feature = "telegram")]
@@ -90,6 +90,6 @@ pub fn pool_options(max_connections: u32) -> PgPoolOptions {
 /// Applies the workspace's migrations that are not applied yet. Safe to run from several
 /// processes at once (sqlx takes an advisory lock).
 pub async fn migrate(pool: &PgPool) -> Result<(), ConnectError> {
-    sqlx::migrate!("../migrations").run(pool).await?;
+    sqlx::migrate!("../migrations/postgres").run(pool).await?;
     Ok(())
 }

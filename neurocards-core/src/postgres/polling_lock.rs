@@ -76,7 +76,7 @@ impl PollingLock {
 mod tests {
     use super::*;
 
-    #[sqlx::test(migrations = "../migrations")]
+    #[sqlx::test(migrations = "../migrations/postgres")]
     async fn only_one_holder_until_released(pool: PgPool) {
         let mut first = PollingLock::try_acquire(&pool).await.expect("db").expect("free lock");
         assert!(PollingLock::try_acquire(&pool).await.expect("db").is_none());
@@ -90,7 +90,7 @@ mod tests {
         assert!(stopped.is_some(), "a free lock is taken before checking stop");
     }
 
-    #[sqlx::test(migrations = "../migrations")]
+    #[sqlx::test(migrations = "../migrations/postgres")]
     async fn a_dropped_connection_loses_the_lock_and_it_can_be_taken_again(pool: PgPool) {
         let mut held = PollingLock::try_acquire(&pool).await.expect("db").expect("free lock");
         // What a server restart does to the holder's connection.

@@ -34,7 +34,7 @@
 use anyhow::{bail, Context};
 use neurocards_core::domain::{Credits, JobId, Lease, LedgerReason, UserId, WorkerId};
 use neurocards_core::ports::{Accounts, JobQueue, NewUser};
-use neurocards_core::postgres::{self, PgAccounts, PgJobQueue, PgQueueConfig};
+use neurocards_core::postgres::{self, PgAccounts, PgJobQueue, QueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::scratch_db::with_scratch_database;
 use sqlx::postgres::PgConnectOptions;
@@ -115,7 +115,7 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Va
         .await
         .context("connect to the bench database")?;
     postgres::migrate(&pool).await?;
-    let queue = Arc::new(PgJobQueue::new(pool.clone(), PgQueueConfig::default()));
+    let queue = Arc::new(PgJobQueue::new(pool.clone(), QueueConfig::default()));
     let accounts = PgAccounts::new(pool.clone());
 
     // Users and credits: one order per user, so the per-user cap (default) stays realistic.

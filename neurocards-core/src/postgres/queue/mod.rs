@@ -31,39 +31,7 @@ use listener::Listener;
 use sqlx::PgPool;
 use std::time::Duration;
 
-/// Settings of the PostgreSQL queue.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PgQueueConfig {
-    /// How long a claim holds a job without a heartbeat. Default 60 s; workers heartbeat every
-    /// third of it, so a dead worker's jobs run again elsewhere within about 1.5 leases.
-    pub lease: Duration,
-    /// Jobs of one user running at once, across all workers. Default 10: a user's order of 5 runs
-    /// entirely in parallel, while an admin's bulk order of 100 cannot occupy every slot. Claims
-    /// take turns (see `claim.rs`), so the cap holds exactly, across any number of processes.
-    pub per_user_cap: u32,
-    /// How many rescues a job may be *blamed* for (its worker died and it was the job on which
-    /// that worker most recently began a step); the next blamed rescue fails it with refund as
-    /// a poison job. Rescues of bystander jobs are not counted. Default 3.
-    pub max_rescues: u32,
-    /// The longest a job may stay unfinished after its first claim: a rescue of a job older than
-    /// this fails it with refund (unless its delivery is recorded). Bounds the free rescues.
-    /// Default 2 h.
-    pub job_deadline: Duration,
-    /// The LISTEN/NOTIFY channel that wakes waiting workers. Default `neurocards_jobs`.
-    pub notify_channel: String,
-}
-
-impl Default for PgQueueConfig {
-    fn default() -> Self {
-        Self {
-            lease: Duration::from_secs(60),
-            per_user_cap: 10,
-            max_rescues: 3,
-            job_deadline: Duration::from_secs(2 * 3600),
-            notify_channel: "neurocards_jobs".to_owned(),
-        }
-    }
-}
+pub use crate::queue_config::QueueConfig;
 
 /// The PostgreSQL [`JobQueue`]. Cheap to share behind an `Arc`; its listener (one dedicated
 /// connection, started on the first [`JobQueue::wait_for_work`]) stops when it is dropped.
@@ -73,7 +41,7 @@ impl Default for PgQueueConfig {
 #[derive(Debug)]
 pub struct PgJobQueue {
     pool: PgPool,
-    config: PgQueueConfig,
+    config: QueueConfig,
     listener: Listener,
     /// Claims of this process take turns here before they take the database's claim turn, so
     /// that at most one connection per process waits on the advisory lock (a waiting statement
@@ -82,7 +50,7 @@ pub struct PgJobQueue {
 }
 
 impl PgJobQueue {
-    pub fn new(pool: PgPool, config: PgQueueConfig) -> Self {
+    pub fn new(pool: PgPool, config: QueueConfig) -> Self {
         let listener = Listener::new(pool.clone(), config.notify_channel.clone());
         Self { pool, config, listener, claim_turn: tokio::sync::Mutex::new(()) }
     }
@@ -92,7 +60,7 @@ impl PgJobQueue {
         &self.pool
     }
 
-    pub fn config(&self) -> &PgQueueConfig {
+    pub fn config(&self) -> &QueueConfig {
         &self.config
     }
 
