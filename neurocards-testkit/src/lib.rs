@@ -12,6 +12,7 @@ pub mod fake_telegram;
 pub mod invariants;
 pub mod pg;
 pub mod scratch_db;
+pub mod stores;
 pub mod system;
 
 /// A [`neurocards_core::safe_fetch::SafeFetch`] that may reach the fakes on `http://127.0.0.1`

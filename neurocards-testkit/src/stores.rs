@@ -1,0 +1,166 @@
+//! The two stores for tests: a fresh embedded store in a temporary directory, and a fresh
+//! PostgreSQL database on `DATABASE_URL`'s server.
+//!
+//! PostgreSQL is optional on a developer's machine: without `DATABASE_URL`, [`pg_database`]
+//! returns `None` and the test returns early, after one line on the terminal saying the
+//! PostgreSQL suites are skipped. CI sets [`REQUIRE_POSTGRES_VAR`]`=1`, which turns any such
+//! skip into a failure, so both stores always run there.
+
+use neurocards_core::sqlite::SqliteStore;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions as _, Connection as _, PgPool};
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::str::FromStr as _;
+use std::sync::Once;
+
+/// Set to `1` to make a missing `DATABASE_URL` fail the PostgreSQL tests instead of skipping
+/// them.
+pub const REQUIRE_POSTGRES_VAR: &str = "NEUROCARDS_REQUIRE_POSTGRES";
+
+/// A migrated embedded store in its own temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempSqlite {
+    pub store: SqliteStore,
+    dir: PathBuf,
+}
+
+impl TempSqlite {
+    /// Opens a fresh store in a new temporary directory.
+    pub async fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("neurocards-test-{}", uuid::Uuid::new_v4()));
+        let store = SqliteStore::open_in(&dir).await.expect("open the embedded store");
+        Self { store, dir }
+    }
+
+    /// The directory holding the store's file (a bot's `DATA_DIR`).
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+}
+
+impl Drop for TempSqlite {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A migrated PostgreSQL database of its own, dropped (with its connections) when this value
+/// is dropped — also when the test panicked.
+#[derive(Debug)]
+pub struct PgTestDb {
+    pub pool: PgPool,
+    server: PgConnectOptions,
+    name: String,
+}
+
+impl PgTestDb {
+    /// The connect options of this database (for processes or pools of a test's own).
+    pub fn connect_options(&self) -> PgConnectOptions {
+        self.server.clone().database(&self.name)
+    }
+
+    /// A `postgres://` URL of this database, for child processes.
+    pub fn url(&self) -> String {
+        let base = std::env::var("DATABASE_URL").unwrap_or_default();
+        let mut url = url::Url::parse(&base).expect("DATABASE_URL parses");
+        url.set_path(&format!("/{}", self.name));
+        url.to_string()
+    }
+}
+
+impl Drop for PgTestDb {
+    fn drop(&mut self) {
+        let server = self.server.clone();
+        let name = self.name.clone();
+        let pool = self.pool.clone();
+        // Drop runs outside async; a thread with its own runtime drops the database.
+        let dropped = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            rt.block_on(async move {
+                pool.close().await;
+                if let Ok(mut admin) = server.connect().await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                        .execute(&mut admin)
+                        .await;
+                    let _ = admin.close().await;
+                }
+            });
+        });
+        let _ = dropped.join();
+    }
+}
+
+/// Whether the PostgreSQL tests can run; prints the skip line (once per test binary) when
+/// they cannot, and panics instead when [`REQUIRE_POSTGRES_VAR`] is set.
+pub fn postgres_available() -> bool {
+    if std::env::var("DATABASE_URL").is_ok_and(|u| !u.trim().is_empty()) {
+        return true;
+    }
+    if std::env::var(REQUIRE_POSTGRES_VAR).is_ok_and(|v| v == "1") {
+        panic!(
+            "DATABASE_URL is not set but {REQUIRE_POSTGRES_VAR}=1: the PostgreSQL tests must run"
+        );
+    }
+    static ANNOUNCED: Once = Once::new();
+    ANNOUNCED.call_once(|| {
+        // Written to the terminal directly: the test harness captures `println!` of passing
+        // tests, and this line must be seen.
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: DATABASE_URL is not set; the PostgreSQL tests of {} are skipped (the \
+             embedded-store tests run)",
+            std::env::args().next().unwrap_or_default()
+        );
+    });
+    false
+}
+
+/// A fresh database with the PostgreSQL migrations applied, or `None` (after the skip line)
+/// when `DATABASE_URL` is not set.
+pub async fn pg_database() -> Option<PgTestDb> {
+    if !postgres_available() {
+        return None;
+    }
+    let url = std::env::var("DATABASE_URL").expect("checked above");
+    let server = PgConnectOptions::from_str(&url).expect("DATABASE_URL is a postgres:// URL");
+    let name = format!("nctest_{:016x}", uuid::Uuid::new_v4().as_u128() as u64);
+    let mut admin = server.connect().await.expect("connect to DATABASE_URL");
+    // DDL takes no bind parameters; the name is ours (a fixed prefix and hex digits).
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
+    let _ = admin.close().await;
+    let pool = PgPoolOptions::new()
+        .max_connections(10)
+        .connect_with(server.clone().database(&name))
+        .await
+        .expect("connect to the test database");
+    neurocards_core::postgres::migrate(&pool).await.expect("migrate the test database");
+    Some(PgTestDb { pool, server, name })
+}
+
+/// Declares PostgreSQL tests that skip without `DATABASE_URL` (see [`pg_database`]). Each body
+/// sees `pool: PgPool` on a fresh migrated database of its own:
+///
+/// ```ignore
+/// pg_test! {
+///     async fn balance_is_kept(pool) { /* … */ }
+/// }
+/// ```
+#[macro_export]
+macro_rules! pg_test {
+    ($( $(#[$meta:meta])* async fn $name:ident($pool:ident) $body:block )*) => {$(
+        $(#[$meta])*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $name() {
+            let Some(__db) = $crate::stores::pg_database().await else { return };
+            #[allow(unused_variables)]
+            let $pool: ::sqlx::PgPool = __db.pool.clone();
+            $body
+        }
+    )*};
+}
