@@ -1,6 +1,8 @@
-//! Wiring: adapters, the conversation, the dispatcher or webhook, and the HTTP server.
+//! Wiring: adapters, the conversation, the dispatcher or webhook, the HTTP server, and — in
+//! all-in-one mode — the generation pipeline in the same process.
 
 use crate::polling::{Poller, POLL_TIMEOUT};
+use crate::polling_lock::{PgPollingLocks, PollingLocks, SoleProcess};
 use anyhow::Context as _;
 use neurocards_core::config::{BotMode, Settings};
 use neurocards_core::conversation::{
@@ -8,26 +10,25 @@ use neurocards_core::conversation::{
 };
 use neurocards_core::http::{self, HttpTimeouts};
 use neurocards_core::kie::{collect_keys, KieProvider};
-use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
-use neurocards_core::postgres::{
-    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgTaskSignals,
-    PgUpdateClaims, PgUsageQuota,
-};
+use neurocards_core::pipeline::{Pipeline, PipelineMetrics, RunReport};
+use neurocards_core::ports::{PromptEngine, TaskSignals};
+use neurocards_core::stores::Stores;
 use neurocards_core::web::{
-    self, CallbackRoute, GlobalMetrics, HttpLimits, ServingReadiness, ServingStatus, WebDeps,
-    WebhookRoute,
+    self, CallbackRoute, GlobalMetrics, HttpLimits, MetricsSource, ServingReadiness, ServingStatus,
+    WebDeps, WebhookRoute,
 };
-use neurocards_core::wiring;
-use sqlx::PgPool;
+use neurocards_core::wiring::{self, Adapters, OpenedStore};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use teloxide::prelude::*;
 use tokio::sync::watch;
 
+/// Runs the bot (and, when `settings.all_in_one`, the pipeline) on `store` until `shutdown`
+/// completes.
 pub async fn run(
     settings: Settings,
-    pool: PgPool,
+    store: OpenedStore,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -42,13 +43,21 @@ pub async fn run(
         }
     };
 
+    // One bundle for the conversation, the callback route and the pipeline: on the embedded
+    // store they reach each other through its in-process wake-ups.
+    let stores = store.stores(wiring::queue_config(&settings));
+    let bot_stores = store.bot_stores();
+    // Checked before anything starts: an all-in-one bot without a KIE key could take orders
+    // it can never run.
+    let adapters = if settings.all_in_one {
+        let provider =
+            wiring::kie_provider_from_env(&settings).context("the pipeline (ALL_IN_ONE)")?;
+        Some(Adapters::build(&settings, stores.clone(), provider)?)
+    } else {
+        None
+    };
     let templates = Arc::new(wiring::templates(&settings)?);
-    let accounts: Arc<dyn Accounts> = Arc::new(PgAccounts::new(pool.clone()));
-    let products: Arc<dyn Products> = Arc::new(PgProducts::new(pool.clone()));
-    let queue: Arc<dyn JobQueue> =
-        Arc::new(PgJobQueue::new(pool.clone(), wiring::queue_config(&settings)));
     let prompts: Arc<dyn PromptEngine> = Arc::new(wiring::prompt_engine(&settings, &templates)?);
-    let queries = Arc::new(PgBotQueries::new(pool.clone()));
     let conversation_settings = ConversationSettings {
         admin_ids: settings.admin_ids.iter().copied().collect(),
         start_credits: settings.start_credits,
@@ -65,20 +74,20 @@ pub async fn run(
     };
     let ctx = Arc::new(
         BotContext::new(
-            accounts,
-            products,
-            queue.clone(),
+            stores.accounts.clone(),
+            stores.products.clone(),
+            stores.queue.clone(),
             prompts,
             templates,
             conversation_settings,
         )
-        .with_stats(queries.clone())
-        .with_history(queries)
-        .with_session_reader(Arc::new(PgDialogueStorage::new(pool.clone())))
-        .with_update_claims(Arc::new(PgUpdateClaims::new(pool.clone())))
-        .with_usage_quota(Arc::new(PgUsageQuota::new(pool.clone()))),
+        .with_stats(bot_stores.stats.clone())
+        .with_history(bot_stores.history.clone())
+        .with_session_reader(bot_stores.sessions.clone())
+        .with_update_claims(bot_stores.update_claims.clone())
+        .with_usage_quota(bot_stores.usage.clone()),
     );
-    let storage = PgDialogueStorage::erased(pool.clone());
+    let storage = bot_stores.dialogues.clone();
 
     // Replies go out unthrottled: one per update, to the user who just wrote. The worker's
     // notifications and the broadcast pace themselves.
@@ -125,15 +134,25 @@ pub async fn run(
         serving.serving();
     }
 
+    let pipeline_metrics = Arc::new(PipelineMetrics::default());
+    let mut metrics: Vec<Arc<dyn MetricsSource>> = Vec::new();
+    if let Some(adapters) = &adapters {
+        // First: it publishes the key gauges into the global registry rendered next.
+        metrics.push(Arc::new(PipelineMetricsSource {
+            pipeline: pipeline_metrics.clone(),
+            provider: adapters.provider.clone(),
+        }));
+    }
+    metrics.extend([Arc::new(GlobalMetrics) as Arc<dyn MetricsSource>, ctx.clone()]);
     let deps = WebDeps {
         readiness: Arc::new(ServingReadiness {
             serving: serving.clone(),
-            database: Arc::new(pool.clone()),
+            database: store.readiness(),
         }),
-        queue,
-        metrics: vec![Arc::new(GlobalMetrics), ctx.clone()],
+        queue: stores.queue.clone(),
+        metrics,
         webhook,
-        kie_callback: kie_callback(&settings, &pool)?,
+        kie_callback: kie_callback(&settings, stores.signals.clone())?,
         stats_window: Duration::from_secs(3600),
         metrics_token: settings.metrics_token.clone(),
         limits: http_limits(&settings),
@@ -151,12 +170,64 @@ pub async fn run(
     let limits = deps.limits;
     let server = tokio::spawn(web::serve_with(listener, web::router(deps), limits, stopped()));
 
+    let pipeline = adapters.map(|adapters| {
+        tokio::spawn(run_pipeline(settings.clone(), adapters, pipeline_metrics, stopped()))
+    });
+
     if settings.bot_mode == BotMode::Polling {
-        Poller { bot, ctx, storage, pool, serving }.run(stopped).await;
+        let locks: Arc<dyn PollingLocks> = match &store {
+            OpenedStore::Postgres(pool) => Arc::new(PgPollingLocks(pool.clone())),
+            OpenedStore::Sqlite(_) => Arc::new(SoleProcess),
+        };
+        Poller { bot, ctx, storage, locks, serving }.run(stopped).await;
+    }
+    if let Some(pipeline) = pipeline {
+        let report = pipeline.await.context("pipeline task")?;
+        tracing::info!(?report, "pipeline finished");
     }
     server.await.context("HTTP server task")?.context("HTTP server")?;
     tracing::info!("bot stopped");
     Ok(())
+}
+
+/// The generation pipeline of an all-in-one bot, as a worker process runs it.
+async fn run_pipeline(
+    settings: Settings,
+    adapters: Adapters,
+    metrics: Arc<PipelineMetrics>,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> RunReport {
+    let mut config = wiring::pipeline_config(&settings);
+    if let Some(url) = &config.callback_url {
+        config.callbacks_confirmed = wiring::callback_route_answers(url).await;
+        if !config.callbacks_confirmed {
+            tracing::warn!(
+                "PUBLIC_BASE_URL is set but PUBLIC_BASE_URL/kie/callback/… does not reach this \
+                 bot: KIE's callbacks would be lost, so jobs poll KIE at the normal rate"
+            );
+        }
+    }
+    tracing::info!(
+        worker = %config.worker_id,
+        concurrency = config.concurrency,
+        callbacks = config.callback_url.is_some() && config.callbacks_confirmed,
+        llm = adapters.prompts.has_llm(),
+        "pipeline starting in the bot process"
+    );
+    Pipeline::with_metrics(adapters.pipeline_deps(), config, metrics).run(stopped).await
+}
+
+/// The pipeline's counters and the KIE key gauges on the bot's `/metrics`.
+struct PipelineMetricsSource {
+    pipeline: Arc<PipelineMetrics>,
+    provider: Arc<KieProvider>,
+}
+
+impl MetricsSource for PipelineMetricsSource {
+    fn render(&self) -> String {
+        wiring::publish_key_health(&self.provider, neurocards_core::metrics::Metrics::global());
+        self.pipeline.render()
+    }
 }
 
 /// The HTTP bounds: the defaults, with the connection cap from `HTTP_MAX_CONNECTIONS`.
@@ -167,7 +238,10 @@ fn http_limits(settings: &Settings) -> HttpLimits {
 /// The KIE callback route, only when a public URL is set (otherwise KIE is never given a
 /// callback URL, so nothing legitimate can arrive) and a KIE key is configured (the provider
 /// verifies signatures).
-fn kie_callback(settings: &Settings, pool: &PgPool) -> anyhow::Result<Option<CallbackRoute>> {
+fn kie_callback(
+    settings: &Settings,
+    signals: Arc<dyn TaskSignals>,
+) -> anyhow::Result<Option<CallbackRoute>> {
     if settings.public_base_url.is_none() {
         tracing::info!("no PUBLIC_BASE_URL: the KIE callback route is not served");
         return Ok(None);
@@ -182,6 +256,6 @@ fn kie_callback(settings: &Settings, pool: &PgPool) -> anyhow::Result<Option<Cal
     Ok(Some(CallbackRoute {
         secret: settings.kie_callback_secret.clone(),
         provider: Arc::new(provider),
-        signals: Arc::new(PgTaskSignals::new(pool.clone())),
+        signals,
     }))
 }

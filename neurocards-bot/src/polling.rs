@@ -11,10 +11,9 @@
 //! [`STOP_BOUND`] to finish; an idle bot stops in milliseconds even when Telegram is slow to
 //! answer.
 
+use crate::polling_lock::{self, HeldLock, PollingLocks};
 use neurocards_core::conversation::{self, BotContext, DialogueStorage, ALLOWED_UPDATES};
-use neurocards_core::postgres::{discard_dead_idle, PollingLock};
 use neurocards_core::web::ServingStatus;
-use sqlx::PgPool;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +41,7 @@ pub(crate) struct Poller {
     pub bot: Bot,
     pub ctx: Arc<BotContext>,
     pub storage: Arc<DialogueStorage>,
-    pub pool: PgPool,
+    pub locks: Arc<dyn PollingLocks>,
     pub serving: ServingStatus,
 }
 
@@ -63,7 +62,8 @@ impl Poller {
     {
         loop {
             self.serving.not_serving("waiting for the polling lock");
-            let Some(lock) = PollingLock::acquire(&self.pool, LOCK_RETRY, stopped()).await else {
+            let Some(lock) = polling_lock::acquire(&*self.locks, LOCK_RETRY, stopped()).await
+            else {
                 return;
             };
             tracing::info!("polling lock acquired");
@@ -75,7 +75,7 @@ impl Poller {
                          until it is taken again"
                     );
                     self.serving.not_serving("polling lock lost; taking it again");
-                    discard_dead_idle(&self.pool).await;
+                    self.locks.after_loss().await;
                     AFTER_LOSS
                 }
                 CycleEnd::Telegram(e) => {
@@ -92,7 +92,7 @@ impl Poller {
     }
 
     /// One cycle with the lock held; the lock is released when it returns.
-    async fn cycle<F, Fut>(&self, mut lock: PollingLock, stopped: &F) -> CycleEnd
+    async fn cycle<F, Fut>(&self, mut lock: Box<dyn HeldLock>, stopped: &F) -> CycleEnd
     where
         F: Fn() -> Fut,
         Fut: Future<Output = ()> + Send + 'static,

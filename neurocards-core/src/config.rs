@@ -30,10 +30,72 @@ pub enum BotMode {
     Webhook,
 }
 
+/// Where the system keeps its data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    /// A PostgreSQL server (`DATABASE_URL=postgres://…`): any number of bot and worker
+    /// processes on any number of machines.
+    Postgres(Secret),
+    /// The embedded store: one SQLite file (`DATABASE_URL=sqlite://…`, or `neurocards.db` in
+    /// `DATA_DIR` when `DATABASE_URL` is unset), served by one process that runs everything.
+    Sqlite(PathBuf),
+}
+
+impl StoreLocation {
+    /// A short, secret-free description for logs: `postgres` or `sqlite <path>`.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Postgres(_) => "postgres".to_owned(),
+            Self::Sqlite(path) => format!("sqlite {}", path.display()),
+        }
+    }
+
+    /// Whether this is the embedded store.
+    pub fn is_embedded(&self) -> bool {
+        matches!(self, Self::Sqlite(_))
+    }
+}
+
+/// The store `DATABASE_URL` and `DATA_DIR` name.
+fn store_location(
+    database_url: Option<String>,
+    data_dir: Option<String>,
+) -> Result<StoreLocation, ConfigError> {
+    let dir = PathBuf::from(data_dir.unwrap_or_else(|| ".".to_owned()));
+    let Some(url) = database_url else {
+        return Ok(StoreLocation::Sqlite(dir.join("neurocards.db")));
+    };
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+        return Ok(StoreLocation::Postgres(Secret::new(url)));
+    }
+    if let Some(rest) = lower.strip_prefix("sqlite:").map(|_| &url["sqlite:".len()..]) {
+        let path = rest.strip_prefix("//").unwrap_or(rest);
+        if path.is_empty() || path.contains('?') || path == ":memory:" {
+            return Err(ConfigError::Invalid {
+                var: "DATABASE_URL",
+                reason: "use sqlite://<file path> (no query parameters, not :memory:)".into(),
+            });
+        }
+        let path = PathBuf::from(path);
+        // A relative file lives in DATA_DIR, like the default one.
+        return Ok(StoreLocation::Sqlite(if path.is_absolute() { path } else { dir.join(path) }));
+    }
+    // Never echo the value: it may carry a password.
+    Err(ConfigError::Invalid {
+        var: "DATABASE_URL",
+        reason: "expected postgres://…, postgresql://… or sqlite://<file>".into(),
+    })
+}
+
 /// Everything the binaries read from the environment. See the README's configuration table.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub database_url: Secret,
+    /// Where everything is stored (`DATABASE_URL`, `DATA_DIR`).
+    pub store: StoreLocation,
+    /// Whether the bot process also runs the generation pipeline (`ALL_IN_ONE`): always on the
+    /// embedded store, off by default on PostgreSQL (separate `neurocards-worker` processes).
+    pub all_in_one: bool,
     pub database_max_connections: u32,
     pub bot_token: Secret,
     pub telegram_api_url: Url,
@@ -210,10 +272,23 @@ impl Settings {
                 get("BOT_TOKEN").as_deref().ok_or(ConfigError::Missing("BOT_TOKEN"))?,
             ),
         };
+        let store = store_location(get("DATABASE_URL"), get("DATA_DIR"))?;
+        let all_in_one = match env.flag_opt("ALL_IN_ONE")? {
+            Some(false) if store.is_embedded() => {
+                return Err(ConfigError::Invalid {
+                    var: "ALL_IN_ONE",
+                    reason: "the embedded store (no postgres:// DATABASE_URL) serves one process, \
+                             which must run the pipeline itself; set DATABASE_URL to a \
+                             PostgreSQL server to run separate workers"
+                        .into(),
+                })
+            }
+            Some(on) => on,
+            None => store.is_embedded(),
+        };
         Ok(Self {
-            database_url: get("DATABASE_URL")
-                .map(Secret::new)
-                .ok_or(ConfigError::Missing("DATABASE_URL"))?,
+            store,
+            all_in_one,
             database_max_connections: env.number_within(
                 "DATABASE_MAX_CONNECTIONS",
                 10,
@@ -341,9 +416,15 @@ impl Env<'_> {
     }
 
     fn flag(&self, var: &'static str) -> Result<bool, ConfigError> {
+        Ok(self.flag_opt(var)?.unwrap_or(false))
+    }
+
+    /// A flag that may be unset (`None`), so that its default can depend on other settings.
+    fn flag_opt(&self, var: &'static str) -> Result<Option<bool>, ConfigError> {
         match (self.get)(var).map(|v| v.to_ascii_lowercase()).as_deref() {
-            None | Some("0" | "false" | "no" | "off") => Ok(false),
-            Some("1" | "true" | "yes" | "on") => Ok(true),
+            None => Ok(None),
+            Some("0" | "false" | "no" | "off") => Ok(Some(false)),
+            Some("1" | "true" | "yes" | "on") => Ok(Some(true)),
             Some(other) => {
                 Err(ConfigError::Invalid { var, reason: format!("{other:?} (expected 1 or 0)") })
             }
@@ -524,10 +605,42 @@ mod tests {
 
     #[test]
     fn missing_required_settings_name_the_variable() {
-        let err = settings(&[("BOT_TOKEN", "1:abc")]).expect_err("needs DATABASE_URL");
-        assert_eq!(err.to_string(), "DATABASE_URL is not set");
         let err = settings(&[("DATABASE_URL", "postgres://x")]).expect_err("needs BOT_TOKEN");
         assert_eq!(err.to_string(), "BOT_TOKEN is not set");
+    }
+
+    #[test]
+    fn without_database_url_everything_runs_on_the_embedded_store() {
+        let s = settings(&[("BOT_TOKEN", "1:abc")]).expect("only the token is required");
+        assert_eq!(s.store, StoreLocation::Sqlite(PathBuf::from("./neurocards.db")));
+        assert!(s.all_in_one, "one process runs everything");
+        let s = settings(&[("BOT_TOKEN", "1:abc"), ("DATA_DIR", "/var/lib/nc")]).expect("valid");
+        assert_eq!(s.store, StoreLocation::Sqlite(PathBuf::from("/var/lib/nc/neurocards.db")));
+        let s = settings(&[("BOT_TOKEN", "1:abc"), ("DATABASE_URL", "sqlite://shop.db")])
+            .expect("valid");
+        assert_eq!(s.store, StoreLocation::Sqlite(PathBuf::from("./shop.db")));
+        let s = settings(&[("BOT_TOKEN", "1:abc"), ("DATABASE_URL", "sqlite:///srv/n.db")])
+            .expect("valid");
+        assert_eq!(s.store, StoreLocation::Sqlite(PathBuf::from("/srv/n.db")));
+        let err = settings(&[("BOT_TOKEN", "1:abc"), ("ALL_IN_ONE", "0")])
+            .expect_err("the embedded store cannot have separate workers");
+        assert!(err.to_string().starts_with("ALL_IN_ONE is invalid"), "{err}");
+    }
+
+    #[test]
+    fn postgres_runs_separate_workers_unless_all_in_one_is_set() {
+        let s = settings(&BASE).expect("valid");
+        assert!(matches!(s.store, StoreLocation::Postgres(_)));
+        assert!(!s.all_in_one);
+        let mut pairs = BASE.to_vec();
+        pairs.push(("ALL_IN_ONE", "1"));
+        assert!(settings(&pairs).expect("valid").all_in_one);
+        let err = settings(&[("BOT_TOKEN", "1:abc"), ("DATABASE_URL", "mysql://u:pw@h/db")])
+            .expect_err("unknown scheme");
+        assert!(!err.to_string().contains("pw"), "the URL is never echoed: {err}");
+        assert!(
+            settings(&[("BOT_TOKEN", "1:abc"), ("DATABASE_URL", "sqlite://x.db?mode=ro")]).is_err()
+        );
     }
 
     #[test]
@@ -651,6 +764,7 @@ mod tests {
             "DOWNLOAD_CONCURRENCY",
             "FETCH_ALLOW_LOCAL",
             "DATABASE_MAX_CONNECTIONS",
+            "DATA_DIR",
             "TELEGRAM_API_URL",
             "SUPPORT_URL",
         ];

@@ -14,6 +14,7 @@ pub mod prompts;
 pub mod queue_config;
 pub mod secret;
 pub mod shutdown;
+pub mod stores;
 pub mod telemetry;
 pub mod templates;
 mod url_query;
@@ -45,5 +46,12 @@ pub mod http;
 #[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]
 pub mod safe_fetch;
 
-#[cfg(all(feature = "postgres", feature = "kie", feature = "openai", feature = "telegram"))]
+#[cfg(all(
+    feature = "postgres",
+    feature = "sqlite",
+    feature = "kie",
+    feature = "openai",
+    feature = "telegram",
+    feature = "web"
+))]
 pub mod wiring;

@@ -1,10 +1,11 @@
 //! Building the production adapters from [`Settings`]: one place that turns configuration into
-//! the PostgreSQL stores, the KIE provider, the prompt engine and the Telegram adapters, so that
-//! the worker, the bot and any other host wire them the same way.
+//! the store (PostgreSQL or the embedded SQLite file), the KIE provider, the prompt engine and
+//! the Telegram adapters, so that the worker, the bot and any other host wire them the same way.
 //!
+//! This is the only place that chooses a backend: everything it hands out is a port.
 //! Nothing here runs anything: the host decides what to start with the pieces.
 
-use crate::config::Settings;
+use crate::config::{Settings, StoreLocation};
 use crate::kie::{collect_keys, KeyState, KieConfig, KieError, KieProvider};
 use crate::metrics::Metrics;
 use crate::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
@@ -20,6 +21,82 @@ use crate::templates::{CatalogueError, TemplateCatalogue};
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The opened store, migrated: the one value that knows which backend runs.
+#[derive(Debug, Clone)]
+pub enum OpenedStore {
+    Postgres(PgPool),
+    Sqlite(SqliteStore),
+}
+
+/// Why the store could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenStoreError {
+    #[error(transparent)]
+    Postgres(#[from] crate::postgres::ConnectError),
+    #[error(transparent)]
+    Sqlite(#[from] crate::sqlite::SqliteError),
+}
+
+impl OpenedStore {
+    /// Opens the store `settings` name (`DATABASE_URL`, `DATA_DIR`) and applies its
+    /// migrations. PostgreSQL gets a pool of `DATABASE_MAX_CONNECTIONS`.
+    pub async fn open(settings: &Settings) -> Result<Self, OpenStoreError> {
+        match &settings.store {
+            StoreLocation::Postgres(url) => {
+                let pool =
+                    crate::postgres::connect(url.expose(), settings.database_max_connections)
+                        .await?;
+                crate::postgres::migrate(&pool).await?;
+                Ok(Self::Postgres(pool))
+            }
+            StoreLocation::Sqlite(path) => {
+                Ok(Self::Sqlite(SqliteStore::open(&path.to_string_lossy()).await?))
+            }
+        }
+    }
+
+    /// Every storage port on this store. Build it once per process (the embedded store's
+    /// wake-ups are shared by the adapters of one bundle).
+    pub fn stores(&self, config: QueueConfig) -> Stores {
+        match self {
+            Self::Postgres(pool) => crate::postgres::stores(pool, config),
+            Self::Sqlite(store) => crate::sqlite::stores(store, config),
+        }
+    }
+
+    /// The bot's own storage ports on this store.
+    pub fn bot_stores(&self) -> BotStores {
+        match self {
+            Self::Postgres(pool) => crate::postgres::bot_stores(pool),
+            Self::Sqlite(store) => crate::sqlite::bot_stores(store),
+        }
+    }
+
+    /// The readiness check of the store (`/readyz`): a query that must answer.
+    pub fn readiness(&self) -> Arc<dyn crate::web::Readiness> {
+        match self {
+            Self::Postgres(pool) => Arc::new(pool.clone()),
+            Self::Sqlite(store) => Arc::new(store.clone()),
+        }
+    }
+
+    /// `postgres` or `sqlite <file>`, for the start-up line.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Postgres(_) => "postgres".to_owned(),
+            Self::Sqlite(store) => format!("sqlite {}", store.path().display()),
+        }
+    }
+
+    /// Closes the store's connections (the embedded store checkpoints its journal).
+    pub async fn close(&self) {
+        match self {
+            Self::Postgres(pool) => pool.close().await,
+            Self::Sqlite(store) => store.close().await,
+        }
+    }
+}
 
 /// Why the adapters could not be built. None of these is retryable: fix the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -146,15 +223,10 @@ pub fn prompt_engine(
     Ok(LlmPromptEngine::new(llm, crate::domain::Prompt::MAX_CHARS).with_catalogue(templates))
 }
 
-/// Every adapter a host needs, built over one database pool.
+/// Every adapter a host needs: the storage ports of one store, and the external APIs.
 #[derive(Clone)]
 pub struct Adapters {
-    pub pool: PgPool,
-    pub queue: Arc<PgJobQueue>,
-    pub accounts: Arc<PgAccounts>,
-    pub products: Arc<PgProducts>,
-    pub progress: Arc<PgOrderProgress>,
-    pub signals: Arc<PgTaskSignals>,
+    pub stores: Stores,
     pub provider: Arc<KieProvider>,
     pub prompts: Arc<LlmPromptEngine>,
     pub notifier: Arc<TelegramNotifier>,
@@ -169,12 +241,12 @@ impl std::fmt::Debug for Adapters {
 }
 
 impl Adapters {
-    /// Builds every adapter from `settings` over `pool`, with the KIE provider given (see
-    /// [`kie_provider_from_env`]). The LLM is used only when `OPENAI_API_KEY` is set. Must be
-    /// called inside a Tokio runtime (the Telegram throttle is spawned on it).
+    /// Builds the external adapters from `settings` beside `stores`, with the KIE provider
+    /// given (see [`kie_provider_from_env`]). The LLM is used only when `OPENAI_API_KEY` is
+    /// set. Must be called inside a Tokio runtime (the Telegram throttle is spawned on it).
     pub fn build(
         settings: &Settings,
-        pool: PgPool,
+        stores: Stores,
         provider: KieProvider,
     ) -> Result<Self, WiringError> {
         let templates = templates(settings)?;
@@ -184,32 +256,27 @@ impl Adapters {
         let downloads =
             SafeFetch::new(fetch_policy(settings)).map_err(|e| WiringError::Http(e.to_string()))?;
         Ok(Self {
-            queue: Arc::new(PgJobQueue::new(pool.clone(), queue_config(settings))),
-            accounts: Arc::new(PgAccounts::new(pool.clone())),
-            products: Arc::new(PgProducts::new(pool.clone())),
-            progress: Arc::new(PgOrderProgress::new(pool.clone())),
-            signals: Arc::new(PgTaskSignals::new(pool.clone())),
+            stores,
             provider: Arc::new(provider),
             prompts: Arc::new(prompts),
             notifier: Arc::new(TelegramNotifier::new(bot.clone(), downloads)),
             photos: Arc::new(TelegramPhotos::new(bot)),
             templates: Arc::new(templates),
-            pool,
         })
     }
 
     /// The adapters as the pipeline takes them.
     pub fn pipeline_deps(&self) -> PipelineDeps {
         PipelineDeps {
-            queue: self.queue.clone(),
-            accounts: self.accounts.clone(),
-            products: self.products.clone(),
+            queue: self.stores.queue.clone(),
+            accounts: self.stores.accounts.clone(),
+            products: self.stores.products.clone(),
             provider: self.provider.clone(),
             prompts: self.prompts.clone(),
             notifier: self.notifier.clone(),
             photos: self.photos.clone(),
-            progress: self.progress.clone(),
-            signals: self.signals.clone(),
+            progress: self.stores.progress.clone(),
+            signals: self.stores.signals.clone(),
             templates: self.templates.clone(),
         }
     }

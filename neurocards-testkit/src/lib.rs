@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod fake_kie;
 pub mod fake_openai;
 pub mod fake_telegram;
+pub mod first_order;
 pub mod invariants;
 pub mod pg;
 pub mod scratch_db;

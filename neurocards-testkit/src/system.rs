@@ -422,7 +422,8 @@ impl TestSystem {
                 .connect_with(connect)
                 .await
                 .expect("worker pool");
-            let adapters = Adapters::build(&settings, pool, provider).expect("adapters");
+            let stores = neurocards_core::postgres::stores(&pool, wiring::queue_config(&settings));
+            let adapters = Adapters::build(&settings, stores, provider).expect("adapters");
             let mut config = wiring::pipeline_config(&settings);
             config.worker_id = WorkerId::new(format!("test-worker-{index}"));
             config.poll_interval = Duration::from_millis(200);

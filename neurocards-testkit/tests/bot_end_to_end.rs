@@ -3,7 +3,8 @@
 
 use neurocards_testkit::binaries::service_command;
 use neurocards_testkit::bot_harness::{bot_binary, test_settings, BotHarness, JPEG};
-use neurocards_testkit::fake_telegram::{FakeTelegram, TgUser};
+use neurocards_testkit::fake_telegram::TgUser;
+use neurocards_testkit::first_order::{place_first_order, wait_for_videos};
 use neurocards_testkit::system::TestSystem;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -80,44 +81,8 @@ async fn the_bot_and_worker_binaries_complete_an_order(pool: PgPool) {
 
     let tg = &system.telegram;
     let user = TgUser::new(88_001).language("en");
-    // Each step: the user acts, then waits for the bot's next message.
-    let step = |update: serde_json::Value| {
-        let before = tg.messages_to(user.id).len();
-        tg.push_update(update);
-        async move {
-            let answered = tg
-                .wait_until(Duration::from_secs(30), |t| t.messages_to(user.id).len() > before)
-                .await;
-            assert!(answered, "the bot answered: {:?}", tg.texts_to(user.id));
-        }
-    };
-    // Presses the newest button whose data starts with `data`, once the bot has sent it (a
-    // step's answer may come as several messages, the keyboard in the last one).
-    let user = &user;
-    let press = |data: &'static str| async move {
-        let has_button = |t: &FakeTelegram| {
-            t.messages_to(user.id)
-                .iter()
-                .any(|m| m.callback_data().iter().any(|d| d.starts_with(data)))
-        };
-        let shown = tg.wait_until(Duration::from_secs(30), has_button).await;
-        assert!(shown, "no {data} button: {:?}", tg.texts_to(user.id));
-        tg.press_update(user, data)
-            .unwrap_or_else(|| panic!("no {data} button: {:?}", tg.texts_to(user.id)))
-    };
-    step(tg.command_update(user, "/start")).await;
-    step(press("terms").await).await;
-    step(press("create").await).await;
-    step(tg.photo_update(user, JPEG.to_vec(), None).0).await;
-    step(tg.text_update(user, "A ceramic mug")).await;
-    step(press("tpl:ugc").await).await;
-    step(press("skip").await).await;
-    step(press("cnt:1").await).await;
-    step(press("go:").await).await;
-    assert!(tg.texts_to(user.id).iter().any(|t| t.contains("Accepted")));
-    let delivered =
-        tg.wait_until(Duration::from_secs(60), |t| !t.videos_to(user.id).is_empty()).await;
-    assert!(delivered, "the worker binary delivered the video");
+    place_first_order(tg, &user).await;
+    wait_for_videos(tg, &user, 1, Duration::from_secs(60)).await;
     assert!(!tg.registered_commands().to_string().is_empty(), "commands registered");
 
     let _ = bot.start_kill();

@@ -2,6 +2,9 @@
 //! pipeline, `WORKER_CONCURRENCY` at a time, until SIGTERM or Ctrl-C. Serves `/healthz` and
 //! `/metrics` on `WORKER_HTTP_ADDR`.
 //!
+//! Separate workers need PostgreSQL: on the embedded store the bot runs the pipeline itself,
+//! and a worker refuses to start with a sentence saying so.
+//!
 //! `neurocards-worker migrate` applies the database migrations and exits.
 
 use anyhow::Context as _;
@@ -10,7 +13,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use neurocards_core::config::Settings;
+use neurocards_core::config::{Settings, StoreLocation};
 use neurocards_core::kie::KieProvider;
 use neurocards_core::metrics::Metrics;
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics};
@@ -34,6 +37,10 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if settings.store.is_embedded() {
+        eprintln!("neurocards-worker: {EMBEDDED_STORE_REFUSAL}");
+        return ExitCode::from(2);
+    }
     telemetry::init(settings.log_format);
     match run(settings).await {
         Ok(()) => ExitCode::SUCCESS,
@@ -45,11 +52,18 @@ async fn main() -> ExitCode {
     }
 }
 
-/// `migrate`: needs only `DATABASE_URL`.
+/// Why a worker does not run on the embedded store.
+const EMBEDDED_STORE_REFUSAL: &str =
+    "separate workers need PostgreSQL (DATABASE_URL=postgres://…). \
+     The embedded SQLite store (DATABASE_URL unset or sqlite://…) serves one process: run \
+     neurocards-bot alone, it runs the pipeline itself";
+
+/// `migrate`: needs only a PostgreSQL `DATABASE_URL`.
 async fn migrate() -> ExitCode {
     telemetry::init(telemetry::LogFormat::Text);
-    let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty()) else {
-        eprintln!("neurocards-worker: configuration error: DATABASE_URL is not set");
+    let url = std::env::var("DATABASE_URL").ok().filter(|u| !u.trim().is_empty());
+    let Some(url) = url.filter(|u| !neurocards_core::sqlite::is_sqlite_url(u)) else {
+        eprintln!("neurocards-worker: {EMBEDDED_STORE_REFUSAL}");
         return ExitCode::from(2);
     };
     let result = async {
@@ -73,10 +87,13 @@ async fn migrate() -> ExitCode {
 async fn run(settings: Settings) -> anyhow::Result<()> {
     // Checked before touching the database: without a key there is nothing to do.
     let provider = wiring::kie_provider_from_env(&settings)?;
-    let pool = postgres::connect(settings.database_url.expose(), settings.database_max_connections)
-        .await?;
+    let StoreLocation::Postgres(url) = &settings.store else {
+        anyhow::bail!(EMBEDDED_STORE_REFUSAL);
+    };
+    let pool = postgres::connect(url.expose(), settings.database_max_connections).await?;
     postgres::migrate(&pool).await?;
-    let adapters = Adapters::build(&settings, pool, provider)?;
+    let stores = postgres::stores(&pool, wiring::queue_config(&settings));
+    let adapters = Adapters::build(&settings, stores, provider)?;
 
     let mut config = wiring::pipeline_config(&settings);
     if let Some(url) = &config.callback_url {

@@ -9,12 +9,20 @@ fn worker() -> Command {
 }
 
 #[test]
-fn a_missing_database_url_is_named_and_stops_the_worker() {
-    let out = worker().env("BOT_TOKEN", "1:x").output().expect("run the worker");
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("DATABASE_URL is not set"), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
+fn a_worker_on_the_embedded_store_is_refused_with_a_sentence() {
+    for url in [None, Some("sqlite://neurocards.db")] {
+        let mut cmd = worker();
+        cmd.env("BOT_TOKEN", "1:x").env("KIE_API_KEY", "k");
+        if let Some(url) = url {
+            cmd.env("DATABASE_URL", url);
+        }
+        let out = cmd.output().expect("run the worker");
+        assert_eq!(out.status.code(), Some(2), "{url:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("separate workers need PostgreSQL"), "{err}");
+        assert!(err.contains("run neurocards-bot alone"), "{err}");
+        assert!(!err.contains("panicked"), "{err}");
+    }
 }
 
 #[test]
@@ -34,5 +42,5 @@ fn a_worker_without_kie_keys_refuses_to_start() {
 fn migrate_needs_only_the_database_url() {
     let out = worker().arg("migrate").output().expect("run the worker");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("DATABASE_URL is not set"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("need PostgreSQL"));
 }

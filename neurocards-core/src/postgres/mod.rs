@@ -93,3 +93,29 @@ pub async fn migrate(pool: &PgPool) -> Result<(), ConnectError> {
     sqlx::migrate!("../migrations/postgres").run(pool).await?;
     Ok(())
 }
+
+/// Every storage port on PostgreSQL, over `pool`, with the queue configured by `config`.
+pub fn stores(pool: &PgPool, config: QueueConfig) -> crate::stores::Stores {
+    crate::stores::Stores {
+        queue: std::sync::Arc::new(PgJobQueue::new(pool.clone(), config)),
+        accounts: std::sync::Arc::new(PgAccounts::new(pool.clone())),
+        products: std::sync::Arc::new(PgProducts::new(pool.clone())),
+        progress: std::sync::Arc::new(PgOrderProgress::new(pool.clone())),
+        signals: std::sync::Arc::new(PgTaskSignals::new(pool.clone())),
+    }
+}
+
+/// The bot's own storage ports on PostgreSQL, over `pool`.
+#[cfg(feature = "telegram")]
+pub fn bot_stores(pool: &PgPool) -> crate::stores::BotStores {
+    use std::sync::Arc;
+    let queries = Arc::new(PgBotQueries::new(pool.clone()));
+    crate::stores::BotStores {
+        dialogues: PgDialogueStorage::erased(pool.clone()),
+        sessions: Arc::new(PgDialogueStorage::new(pool.clone())),
+        stats: queries.clone(),
+        history: queries,
+        update_claims: Arc::new(PgUpdateClaims::new(pool.clone())),
+        usage: Arc::new(PgUsageQuota::new(pool.clone())),
+    }
+}

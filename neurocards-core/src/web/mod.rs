@@ -59,6 +59,23 @@ impl Readiness for sqlx::PgPool {
     }
 }
 
+#[cfg(feature = "sqlite")]
+#[async_trait::async_trait]
+impl Readiness for crate::sqlite::SqliteStore {
+    /// `SELECT 1` on a reader and on the writer: a writer stuck behind a long transaction or
+    /// a file locked by another process makes the bot not ready.
+    async fn check(&self) -> Result<(), String> {
+        for pool in [self.reader(), self.writer()] {
+            match sqlx::query("SELECT 1").execute(pool).await {
+                Ok(_) => {}
+                Err(sqlx::Error::PoolTimedOut) => return Err("database pool timed out".to_owned()),
+                Err(_) => return Err("database unreachable".to_owned()),
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Text in the Prometheus exposition format, appended to `/metrics`.
 pub trait MetricsSource: Send + Sync {
     fn render(&self) -> String;
@@ -67,6 +84,12 @@ pub trait MetricsSource: Send + Sync {
 impl MetricsSource for crate::conversation::BotContext {
     fn render(&self) -> String {
         self.counters.render()
+    }
+}
+
+impl MetricsSource for crate::pipeline::PipelineMetrics {
+    fn render(&self) -> String {
+        crate::pipeline::PipelineMetrics::render(self)
     }
 }
 

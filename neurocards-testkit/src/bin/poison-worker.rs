@@ -16,7 +16,7 @@ use neurocards_core::ports::{
     CallbackError, CallbackHeaders, GenerationRequest, ProviderError, TaskState, VideoProvider,
 };
 use neurocards_core::wiring::{self, Adapters};
-use neurocards_core::{domain::ImageData, postgres, shutdown, telemetry};
+use neurocards_core::{domain::ImageData, shutdown, telemetry};
 use std::sync::Arc;
 
 /// The real provider, except that submitting a poisoned prompt aborts the process.
@@ -65,10 +65,9 @@ async fn main() -> anyhow::Result<()> {
         .filter(|m| !m.trim().is_empty())
         .context("POISON_MARKER is not set")?;
     let provider = wiring::kie_provider_from_env(&settings)?;
-    let pool = postgres::connect(settings.database_url.expose(), settings.database_max_connections)
-        .await?;
-    postgres::migrate(&pool).await?;
-    let adapters = Adapters::build(&settings, pool, provider)?;
+    let store = wiring::OpenedStore::open(&settings).await?;
+    let adapters =
+        Adapters::build(&settings, store.stores(wiring::queue_config(&settings)), provider)?;
     let mut deps = adapters.pipeline_deps();
     deps.provider = Arc::new(Poisoned { inner: deps.provider, marker });
     let pipeline = Pipeline::new(deps, wiring::pipeline_config(&settings));

@@ -1,0 +1,36 @@
+//! The storage port bundles on the embedded store.
+
+use super::{
+    SqliteAccounts, SqliteJobQueue, SqliteOrderProgress, SqliteProducts, SqliteStore,
+    SqliteTaskSignals,
+};
+use crate::queue_config::QueueConfig;
+use crate::stores::Stores;
+use std::sync::Arc;
+
+/// Every storage port on the embedded store, with the queue configured by `config`. Build it
+/// once per process: adapters built from one call share the in-process wake-ups.
+pub fn stores(store: &SqliteStore, config: QueueConfig) -> Stores {
+    Stores {
+        queue: Arc::new(SqliteJobQueue::new(store, config)),
+        accounts: Arc::new(SqliteAccounts::new(store)),
+        products: Arc::new(SqliteProducts::new(store)),
+        progress: Arc::new(SqliteOrderProgress::new(store)),
+        signals: Arc::new(SqliteTaskSignals::new(store)),
+    }
+}
+
+/// The bot's own storage ports on the embedded store.
+#[cfg(feature = "telegram")]
+pub fn bot_stores(store: &SqliteStore) -> crate::stores::BotStores {
+    use super::{SqliteBotQueries, SqliteDialogueStorage, SqliteUpdateClaims, SqliteUsageQuota};
+    let queries = Arc::new(SqliteBotQueries::new(store));
+    crate::stores::BotStores {
+        dialogues: SqliteDialogueStorage::erased(store),
+        sessions: Arc::new(SqliteDialogueStorage::new(store)),
+        stats: queries.clone(),
+        history: queries,
+        update_claims: Arc::new(SqliteUpdateClaims::new(store)),
+        usage: Arc::new(SqliteUsageQuota::new(store)),
+    }
+}
