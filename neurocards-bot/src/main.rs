@@ -7,6 +7,8 @@
 //! PostgreSQL it runs the pipeline too when `ALL_IN_ONE=1`.
 //!
 //! `neurocards-bot migrate` applies the migrations of the configured store and exits.
+//! `neurocards-bot copy-to-postgres <postgres://…>` copies the embedded store into an empty
+//! PostgreSQL database (see [`neurocards_core::store_copy`]) and exits.
 
 mod app;
 mod polling;
@@ -28,6 +30,9 @@ async fn main() -> anyhow::Result<()> {
     };
     neurocards_core::telemetry::init(settings.log_format);
     let store = OpenedStore::open(&settings).await.context("opening the store")?;
+    if std::env::args().nth(1).as_deref() == Some("copy-to-postgres") {
+        return copy_to_postgres(&store, std::env::args().nth(2)).await;
+    }
     if std::env::args().nth(1).as_deref() == Some("migrate") {
         tracing::info!(store = %store.describe(), "migrations applied");
         store.close().await;
@@ -58,4 +63,22 @@ async fn main() -> anyhow::Result<()> {
     let result = app::run(settings, store.clone(), neurocards_core::shutdown::signal()).await;
     store.close().await;
     result
+}
+
+/// `copy-to-postgres <url>`: the embedded store into a fresh PostgreSQL database, migrated
+/// first. Refuses a database that already has users.
+async fn copy_to_postgres(store: &OpenedStore, url: Option<String>) -> anyhow::Result<()> {
+    let OpenedStore::Sqlite(sqlite) = store else {
+        anyhow::bail!("copy-to-postgres copies the embedded store: unset DATABASE_URL (or set it to sqlite://…)");
+    };
+    let url = url
+        .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        .context("usage: neurocards-bot copy-to-postgres postgres://user@host/database")?;
+    let pool = neurocards_core::postgres::connect(&url, 2).await.context("opening PostgreSQL")?;
+    neurocards_core::postgres::migrate(&pool).await.context("migrating PostgreSQL")?;
+    let report = neurocards_core::store_copy::copy_sqlite_to_postgres(sqlite, &pool).await?;
+    tracing::info!(%report, from = %sqlite.path().display(), "copied to PostgreSQL");
+    pool.close().await;
+    store.close().await;
+    Ok(())
 }

@@ -28,6 +28,9 @@ pub mod postgres;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 
+#[cfg(all(feature = "postgres", feature = "sqlite"))]
+pub mod store_copy;
+
 #[cfg(feature = "kie")]
 pub mod kie;
 

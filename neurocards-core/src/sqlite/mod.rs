@@ -19,6 +19,7 @@ mod error;
 mod time;
 
 pub use error::SqliteError;
+pub(crate) use time::from_ms as time_from_ms;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
