@@ -16,9 +16,11 @@
 //! The schema lives in the workspace's `migrations/sqlite/`; [`SqliteStore::open`] applies it.
 
 mod error;
+mod queue;
 mod time;
 
 pub use error::SqliteError;
+pub use queue::SqliteJobQueue;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
