@@ -1,6 +1,6 @@
 //! Test kit: fakes of the external APIs (Telegram Bot API, KIE.AI, OpenAI) on wiremock, a
 //! harness that starts the whole system in one test, conformance suites for the ports, the
-//! database invariants check, PostgreSQL fixtures, and benchmarks.
+//! database invariants check, PostgreSQL and embedded-store fixtures, and benchmarks.
 
 pub mod binaries;
 pub mod bot_harness;
@@ -13,6 +13,7 @@ pub mod first_order;
 pub mod invariants;
 pub mod pg;
 pub mod scratch_db;
+pub mod sqlite_fixtures;
 pub mod stores;
 pub mod system;
 

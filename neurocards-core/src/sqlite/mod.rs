@@ -16,10 +16,12 @@
 //! The schema lives in the workspace's `migrations/sqlite/`; [`SqliteStore::open`] applies it.
 
 mod error;
+mod queue;
 mod time;
 
 pub use error::SqliteError;
 pub(crate) use time::from_ms as time_from_ms;
+pub use queue::SqliteJobQueue;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
