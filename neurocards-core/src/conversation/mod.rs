@@ -12,6 +12,8 @@
 mod action;
 mod command;
 mod context;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) mod dialogue_store;
 mod guards;
 mod handlers;
 pub mod input;
@@ -22,6 +24,8 @@ mod state;
 
 pub use action::{new_order_token, Action, MAX_CALLBACK_BYTES};
 pub use command::{AdminCommand, Command, ADMIN_COMMANDS, MAX_GRANT, PUBLIC_COMMANDS};
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use dialogue_store::DialogueStoreError;
 pub use context::{
     BotContext, BotCounters, ConversationSettings, DailyStats, OrderHistory, OrderRateLimit,
     SessionReader, StatsSource,
