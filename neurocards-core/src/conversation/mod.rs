@@ -24,12 +24,12 @@ mod state;
 
 pub use action::{new_order_token, Action, MAX_CALLBACK_BYTES};
 pub use command::{AdminCommand, Command, ADMIN_COMMANDS, MAX_GRANT, PUBLIC_COMMANDS};
-#[cfg(any(feature = "postgres", feature = "sqlite"))]
-pub use dialogue_store::DialogueStoreError;
 pub use context::{
     BotContext, BotCounters, ConversationSettings, DailyStats, OrderHistory, OrderRateLimit,
     SessionReader, StatsSource,
 };
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use dialogue_store::DialogueStoreError;
 pub use guards::{
     Delivery, MockUpdateClaims, MockUsageQuota, UpdateClaims, UsageQuota, IDEA_REFINE,
     UPDATE_CLAIM_RETENTION,
