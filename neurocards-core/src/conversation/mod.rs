@@ -12,6 +12,8 @@
 mod action;
 mod command;
 mod context;
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub(crate) mod dialogue_store;
 mod guards;
 mod handlers;
 pub mod input;
@@ -26,6 +28,8 @@ pub use context::{
     BotContext, BotCounters, ConversationSettings, DailyStats, OrderHistory, OrderRateLimit,
     SessionReader, StatsSource,
 };
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+pub use dialogue_store::DialogueStoreError;
 pub use guards::{
     Delivery, MockUpdateClaims, MockUsageQuota, UpdateClaims, UsageQuota, IDEA_REFINE,
     UPDATE_CLAIM_RETENTION,

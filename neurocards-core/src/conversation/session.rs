@@ -8,8 +8,9 @@ use std::sync::Arc;
 use teloxide::dispatching::dialogue::{Dialogue, ErasedStorage};
 use teloxide::types::{CallbackQuery, ChatId, Message};
 
-/// The dialogue storage the conversation uses: PostgreSQL in production
-/// ([`crate::postgres::PgDialogueStorage`]), in memory in unit tests.
+/// The dialogue storage the conversation uses: PostgreSQL
+/// (`postgres::PgDialogueStorage`) or the embedded store (`sqlite::SqliteDialogueStorage`) in
+/// production, in memory in unit tests.
 pub type DialogueStorage = ErasedStorage<State>;
 
 /// A chat's dialogue handle.

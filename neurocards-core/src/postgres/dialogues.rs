@@ -7,7 +7,8 @@
 //! answer). Nothing paid for depends on it — orders, charges and refunds commit durably.
 
 use super::accounts::UserRow;
-use crate::conversation::{DialogueStorage, SessionReader, State};
+use crate::conversation::dialogue_store::readable_state;
+use crate::conversation::{DialogueStorage, DialogueStoreError, SessionReader, State};
 use crate::domain::UserId;
 use crate::ports::{AccountsError, User};
 use futures::future::BoxFuture;
@@ -15,17 +16,6 @@ use sqlx::{FromRow, PgPool, Row};
 use std::sync::Arc;
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::types::ChatId;
-
-/// Why the dialogue store failed.
-#[derive(Debug, thiserror::Error)]
-pub enum DialogueStoreError {
-    /// The database could not be reached or refused the query: retrying later can help.
-    #[error("dialogue storage unavailable: {0}")]
-    Database(#[from] sqlx::Error),
-    /// A stored state does not parse (written by an incompatible version).
-    #[error("stored dialogue state is unreadable: {0}")]
-    Corrupt(#[from] serde_json::Error),
-}
 
 /// The PostgreSQL dialogue store. A state that no longer parses is treated as absent (the chat
 /// starts over at the menu) rather than locking the user out.
@@ -78,13 +68,7 @@ impl PgDialogueStorage {
 
 /// A stored state, or `None` (logged) when it no longer parses.
 fn parse_state(chat: i64, value: serde_json::Value) -> Option<State> {
-    match serde_json::from_value(value) {
-        Ok(state) => Some(state),
-        Err(e) => {
-            tracing::warn!(chat_id = chat, error = %e, "stored dialogue unreadable; reset");
-            None
-        }
-    }
+    readable_state(chat, serde_json::from_value(value))
 }
 
 /// Dialogue state and account in one statement: one row always comes back, with NULLs for
@@ -140,69 +124,5 @@ impl Storage<State> for PgDialogueStorage {
         chat_id: ChatId,
     ) -> BoxFuture<'static, Result<Option<State>, Self::Error>> {
         Box::pin(async move { self.get(chat_id.0).await })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::ProductId;
-
-    #[sqlx::test(migrations = "../migrations/postgres")]
-    async fn dialogue_survives_a_new_store_and_can_be_removed(pool: PgPool) {
-        let chat = ChatId(42);
-        let first = Arc::new(PgDialogueStorage::new(pool.clone()));
-        assert_eq!(first.clone().get_dialogue(chat).await.expect("reads"), None);
-        let state = State::ChoosingTemplate { product_id: ProductId(9) };
-        first.clone().update_dialogue(chat, state.clone()).await.expect("writes");
-        first.clone().update_dialogue(chat, state.clone()).await.expect("overwrites");
-
-        // A second replica (or a restarted bot) sees the same state.
-        let second = PgDialogueStorage::erased(pool.clone());
-        assert_eq!(second.clone().get_dialogue(chat).await.expect("reads"), Some(state));
-        second.clone().remove_dialogue(chat).await.expect("removes");
-        assert_eq!(first.get_dialogue(chat).await.expect("reads"), None);
-    }
-
-    #[sqlx::test(migrations = "../migrations/postgres")]
-    async fn session_read_returns_state_and_account_together(pool: PgPool) {
-        use crate::domain::{Credits, Language};
-        use crate::ports::{Accounts, NewUser};
-        let store = Arc::new(PgDialogueStorage::new(pool.clone()));
-        let (chat, user) = (ChatId(7), UserId(7));
-        assert_eq!(store.read(chat, user).await.expect("reads"), (None, None));
-
-        let accounts = crate::postgres::PgAccounts::new(pool.clone());
-        let new_user = NewUser {
-            id: user,
-            username: Some("ann".into()),
-            first_name: None,
-            language: Language::En,
-        };
-        let credits = Credits::new(4).expect("credits");
-        let (registered, _) = accounts.register(&new_user, credits).await.expect("registers");
-        let (state, account) = store.read(chat, user).await.expect("reads");
-        assert_eq!(state, None);
-        assert_eq!(account.as_ref().map(|a| a.balance), Some(credits));
-        assert_eq!(account, Some(registered));
-
-        let next = State::ChoosingTemplate { product_id: ProductId(3) };
-        store.clone().update_dialogue(chat, next.clone()).await.expect("writes");
-        let (state, account) = store.read(chat, user).await.expect("reads");
-        assert_eq!(state, Some(next));
-        assert_eq!(account.map(|a| a.id), Some(user));
-        // Another chat's state is not this chat's.
-        assert_eq!(store.read(ChatId(8), user).await.expect("reads").0, None);
-    }
-
-    #[sqlx::test(migrations = "../migrations/postgres")]
-    async fn unreadable_state_starts_over(pool: PgPool) {
-        sqlx::query("INSERT INTO bot_dialogues (chat_id, state) VALUES (1, '{\"step\":\"gone\"}')")
-            .execute(&pool)
-            .await
-            .expect("inserts");
-        let store = Arc::new(PgDialogueStorage::new(pool));
-        assert_eq!(store.clone().get_dialogue(ChatId(1)).await.expect("reads"), None);
-        assert_eq!(store.read(ChatId(1), UserId(1)).await.expect("reads"), (None, None));
     }
 }

@@ -20,8 +20,11 @@ pub use task_signals::PgTaskSignals;
 
 #[cfg(feature = "telegram")]
 mod dialogues;
+/// The dialogue store's error, shared with the embedded store.
 #[cfg(feature = "telegram")]
-pub use dialogues::{DialogueStoreError, PgDialogueStorage};
+pub use crate::conversation::DialogueStoreError;
+#[cfg(feature = "telegram")]
+pub use dialogues::PgDialogueStorage;
 
 mod polling_lock;
 pub use polling_lock::{PollingLock, POLLING_LOCK_KEY};

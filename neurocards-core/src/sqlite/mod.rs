@@ -23,6 +23,24 @@ pub use error::SqliteError;
 pub(crate) use time::from_ms as time_from_ms;
 pub use queue::SqliteJobQueue;
 
+mod polling_lock;
+pub use polling_lock::FilePollingLock;
+
+#[cfg(feature = "telegram")]
+mod dialogues;
+#[cfg(feature = "telegram")]
+pub use dialogues::SqliteDialogueStorage;
+
+#[cfg(feature = "telegram")]
+mod bot_queries;
+#[cfg(feature = "telegram")]
+pub use bot_queries::SqliteBotQueries;
+
+#[cfg(feature = "telegram")]
+mod update_claims;
+#[cfg(feature = "telegram")]
+pub use update_claims::{SqliteUpdateClaims, SqliteUsageQuota};
+
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
 use std::path::{Path, PathBuf};

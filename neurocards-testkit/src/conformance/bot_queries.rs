@@ -1,0 +1,149 @@
+//! The conformance suite of the bot's read-only queries: the `/stats` figures
+//! ([`StatsSource`]) and a past order's request for "Retry" ([`OrderHistory`]). Each function
+//! states one guarantee and panics when it does not hold. The fixture writes the users, orders
+//! and jobs with SQL, so the suite needs no other adapter of the store.
+
+use chrono::Utc;
+use neurocards_core::conversation::{DailyStats, Draft, OrderHistory, StatsSource};
+use neurocards_core::domain::{OrderId, ProductId, TemplateId, UserId};
+use std::time::Duration;
+
+/// What an order row asks for, stored verbatim (so a template that no longer parses can be
+/// stored too).
+#[derive(Debug, Clone)]
+pub struct StoredRequest {
+    pub product_id: Option<ProductId>,
+    pub template: String,
+    pub wishes: Option<String>,
+    pub user_prompt: Option<String>,
+}
+
+/// The queries under test and ways to create the rows they read, back-dated by `age`.
+#[async_trait::async_trait]
+pub trait BotQueriesFixture: Send + Sync {
+    type Queries: StatsSource + OrderHistory;
+
+    fn queries(&self) -> &Self::Queries;
+
+    /// A user with id `id`, created `age` ago.
+    async fn user(&self, id: UserId, age: Duration);
+
+    /// A product of `owner`.
+    async fn product(&self, owner: UserId) -> ProductId;
+
+    /// An order of `owner` asking for `request`, with `jobs` jobs, all created `age` ago.
+    async fn order(
+        &self,
+        owner: UserId,
+        request: &StoredRequest,
+        jobs: u32,
+        age: Duration,
+    ) -> OrderId;
+}
+
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn request(product: Option<ProductId>) -> StoredRequest {
+    StoredRequest {
+        product_id: product,
+        template: "ugc".to_owned(),
+        wishes: Some("on a kitchen table".to_owned()),
+        user_prompt: None,
+    }
+}
+
+/// On an empty store every figure is zero.
+pub async fn stats_of_an_empty_store_are_zero<F: BotQueriesFixture>(f: &F) {
+    let stats = f.queries().daily(Utc::now() - chrono::Duration::days(1)).await.expect("stats");
+    assert_eq!(stats, DailyStats::default());
+}
+
+/// `users_total` counts every user; `users_new`, `orders` and `jobs` count only what was
+/// created since the given moment. No key health comes from the database.
+pub async fn stats_count_what_was_created_since<F: BotQueriesFixture>(f: &F) {
+    let (fresh, old, recent) = (UserId(101), UserId(102), UserId(103));
+    f.user(fresh, Duration::ZERO).await;
+    f.user(old, 2 * DAY).await;
+    f.user(recent, HOUR).await;
+    f.order(fresh, &request(None), 2, Duration::ZERO).await;
+    f.order(old, &request(None), 3, 3 * DAY).await;
+    f.order(old, &request(None), 4, 25 * HOUR).await;
+    f.order(recent, &request(None), 1, HOUR).await;
+
+    let stats = f.queries().daily(Utc::now() - chrono::Duration::days(1)).await.expect("stats");
+    assert_eq!(
+        stats,
+        DailyStats { users_total: 3, users_new: 2, orders: 2, jobs: 3, key_health: Vec::new() }
+    );
+    let all = f.queries().daily(Utc::now() - chrono::Duration::days(30)).await.expect("stats");
+    assert_eq!((all.users_new, all.orders, all.jobs), (3, 4, 10));
+    let none = f.queries().daily(Utc::now() + chrono::Duration::hours(1)).await.expect("stats");
+    assert_eq!((none.users_total, none.users_new, none.orders, none.jobs), (3, 0, 0, 0));
+}
+
+/// A past order reads back as the draft it was placed from: its product, template, wishes and
+/// approved prompt — each order its own.
+pub async fn order_request_returns_what_the_order_asked_for<F: BotQueriesFixture>(f: &F) {
+    let owner = UserId(201);
+    f.user(owner, DAY).await;
+    let product = f.product(owner).await;
+    let other_product = f.product(owner).await;
+    let with_wishes = f.order(owner, &request(Some(product)), 1, HOUR).await;
+    let own_idea = StoredRequest {
+        product_id: Some(other_product),
+        template: "own_idea".to_owned(),
+        wishes: None,
+        user_prompt: Some("A slow pan over the mug, steam rising".to_owned()),
+    };
+    let with_prompt = f.order(owner, &own_idea, 2, Duration::ZERO).await;
+
+    let first = f.queries().order_request(with_wishes, owner).await.expect("reads");
+    assert_eq!(
+        first,
+        Some(Draft {
+            product_id: product,
+            template: TemplateId::parse("ugc").expect("template"),
+            wishes: Some("on a kitchen table".to_owned()),
+            user_prompt: None,
+        })
+    );
+    let second = f.queries().order_request(with_prompt, owner).await.expect("reads");
+    assert_eq!(
+        second,
+        Some(Draft {
+            product_id: other_product,
+            template: TemplateId::parse("own_idea").expect("template"),
+            wishes: None,
+            user_prompt: Some("A slow pan over the mug, steam rising".to_owned()),
+        })
+    );
+}
+
+/// Only the order's owner gets it back; another user, or an order id that does not exist,
+/// gets nothing.
+pub async fn order_request_is_only_for_the_owner<F: BotQueriesFixture>(f: &F) {
+    let (owner, stranger) = (UserId(301), UserId(302));
+    f.user(owner, DAY).await;
+    f.user(stranger, DAY).await;
+    let product = f.product(owner).await;
+    let order = f.order(owner, &request(Some(product)), 1, HOUR).await;
+    assert!(f.queries().order_request(order, owner).await.expect("reads").is_some());
+    assert_eq!(f.queries().order_request(order, stranger).await.expect("reads"), None);
+    let missing = OrderId(order.get() + 1_000);
+    assert_eq!(f.queries().order_request(missing, owner).await.expect("reads"), None);
+}
+
+/// An order that cannot be placed again as it was — it has no stored product, or its template
+/// no longer parses — reads as nothing, so "Retry" starts a fresh order.
+pub async fn an_order_that_cannot_be_repeated_reads_as_nothing<F: BotQueriesFixture>(f: &F) {
+    let owner = UserId(401);
+    f.user(owner, DAY).await;
+    let product = f.product(owner).await;
+    let without_product = f.order(owner, &request(None), 1, HOUR).await;
+    let bad_template =
+        StoredRequest { template: "Not A Template!".to_owned(), ..request(Some(product)) };
+    let unparseable = f.order(owner, &bad_template, 1, HOUR).await;
+    assert_eq!(f.queries().order_request(without_product, owner).await.expect("reads"), None);
+    assert_eq!(f.queries().order_request(unparseable, owner).await.expect("reads"), None);
+}
