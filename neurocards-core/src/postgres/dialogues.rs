@@ -148,8 +148,10 @@ mod tests {
     use super::*;
     use crate::domain::ProductId;
 
-    #[sqlx::test(migrations = "../migrations/postgres")]
-    async fn dialogue_survives_a_new_store_and_can_be_removed(pool: PgPool) {
+    #[tokio::test]
+    async fn dialogue_survives_a_new_store_and_can_be_removed() {
+        let Some(db) = crate::postgres::test_db::test_database().await else { return };
+        let pool = db.pool.clone();
         let chat = ChatId(42);
         let first = Arc::new(PgDialogueStorage::new(pool.clone()));
         assert_eq!(first.clone().get_dialogue(chat).await.expect("reads"), None);
@@ -164,8 +166,10 @@ mod tests {
         assert_eq!(first.get_dialogue(chat).await.expect("reads"), None);
     }
 
-    #[sqlx::test(migrations = "../migrations/postgres")]
-    async fn session_read_returns_state_and_account_together(pool: PgPool) {
+    #[tokio::test]
+    async fn session_read_returns_state_and_account_together() {
+        let Some(db) = crate::postgres::test_db::test_database().await else { return };
+        let pool = db.pool.clone();
         use crate::domain::{Credits, Language};
         use crate::ports::{Accounts, NewUser};
         let store = Arc::new(PgDialogueStorage::new(pool.clone()));
@@ -195,8 +199,10 @@ mod tests {
         assert_eq!(store.read(ChatId(8), user).await.expect("reads").0, None);
     }
 
-    #[sqlx::test(migrations = "../migrations/postgres")]
-    async fn unreadable_state_starts_over(pool: PgPool) {
+    #[tokio::test]
+    async fn unreadable_state_starts_over() {
+        let Some(db) = crate::postgres::test_db::test_database().await else { return };
+        let pool = db.pool.clone();
         sqlx::query("INSERT INTO bot_dialogues (chat_id, state) VALUES (1, '{\"step\":\"gone\"}')")
             .execute(&pool)
             .await
