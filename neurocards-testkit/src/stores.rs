@@ -71,16 +71,18 @@ impl PgTestDb {
 
 impl Drop for PgTestDb {
     fn drop(&mut self) {
+        // Marks the pool closed at once. Its connections (a test's tasks or child processes may
+        // still hold some) end with the database below: waiting for them to be returned could
+        // wait forever, on a runtime this drop is blocking.
+        drop(self.pool.close());
         let server = self.server.clone();
         let name = self.name.clone();
-        let pool = self.pool.clone();
         // Drop runs outside async; a thread with its own runtime drops the database.
         let dropped = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
                 return;
             };
             rt.block_on(async move {
-                pool.close().await;
                 if let Ok(mut admin) = server.connect().await {
                     let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                         .execute(&mut admin)
@@ -134,13 +136,12 @@ pub async fn pg_database() -> Option<PgTestDb> {
         .await
         .expect("create a test database");
     let _ = admin.close().await;
-    let pool = PgPoolOptions::new()
-        .max_connections(10)
-        .connect_with(server.clone().database(&name))
-        .await
-        .expect("connect to the test database");
-    neurocards_core::postgres::migrate(&pool).await.expect("migrate the test database");
-    Some(PgTestDb { pool, server, name })
+    // From here on, a failure drops the database again.
+    let pool =
+        PgPoolOptions::new().max_connections(10).connect_lazy_with(server.clone().database(&name));
+    let db = PgTestDb { pool, server, name };
+    neurocards_core::postgres::migrate(&db.pool).await.expect("migrate the test database");
+    Some(db)
 }
 
 /// Declares PostgreSQL tests that skip without `DATABASE_URL` (see [`pg_database`]). Each body

@@ -124,7 +124,7 @@ impl std::fmt::Debug for TestSystem {
     }
 }
 
-/// The `postgres://` URL of the pool's database (the per-test database of `sqlx::test`).
+/// The `postgres://` URL of the pool's database (a test's own database).
 pub fn database_url(pool: &PgPool) -> String {
     let o = pool.connect_options();
     let db = o.get_database().unwrap_or("postgres");

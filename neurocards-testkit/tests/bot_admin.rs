@@ -5,7 +5,7 @@ use neurocards_core::conversation::{register_commands, ConversationSettings};
 use neurocards_core::domain::UserId;
 use neurocards_testkit::bot_harness::{test_settings, BotHarness};
 use neurocards_testkit::fake_telegram::TgUser;
-use sqlx::PgPool;
+use neurocards_testkit::stores::pg_database;
 
 const ADMIN: i64 = 500;
 
@@ -13,8 +13,10 @@ fn admin_settings() -> ConversationSettings {
     ConversationSettings { admin_ids: [UserId(ADMIN)].into(), ..test_settings() }
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn admin_commands_work_for_admins(pool: PgPool) {
+#[tokio::test]
+async fn admin_commands_work_for_admins() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, admin_settings()).await;
     let admin = TgUser::new(ADMIN).language("en");
     let user = TgUser::new(501).language("en");
@@ -72,8 +74,10 @@ async fn admin_commands_work_for_admins(pool: PgPool) {
     assert!(blocked_at.is_some(), "blocked users are recorded and skipped next time");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn admin_commands_are_unknown_commands_for_everyone_else(pool: PgPool) {
+#[tokio::test]
+async fn admin_commands_are_unknown_commands_for_everyone_else() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, admin_settings()).await;
     let user = TgUser::new(600).language("en");
     h.onboard(&user).await;
@@ -91,8 +95,10 @@ async fn admin_commands_are_unknown_commands_for_everyone_else(pool: PgPool) {
     assert!(nobody.last(&admin).text.contains("don't know this command"));
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn the_command_list_is_registered(pool: PgPool) {
+#[tokio::test]
+async fn the_command_list_is_registered() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, admin_settings()).await;
     register_commands(&h.bot, &h.ctx).await.expect("setMyCommands accepted");
     let calls = h.telegram.calls("setMyCommands");

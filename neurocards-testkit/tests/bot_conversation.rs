@@ -5,7 +5,7 @@ use neurocards_core::conversation::{Action, ConversationSettings};
 use neurocards_core::domain::Credits;
 use neurocards_testkit::bot_harness::{test_settings, BotHarness};
 use neurocards_testkit::fake_telegram::TgUser;
-use sqlx::PgPool;
+use neurocards_testkit::stores::pg_database;
 
 fn answers(h: &BotHarness) -> Vec<Option<String>> {
     h.telegram
@@ -44,8 +44,10 @@ async fn order_with(h: &BotHarness, user: &TgUser, tpl: &str, count: u32) {
     h.press(user, &start).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn whole_conversation_for_each_template_with_one_and_three_videos(pool: PgPool) {
+#[tokio::test]
+async fn whole_conversation_for_each_template_with_one_and_three_videos() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let mut id = 1000;
     for tpl in ["ugc", "ad", "own_idea"] {
@@ -78,8 +80,10 @@ async fn whole_conversation_for_each_template_with_one_and_three_videos(pool: Pg
     assert!(answers(&h).iter().all(Option::is_none), "every happy-path tap is acknowledged");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn start_registers_once_asks_consent_once_and_gives_start_credits_once(pool: PgPool) {
+#[tokio::test]
+async fn start_registers_once_asks_consent_once_and_gives_start_credits_once() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let settings = ConversationSettings {
         start_credits: Credits::new(2).expect("valid"),
         welcome_video_ids: vec!["demo-1".into(), "demo-2".into()],
@@ -103,8 +107,10 @@ async fn start_registers_once_asks_consent_once_and_gives_start_credits_once(poo
     assert_eq!(consents, 1);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn make_another_returns_to_the_template_choice_with_the_same_product(pool: PgPool) {
+#[tokio::test]
+async fn make_another_returns_to_the_template_choice_with_the_same_product() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let user = TgUser::new(11);
     h.onboard(&user).await;
@@ -132,8 +138,10 @@ async fn make_another_returns_to_the_template_choice_with_the_same_product(pool:
     assert_eq!(products, vec![(Some(product_id),), (Some(product_id),)]);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn insufficient_credits_say_how_many_are_missing_and_offer_top_up(pool: PgPool) {
+#[tokio::test]
+async fn insufficient_credits_say_how_many_are_missing_and_offer_top_up() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let user = TgUser::new(12).language("en");
     h.onboard(&user).await;
@@ -148,8 +156,10 @@ async fn insufficient_credits_say_how_many_are_missing_and_offer_top_up(pool: Pg
     assert!(h.last(&user).all_buttons().iter().any(|b| b.url.is_some()), "support link");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn wrong_pictures_get_a_specific_message_and_the_question_again(pool: PgPool) {
+#[tokio::test]
+async fn wrong_pictures_get_a_specific_message_and_the_question_again() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let user = TgUser::new(13).language("en");
     h.onboard(&user).await;
@@ -204,8 +214,10 @@ async fn wrong_pictures_get_a_specific_message_and_the_question_again(pool: PgPo
     assert_eq!(url.as_deref(), Some("https://www.ozon.ru/product/mug-123/"));
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn free_text_limits_and_unexpected_input_get_hints_never_silence(pool: PgPool) {
+#[tokio::test]
+async fn free_text_limits_and_unexpected_input_get_hints_never_silence() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let user = TgUser::new(14).language("en");
     h.onboard(&user).await;
@@ -232,8 +244,10 @@ async fn free_text_limits_and_unexpected_input_get_hints_never_silence(pool: PgP
     assert!(h.last(&user).text.contains("don't know this command"));
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn stale_and_unknown_buttons_get_a_short_answer(pool: PgPool) {
+#[tokio::test]
+async fn stale_and_unknown_buttons_get_a_short_answer() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let user = TgUser::new(15).language("en");
     h.onboard(&user).await;
@@ -251,8 +265,10 @@ async fn stale_and_unknown_buttons_get_a_short_answer(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn double_tap_on_start_places_one_order(pool: PgPool) {
+#[tokio::test]
+async fn double_tap_on_start_places_one_order() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let second_replica = h.restart().await;
     let user = TgUser::new(16);
@@ -280,8 +296,10 @@ async fn double_tap_on_start_places_one_order(pool: PgPool) {
     assert_eq!(accepted, 1, "accepted said once");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_restart_in_the_middle_of_a_dialogue_keeps_the_state(pool: PgPool) {
+#[tokio::test]
+async fn a_restart_in_the_middle_of_a_dialogue_keeps_the_state() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let user = TgUser::new(17).language("en");
     h.onboard(&user).await;
@@ -298,8 +316,10 @@ async fn a_restart_in_the_middle_of_a_dialogue_keeps_the_state(pool: PgPool) {
     assert!(separate.last(&user).callback_data().contains(&"skip"), "went on to wishes");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn banned_users_are_told_so(pool: PgPool) {
+#[tokio::test]
+async fn banned_users_are_told_so() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let user = TgUser::new(18).language("en");
     h.onboard(&user).await;
@@ -316,8 +336,10 @@ async fn banned_users_are_told_so(pool: PgPool) {
     );
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn order_rate_limit_refuses_the_next_order(pool: PgPool) {
+#[tokio::test]
+async fn order_rate_limit_refuses_the_next_order() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let settings = ConversationSettings {
         order_rate_limit: Some(neurocards_core::conversation::OrderRateLimit {
             max_orders: 1,
@@ -335,8 +357,10 @@ async fn order_rate_limit_refuses_the_next_order(pool: PgPool) {
     assert_eq!(h.orders_of(&user).await, 1);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn every_button_the_bot_sends_has_a_handler(pool: PgPool) {
+#[tokio::test]
+async fn every_button_the_bot_sends_has_a_handler() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     // Walk every screen in both languages: onboarding, menu, account, help, top-up, each
     // template up to the summary, insufficient credits, an accepted order.

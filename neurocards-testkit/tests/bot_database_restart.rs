@@ -10,8 +10,8 @@ use neurocards_testkit::binaries::{free_local_addr, service_command, terminate, 
 use neurocards_testkit::bot_harness::bot_binary;
 use neurocards_testkit::fake_telegram::{FakeTelegram, TgUser};
 use neurocards_testkit::pg::terminate_backends;
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::TestSystem;
-use sqlx::PgPool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -69,8 +69,10 @@ async fn start_is_answered(tg: &FakeTelegram, user: &TgUser, timeout: Duration) 
     .await
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn the_polling_bot_answers_again_after_its_database_connections_are_cut(pool: PgPool) {
+#[tokio::test]
+async fn the_polling_bot_answers_again_after_its_database_connections_are_cut() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool.clone()).await;
     let tg = &system.telegram;
     let addr = free_local_addr().to_string();

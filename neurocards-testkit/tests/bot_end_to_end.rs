@@ -5,8 +5,8 @@ use neurocards_testkit::binaries::service_command;
 use neurocards_testkit::bot_harness::{bot_binary, test_settings, BotHarness, JPEG};
 use neurocards_testkit::fake_telegram::TgUser;
 use neurocards_testkit::first_order::{place_first_order, wait_for_videos};
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::TestSystem;
-use sqlx::PgPool;
 use std::time::Duration;
 
 /// Photo, description, template, wishes or idea, `count`, Start — from the main menu.
@@ -28,8 +28,10 @@ async fn order(h: &BotHarness, user: &TgUser, tpl: &str, count: u32) {
     h.press(user, &start).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn the_conversation_ends_with_the_worker_delivering_the_videos(pool: PgPool) {
+#[tokio::test]
+async fn the_conversation_ends_with_the_worker_delivering_the_videos() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let mut system = TestSystem::start(pool).await;
     system.start_worker();
     let h =
@@ -69,8 +71,10 @@ async fn the_conversation_ends_with_the_worker_delivering_the_videos(pool: PgPoo
     system.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn the_bot_and_worker_binaries_complete_an_order(pool: PgPool) {
+#[tokio::test]
+async fn the_bot_and_worker_binaries_complete_an_order() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool).await;
     let mut worker = system.spawn_worker_binary();
     let mut env = system.env();

@@ -8,7 +8,7 @@ use neurocards_core::ports::{PromptEngine, PromptError, PromptRequest};
 use neurocards_core::prompts::TemplatePromptEngine;
 use neurocards_testkit::bot_harness::{test_settings, BotHarness};
 use neurocards_testkit::fake_telegram::TgUser;
-use sqlx::PgPool;
+use neurocards_testkit::stores::pg_database;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
@@ -44,8 +44,10 @@ async fn own_idea_step(h: &BotHarness, user: &TgUser) {
     h.press(user, "tpl:own_idea").await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn idea_refinement_is_limited_per_user_per_hour_across_replicas(pool: PgPool) {
+#[tokio::test]
+async fn idea_refinement_is_limited_per_user_per_hour_across_replicas() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let engine = Arc::new(CountingEngine {
         inner: TemplatePromptEngine::new(2000),
         refines: AtomicU32::new(0),
@@ -92,8 +94,10 @@ async fn idea_refinement_is_limited_per_user_per_hour_across_replicas(pool: PgPo
     assert!(metrics.contains("neurocards_bot_idea_refines_limited_total 1"), "{metrics}");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn the_refine_limit_message_is_localized(pool: PgPool) {
+#[tokio::test]
+async fn the_refine_limit_message_is_localized() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let settings = ConversationSettings { idea_refines_per_hour: 1, ..test_settings() };
     let h = BotHarness::start(pool, settings).await;
     let user = TgUser::new(803).language("ru");

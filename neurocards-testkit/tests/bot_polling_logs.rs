@@ -5,6 +5,7 @@
 use neurocards_testkit::binaries::{free_local_addr, service_command, terminate, CapturedLog};
 use neurocards_testkit::bot_harness::bot_binary;
 use neurocards_testkit::fake_telegram::{Failure, TOKEN};
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::TestSystem;
 use sqlx::PgPool;
 use std::time::Duration;
@@ -37,13 +38,17 @@ async fn bot_logs_get_updates_failure(pool: PgPool, status: u16, description: &s
     );
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_revoked_token_on_get_updates_is_logged(pool: PgPool) {
+#[tokio::test]
+async fn a_revoked_token_on_get_updates_is_logged() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     bot_logs_get_updates_failure(pool, 401, "Unauthorized", "InvalidToken").await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_conflict_with_another_poller_on_get_updates_is_logged(pool: PgPool) {
+#[tokio::test]
+async fn a_conflict_with_another_poller_on_get_updates_is_logged() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     bot_logs_get_updates_failure(
         pool,
         409,

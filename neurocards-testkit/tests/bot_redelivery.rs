@@ -7,7 +7,7 @@ use neurocards_core::domain::UserId;
 use neurocards_core::web;
 use neurocards_testkit::bot_harness::{test_settings, BotHarness};
 use neurocards_testkit::fake_telegram::TgUser;
-use sqlx::PgPool;
+use neurocards_testkit::stores::pg_database;
 use std::sync::Arc;
 use std::time::Duration;
 use teloxide::update_listeners::Polling;
@@ -29,8 +29,10 @@ async fn grants_to(h: &BotHarness, user: i64) -> i64 {
     n
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_redelivered_grant_mints_credits_once(pool: PgPool) {
+#[tokio::test]
+async fn a_redelivered_grant_mints_credits_once() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, admin_settings()).await;
     let other_replica = h.restart().await;
     let admin = TgUser::new(ADMIN).language("en");
@@ -54,8 +56,10 @@ async fn a_redelivered_grant_mints_credits_once(pool: PgPool) {
     assert!(metrics.contains("neurocards_bot_repeated_updates_total 1"), "{metrics}");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_redelivered_start_tap_places_one_order_and_answers_once(pool: PgPool) {
+#[tokio::test]
+async fn a_redelivered_start_tap_places_one_order_and_answers_once() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let user = TgUser::new(702);
     h.onboard(&user).await;
@@ -80,8 +84,10 @@ async fn a_redelivered_start_tap_places_one_order_and_answers_once(pool: PgPool)
     assert_eq!(h.telegram.all_calls().len(), calls, "the repeats are not even answered again");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_redelivered_broadcast_runs_once(pool: PgPool) {
+#[tokio::test]
+async fn a_redelivered_broadcast_runs_once() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, admin_settings()).await;
     let admin = TgUser::new(ADMIN).language("en");
     let user = TgUser::new(703).language("en");
@@ -106,10 +112,10 @@ async fn a_redelivered_broadcast_runs_once(pool: PgPool) {
     assert_eq!(reports, 1);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn the_webhook_handles_a_redelivered_update_once_and_asks_again_when_it_cannot_claim(
-    pool: PgPool,
-) {
+#[tokio::test]
+async fn the_webhook_handles_a_redelivered_update_once_and_asks_again_when_it_cannot_claim() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, admin_settings()).await;
     let base = h.serve_http(SECRET).await;
     let url = format!("{base}{}", web::WEBHOOK_PATH);
@@ -148,8 +154,10 @@ async fn the_webhook_handles_a_redelivered_update_once_and_asks_again_when_it_ca
     assert_eq!(h.telegram.all_calls().len(), calls, "nothing was done or said");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_polled_update_delivered_twice_is_handled_once(pool: PgPool) {
+#[tokio::test]
+async fn a_polled_update_delivered_twice_is_handled_once() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, admin_settings()).await;
     let admin = TgUser::new(ADMIN).language("en");
     let user = TgUser::new(705).language("en");

@@ -4,6 +4,7 @@ use neurocards_core::domain::JobId;
 use neurocards_core::web::{self, QueueStatsBody};
 use neurocards_testkit::bot_harness::{test_settings, BotHarness};
 use neurocards_testkit::fake_telegram::TgUser;
+use neurocards_testkit::stores::pg_database;
 use sqlx::PgPool;
 
 const SECRET: &str = "webhook_secret-123";
@@ -12,8 +13,10 @@ async fn serve(h: &BotHarness) -> String {
     h.serve_http(SECRET).await
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn webhook_refuses_a_wrong_or_missing_secret_and_handles_the_right_one(pool: PgPool) {
+#[tokio::test]
+async fn webhook_refuses_a_wrong_or_missing_secret_and_handles_the_right_one() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let base = serve(&h).await;
     let client = reqwest::Client::new();
@@ -44,8 +47,10 @@ async fn webhook_refuses_a_wrong_or_missing_secret_and_handles_the_right_one(poo
     assert!(h.last(&user).callback_data().contains(&"terms"), "answered within the request");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn health_readiness_queue_stats_and_metrics(pool: PgPool) {
+#[tokio::test]
+async fn health_readiness_queue_stats_and_metrics() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let base = serve(&h).await;
     let client = reqwest::Client::new();
@@ -85,8 +90,10 @@ async fn wakeups(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM task_wakeups").fetch_one(pool).await.expect("count")
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn kie_callback_route_wakes_only_the_owner_behind_its_secret_and_signature(pool: PgPool) {
+#[tokio::test]
+async fn kie_callback_route_wakes_only_the_owner_behind_its_secret_and_signature() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     use neurocards_core::kie::{sign, KieConfig, KieProvider};
     use neurocards_core::postgres::PgTaskSignals;
     use neurocards_core::secret::Secret;

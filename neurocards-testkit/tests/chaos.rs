@@ -30,6 +30,7 @@ use neurocards_testkit::binaries::{free_local_addr, send_signal, service_command
 use neurocards_testkit::bot_harness::bot_binary;
 use neurocards_testkit::fake_kie::{CallbackMode, Chaos, Endpoint, Scenario};
 use neurocards_testkit::fake_telegram::TgUser;
+use neurocards_testkit::stores::postgres_available;
 use neurocards_testkit::system::{worker_binary, SystemOptions, TestSystem};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions as _, Connection as _, PgPool};
@@ -405,6 +406,9 @@ async fn chaos_run(pool: PgPool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "restarts the PostgreSQL server: run alone with --ignored"]
 async fn the_system_keeps_its_promises_through_chaos() {
+    if !postgres_available() {
+        return;
+    }
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL is set");
     let server = PgConnectOptions::from_str(&url).expect("DATABASE_URL is a postgres URL");
     let name = format!("chaos_{:08x}", fastrand::u32(..));

@@ -4,8 +4,8 @@
 
 use neurocards_testkit::binaries::{free_local_addr, service_command, terminate};
 use neurocards_testkit::bot_harness::bot_binary;
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::TestSystem;
-use sqlx::PgPool;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -64,20 +64,26 @@ async fn stop_idle_bot(system: &TestSystem, mode: &str) {
     assert!(status.success(), "the {mode} bot exits 0 on SIGTERM: {status}");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn an_idle_polling_bot_stops_promptly_on_sigterm(pool: PgPool) {
+#[tokio::test]
+async fn an_idle_polling_bot_stops_promptly_on_sigterm() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool).await;
     stop_idle_bot(&system, "polling").await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn an_idle_webhook_bot_stops_promptly_on_sigterm(pool: PgPool) {
+#[tokio::test]
+async fn an_idle_webhook_bot_stops_promptly_on_sigterm() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool).await;
     stop_idle_bot(&system, "webhook").await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn an_idle_worker_stops_promptly_on_sigterm(pool: PgPool) {
+#[tokio::test]
+async fn an_idle_worker_stops_promptly_on_sigterm() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool).await;
     let addr = free_local_addr().to_string();
     let mut worker = system
@@ -94,8 +100,10 @@ async fn an_idle_worker_stops_promptly_on_sigterm(pool: PgPool) {
     assert!(status.success(), "the worker exits 0 on SIGTERM: {status}");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_bot_still_starting_against_a_silent_telegram_stops_promptly_on_sigterm(pool: PgPool) {
+#[tokio::test]
+async fn a_bot_still_starting_against_a_silent_telegram_stops_promptly_on_sigterm() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool).await;
     system.telegram.answer_slowly("getMe", Duration::from_secs(120));
     let addr = free_local_addr().to_string();
@@ -112,8 +120,10 @@ async fn a_bot_still_starting_against_a_silent_telegram_stops_promptly_on_sigter
     assert!(status.success(), "the bot exits 0 on SIGTERM: {status}");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_worker_hands_jobs_waiting_on_the_provider_back_at_once_on_sigterm(pool: PgPool) {
+#[tokio::test]
+async fn a_worker_hands_jobs_waiting_on_the_provider_back_at_once_on_sigterm() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool).await;
     system.kie.script(neurocards_testkit::fake_kie::Scenario::Never);
     let mut worker = system.spawn_worker_binary();

@@ -4,8 +4,8 @@
 use neurocards_core::web::{self, HttpLimits};
 use neurocards_testkit::bot_harness::{test_settings, BotHarness};
 use neurocards_testkit::fake_telegram::TgUser;
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::TestSystem;
-use sqlx::PgPool;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,8 +34,10 @@ async fn announce(addr: &str, method: &str, path: &str, content_length: usize) -
     String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned()
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn bodies_over_a_routes_limit_are_refused_before_reading(pool: PgPool) {
+#[tokio::test]
+async fn bodies_over_a_routes_limit_are_refused_before_reading() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let base = h.serve_http(SECRET).await;
     let addr = addr_of(&base);
@@ -61,8 +63,10 @@ async fn bodies_over_a_routes_limit_are_refused_before_reading(pool: PgPool) {
     assert!(h.last(&user).callback_data().contains(&"terms"));
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_client_that_trickles_its_headers_is_disconnected(pool: PgPool) {
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_disconnected() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let limits =
         HttpLimits { header_read_timeout: Duration::from_millis(300), ..HttpLimits::default() };
@@ -77,8 +81,10 @@ async fn a_client_that_trickles_its_headers_is_disconnected(pool: PgPool) {
     assert!(started.elapsed() < Duration::from_secs(3), "within the header timeout");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn connections_beyond_the_cap_wait_for_a_free_slot(pool: PgPool) {
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let limits = HttpLimits { max_connections: 2, ..HttpLimits::default() };
     let base = h.serve_http_bounded(SECRET, None, None, limits).await;
@@ -111,8 +117,10 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot(pool: PgPool) {
     assert_eq!(third.status(), 200);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn metrics_and_queue_stats_require_the_token_and_health_does_not(pool: PgPool) {
+#[tokio::test]
+async fn metrics_and_queue_stats_require_the_token_and_health_does_not() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let h = BotHarness::start(pool, test_settings()).await;
     let base = h.serve_http_bounded(SECRET, None, Some(TOKEN), HttpLimits::default()).await;
     let client = reqwest::Client::new();
@@ -133,8 +141,10 @@ async fn metrics_and_queue_stats_require_the_token_and_health_does_not(pool: PgP
     }
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn the_worker_metrics_require_the_same_token(pool: PgPool) {
+#[tokio::test]
+async fn the_worker_metrics_require_the_same_token() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let sys = TestSystem::start(pool).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -7,9 +7,9 @@ use neurocards_testkit::binaries::service_command;
 use neurocards_testkit::bot_harness::bot_binary;
 use neurocards_testkit::fake_kie::{CallbackMode, Scenario};
 use neurocards_testkit::fake_telegram::MediaSource;
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::TestSystem;
 use serde_json::json;
-use sqlx::PgPool;
 use std::collections::HashMap;
 use std::process::Stdio;
 use std::time::Duration;
@@ -64,8 +64,10 @@ fn bot_env(system: &TestSystem, port: u16, public: Option<&str>) -> HashMap<Stri
     env
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn forged_callbacks_never_change_what_the_user_gets(pool: PgPool) {
+#[tokio::test]
+async fn forged_callbacks_never_change_what_the_user_gets() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool).await;
     let port = free_port();
     let public = format!("http://127.0.0.1:{port}/");
@@ -118,8 +120,10 @@ async fn forged_callbacks_never_change_what_the_user_gets(pool: PgPool) {
     system.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn without_a_public_url_the_bot_serves_no_callback_route(pool: PgPool) {
+#[tokio::test]
+async fn without_a_public_url_the_bot_serves_no_callback_route() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool).await;
     let port = free_port();
     let _bot = service_command(&bot_binary(), bot_env(&system, port, None))
@@ -146,8 +150,10 @@ async fn without_a_public_url_the_bot_serves_no_callback_route(pool: PgPool) {
     assert_eq!(rows, 0);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_worker_whose_callback_route_is_not_served_says_so_at_start(pool: PgPool) {
+#[tokio::test]
+async fn a_worker_whose_callback_route_is_not_served_says_so_at_start() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool).await;
     let nobody = format!("http://127.0.0.1:{}/", free_port());
     let mut env = system.env();

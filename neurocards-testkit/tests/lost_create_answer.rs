@@ -4,14 +4,16 @@
 
 use neurocards_core::domain::JobStatus;
 use neurocards_testkit::fake_kie::{CallbackMode, Endpoint, Scenario};
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::{SystemOptions, TestSystem};
-use sqlx::PgPool;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(60);
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_task_created_by_a_timed_out_call_is_adopted_not_bought_again(pool: PgPool) {
+#[tokio::test]
+async fn a_task_created_by_a_timed_out_call_is_adopted_not_bought_again() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let options = SystemOptions { callbacks: true, ..SystemOptions::default() };
     let system = TestSystem::start_with(pool, options).await;
     system.kie.script(Scenario::SucceedAfterTime(Duration::from_secs(3)));
@@ -37,8 +39,10 @@ async fn a_task_created_by_a_timed_out_call_is_adopted_not_bought_again(pool: Pg
     system.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn without_callbacks_a_timed_out_create_is_made_again_once(pool: PgPool) {
+#[tokio::test]
+async fn without_callbacks_a_timed_out_create_is_made_again_once() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let system = TestSystem::start(pool).await;
     system.kie.script(Scenario::SucceedAfter(1));
     // Only the first answer is late; the retry's create is answered in time.

@@ -9,7 +9,7 @@ use neurocards_core::ports::{
 use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgProducts, QueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::invariants::assert_invariants;
-use sqlx::PgPool;
+use neurocards_testkit::stores::pg_database;
 
 fn new_user(id: i64, username: &str) -> NewUser {
     NewUser {
@@ -24,8 +24,10 @@ fn credits(n: i64) -> Credits {
     Credits::new(n).expect("non-negative")
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn registering_twice_gives_start_credits_once_and_refreshes_username(pool: PgPool) {
+#[tokio::test]
+async fn registering_twice_gives_start_credits_once_and_refreshes_username() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let (user, created) = accounts.register(&new_user(7, "ann"), credits(3)).await.expect("reg");
     assert!(created);
@@ -46,8 +48,10 @@ async fn registering_twice_gives_start_credits_once_and_refreshes_username(pool:
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn grants_are_noted_in_the_ledger_and_unknown_users_are_errors(pool: PgPool) {
+#[tokio::test]
+async fn grants_are_noted_in_the_ledger_and_unknown_users_are_errors() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     accounts.register(&new_user(8, "bob"), Credits::ZERO).await.expect("register");
     let balance =
@@ -69,8 +73,10 @@ async fn grants_are_noted_in_the_ledger_and_unknown_users_are_errors(pool: PgPoo
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn consent_language_ban_and_block_are_stored(pool: PgPool) {
+#[tokio::test]
+async fn consent_language_ban_and_block_are_stored() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let id = UserId(10);
     accounts.register(&new_user(10, "cid"), Credits::ZERO).await.expect("register");
@@ -113,8 +119,10 @@ async fn consent_language_ban_and_block_are_stored(pool: PgPool) {
     assert!(accounts.user(UserId(99)).await.expect("read").is_none());
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn recent_orders_show_jobs_by_status_newest_first(pool: PgPool) {
+#[tokio::test]
+async fn recent_orders_show_jobs_by_status_newest_first() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     accounts.register(&new_user(20, "fay"), credits(10)).await.expect("register");
@@ -143,8 +151,10 @@ async fn recent_orders_show_jobs_by_status_newest_first(pool: PgPool) {
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn products_belong_to_their_owner(pool: PgPool) {
+#[tokio::test]
+async fn products_belong_to_their_owner() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let products = PgProducts::new(pool.clone());
     accounts.register(&new_user(30, "gus"), Credits::ZERO).await.expect("register");

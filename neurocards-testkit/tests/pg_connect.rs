@@ -1,22 +1,14 @@
 //! Opening the database and applying migrations, as the binaries do at start.
 
 use neurocards_core::postgres::{connect, migrate, ConnectError};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use neurocards_testkit::stores::pg_database;
+use sqlx::postgres::PgPoolOptions;
 
-/// `DATABASE_URL` pointed at the test's own database, as a host would configure it.
-fn test_database_url(opts: &PgConnectOptions) -> String {
-    let base = std::env::var("DATABASE_URL").expect("DATABASE_URL is set for tests");
-    let mut url = url::Url::parse(&base).expect("DATABASE_URL is a URL");
-    url.set_path(opts.get_database().expect("the test database has a name"));
-    url.into()
-}
-
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn connect_then_migrate_an_up_to_date_database_is_a_no_op(
-    _pool_opts: PgPoolOptions,
-    opts: PgConnectOptions,
-) {
-    let pool = connect(&test_database_url(&opts), 2).await.expect("connect");
+#[tokio::test]
+async fn connect_then_migrate_an_up_to_date_database_is_a_no_op() {
+    let Some(db) = pg_database().await else { return };
+    // `DATABASE_URL` pointed at the test's own database, as a host would configure it.
+    let pool = connect(&db.url(), 2).await.expect("connect");
     migrate(&pool).await.expect("migrations already applied: nothing to do");
     migrate(&pool).await.expect("and again");
     let timeout: String = sqlx::query_scalar("SHOW idle_in_transaction_session_timeout")
@@ -33,12 +25,12 @@ async fn a_malformed_url_is_reported_without_echoing_it() {
     assert!(!err.to_string().contains("secret"));
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_connection_the_server_closed_fails_once_and_is_replaced(
-    pool_opts: PgPoolOptions,
-    opts: PgConnectOptions,
-) {
-    let pool = connect(&test_database_url(&opts), 1).await.expect("connect");
+#[tokio::test]
+async fn a_connection_the_server_closed_fails_once_and_is_replaced() {
+    let Some(db) = pg_database().await else { return };
+    let pool_opts = PgPoolOptions::new();
+    let opts = db.connect_options();
+    let pool = connect(&db.url(), 1).await.expect("connect");
     let pid: i32 =
         sqlx::query_scalar("SELECT pg_backend_pid()").fetch_one(&pool).await.expect("first use");
 

@@ -8,8 +8,8 @@
 use neurocards_core::ports::{JobQueue, TaskSignals, WakeupOutcome, WakeupTask};
 use neurocards_core::postgres::{PgJobQueue, PgTaskSignals, QueueConfig};
 use neurocards_testkit::pg::terminate_backends;
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::TestSystem;
-use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +25,10 @@ async fn finished_within<T>(
     Some((out, since.elapsed()))
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn queue_waiters_wake_after_a_restart_and_new_orders_wake_them_again(pool: PgPool) {
+#[tokio::test]
+async fn queue_waiters_wake_after_a_restart_and_new_orders_wake_them_again() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let sys = TestSystem::start(pool.clone()).await;
     let queue = Arc::new(PgJobQueue::new(pool.clone(), QueueConfig::default()));
     // Starts the listener; its first LISTEN wakes this wait, and the next one takes note.
@@ -63,8 +65,10 @@ async fn queue_waiters_wake_after_a_restart_and_new_orders_wake_them_again(pool:
     assert!(took < Duration::from_secs(10));
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn callback_waiters_find_a_wakeup_stored_while_their_listener_was_down(pool: PgPool) {
+#[tokio::test]
+async fn callback_waiters_find_a_wakeup_stored_while_their_listener_was_down() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let sys = TestSystem::start(pool.clone()).await;
     let (_, first) = sys.user_with_order(1, 1).await;
     let (_, second) = sys.user_with_order(1, 1).await;

@@ -6,6 +6,7 @@ use neurocards_core::postgres::{PgAccounts, PgJobQueue, QueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::invariants::assert_invariants;
 use neurocards_testkit::pg::funded_user;
+use neurocards_testkit::stores::pg_database;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -20,11 +21,10 @@ async fn own_pool(opts: &PgConnectOptions, connections: u32) -> PgPool {
         .expect("connect")
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn eight_claimers_drain_5000_jobs_each_claimed_once(
-    _pool_opts: PgPoolOptions,
-    opts: PgConnectOptions,
-) {
+#[tokio::test]
+async fn eight_claimers_drain_5000_jobs_each_claimed_once() {
+    let Some(db) = pg_database().await else { return };
+    let opts = db.connect_options();
     let setup = own_pool(&opts, 2).await;
     let accounts = PgAccounts::new(setup.clone());
     let config = QueueConfig { per_user_cap: 1000, ..QueueConfig::default() };
@@ -70,11 +70,10 @@ async fn eight_claimers_drain_5000_jobs_each_claimed_once(
     assert_invariants(&setup).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn silent_worker_loses_its_jobs_and_its_late_writes_are_refused(
-    _pool_opts: PgPoolOptions,
-    opts: PgConnectOptions,
-) {
+#[tokio::test]
+async fn silent_worker_loses_its_jobs_and_its_late_writes_are_refused() {
+    let Some(db) = pg_database().await else { return };
+    let opts = db.connect_options();
     // A short lease so the test runs in seconds; the mechanism is the same at 60 s.
     let config = QueueConfig { lease: Duration::from_secs(2), ..QueueConfig::default() };
     let setup = own_pool(&opts, 2).await;
@@ -132,11 +131,10 @@ async fn silent_worker_loses_its_jobs_and_its_late_writes_are_refused(
     assert_invariants(&setup).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn fifty_concurrent_orders_with_credit_for_twenty_place_exactly_twenty(
-    _pool_opts: PgPoolOptions,
-    opts: PgConnectOptions,
-) {
+#[tokio::test]
+async fn fifty_concurrent_orders_with_credit_for_twenty_place_exactly_twenty() {
+    let Some(db) = pg_database().await else { return };
+    let opts = db.connect_options();
     let pool = own_pool(&opts, 20).await;
     let accounts = PgAccounts::new(pool.clone());
     let user: UserId = funded_user(&accounts, 20).await;
@@ -168,8 +166,10 @@ async fn fifty_concurrent_orders_with_credit_for_twenty_place_exactly_twenty(
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn ten_light_users_are_claimed_before_a_heavy_users_backlog(pool: PgPool) {
+#[tokio::test]
+async fn ten_light_users_are_claimed_before_a_heavy_users_backlog() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     // A cap high enough that only fair ordering, not the cap, can let the light users in.
     let config = QueueConfig { per_user_cap: 1000, ..QueueConfig::default() };
@@ -195,11 +195,10 @@ async fn ten_light_users_are_claimed_before_a_heavy_users_backlog(pool: PgPool) 
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn racing_claimers_never_exceed_the_per_user_cap(
-    _pool_opts: PgPoolOptions,
-    opts: PgConnectOptions,
-) {
+#[tokio::test]
+async fn racing_claimers_never_exceed_the_per_user_cap() {
+    let Some(db) = pg_database().await else { return };
+    let opts = db.connect_options();
     let setup = own_pool(&opts, 2).await;
     let accounts = PgAccounts::new(setup.clone());
     let config = QueueConfig { per_user_cap: 5, ..QueueConfig::default() };

@@ -4,12 +4,14 @@ use neurocards_core::postgres::QueueConfig;
 use neurocards_testkit::conformance::job_queue as suite;
 use neurocards_testkit::invariants::assert_invariants;
 use neurocards_testkit::pg::PgQueueFixture;
-use sqlx::PgPool;
+use neurocards_testkit::stores::pg_database;
 
 macro_rules! conformance {
     ($($name:ident),* $(,)?) => {$(
-        #[sqlx::test(migrations = "../migrations/postgres")]
-        async fn $name(pool: PgPool) {
+        #[tokio::test]
+        async fn $name() {
+            let Some(db) = pg_database().await else { return };
+            let pool = db.pool.clone();
             let fixture = PgQueueFixture::new(pool.clone(), QueueConfig::default());
             suite::$name(&fixture).await;
             assert_invariants(&pool).await;

@@ -7,11 +7,13 @@ use neurocards_core::postgres::{PgAccounts, PgJobQueue, QueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::invariants::{assert_invariants, check_invariants};
 use neurocards_testkit::pg::funded_user;
-use sqlx::PgPool;
+use neurocards_testkit::stores::pg_database;
 use std::time::Duration;
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_second_refund_for_a_job_is_refused_by_the_database(pool: PgPool) {
+#[tokio::test]
+async fn a_second_refund_for_a_job_is_refused_by_the_database() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 1).await;
@@ -32,8 +34,10 @@ async fn a_second_refund_for_a_job_is_refused_by_the_database(pool: PgPool) {
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn the_ledger_is_append_only_and_balance_cannot_go_negative(pool: PgPool) {
+#[tokio::test]
+async fn the_ledger_is_append_only_and_balance_cannot_go_negative() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let user = funded_user(&accounts, 2).await;
     let edit = sqlx::query("UPDATE ledger SET delta = 100 WHERE user_id = $1")
@@ -55,8 +59,10 @@ async fn the_ledger_is_append_only_and_balance_cannot_go_negative(pool: PgPool) 
     assert_invariants(&pool).await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_terminal_job_cannot_hold_a_lease(pool: PgPool) {
+#[tokio::test]
+async fn a_terminal_job_cannot_hold_a_lease() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 1).await;
@@ -72,8 +78,10 @@ async fn a_terminal_job_cannot_hold_a_lease(pool: PgPool) {
     assert!(err.to_string().contains("check"), "{err}");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn invariants_check_reports_broken_data(pool: PgPool) {
+#[tokio::test]
+async fn invariants_check_reports_broken_data() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 5).await;
@@ -116,8 +124,10 @@ async fn invariants_check_reports_broken_data(pool: PgPool) {
     assert!(panicked.is_err(), "assert_invariants panics on violations");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn stats_report_waits_of_claimed_jobs(pool: PgPool) {
+#[tokio::test]
+async fn stats_report_waits_of_claimed_jobs() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 2).await;
@@ -135,8 +145,10 @@ async fn stats_report_waits_of_claimed_jobs(pool: PgPool) {
     assert_eq!(stats.window_secs, 60);
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn stats_keep_waits_of_jobs_finished_in_the_window(pool: PgPool) {
+#[tokio::test]
+async fn stats_keep_waits_of_jobs_finished_in_the_window() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let user = funded_user(&accounts, 3).await;

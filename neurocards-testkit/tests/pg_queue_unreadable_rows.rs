@@ -7,7 +7,7 @@ use neurocards_core::postgres::{PgAccounts, PgJobQueue, QueueConfig};
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::invariants::assert_invariants;
 use neurocards_testkit::pg::funded_user;
-use sqlx::PgPool;
+use neurocards_testkit::stores::pg_database;
 
 async fn one_job(queue: &PgJobQueue, accounts: &PgAccounts) -> (UserId, JobId) {
     let user = funded_user(accounts, 1).await;
@@ -15,8 +15,10 @@ async fn one_job(queue: &PgJobQueue, accounts: &PgAccounts) -> (UserId, JobId) {
     (user, placed.jobs[0])
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn an_unreadable_row_fails_only_its_own_job_and_the_batch_is_claimed(pool: PgPool) {
+#[tokio::test]
+async fn an_unreadable_row_fails_only_its_own_job_and_the_batch_is_claimed() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let accounts = PgAccounts::new(pool.clone());
     let queue = PgJobQueue::new(pool.clone(), QueueConfig::default());
     let (good_user, good) = one_job(&queue, &accounts).await;

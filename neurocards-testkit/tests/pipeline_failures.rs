@@ -3,8 +3,8 @@
 
 use neurocards_core::domain::{JobStatus, UserId};
 use neurocards_testkit::fake_kie::{Endpoint, Failure, Scenario};
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::{SystemOptions, TestSystem};
-use sqlx::PgPool;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -46,8 +46,10 @@ fn assert_schedule(gaps: &[Duration], schedule_ms: &[u64]) {
     }
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_user_violation_is_tried_once_explained_and_refunded(pool: PgPool) {
+#[tokio::test]
+async fn a_user_violation_is_tried_once_explained_and_refunded() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let mut sys = TestSystem::start(pool).await;
     sys.kie.script(Scenario::FailAfter {
         checks: 0,
@@ -70,8 +72,10 @@ async fn a_user_violation_is_tried_once_explained_and_refunded(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_temporary_error_is_retried_on_schedule_then_refunded(pool: PgPool) {
+#[tokio::test]
+async fn a_temporary_error_is_retried_on_schedule_then_refunded() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let mut sys = TestSystem::start(pool).await;
     sys.kie.fail_next(Endpoint::Create, 4, Failure::server_error());
     let (user, status) = one_video(&mut sys).await;
@@ -87,8 +91,10 @@ async fn a_temporary_error_is_retried_on_schedule_then_refunded(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_temporary_error_that_clears_succeeds_without_refund(pool: PgPool) {
+#[tokio::test]
+async fn a_temporary_error_that_clears_succeeds_without_refund() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let mut sys = TestSystem::start(pool).await;
     sys.kie.fail_next(Endpoint::Create, 2, Failure::server_error());
     let (user, status) = one_video(&mut sys).await;
@@ -103,8 +109,10 @@ async fn a_temporary_error_that_clears_succeeds_without_refund(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_rate_limit_is_retried_on_its_schedule_then_refunded(pool: PgPool) {
+#[tokio::test]
+async fn a_rate_limit_is_retried_on_its_schedule_then_refunded() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let options =
         SystemOptions { rate_limit_delays: "60ms,120ms,240ms".into(), ..SystemOptions::default() };
     let mut sys = TestSystem::start_with(pool, options).await;
@@ -121,8 +129,10 @@ async fn a_rate_limit_is_retried_on_its_schedule_then_refunded(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn billing_with_a_single_key_fails_at_once_and_refunds(pool: PgPool) {
+#[tokio::test]
+async fn billing_with_a_single_key_fails_at_once_and_refunds() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let mut sys = TestSystem::start(pool).await;
     sys.kie.fail_next(Endpoint::Create, 1, Failure::billing());
     let (user, status) = one_video(&mut sys).await;
@@ -135,8 +145,10 @@ async fn billing_with_a_single_key_fails_at_once_and_refunds(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_configuration_error_fails_at_once_and_refunds(pool: PgPool) {
+#[tokio::test]
+async fn a_configuration_error_fails_at_once_and_refunds() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let mut sys = TestSystem::start(pool).await;
     sys.kie.fail_next(Endpoint::Create, 1, Failure::new(200, 422, "The input field is required"));
     let (user, status) = one_video(&mut sys).await;
@@ -149,8 +161,10 @@ async fn a_configuration_error_fails_at_once_and_refunds(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_paused_model_falls_back_to_the_next_model(pool: PgPool) {
+#[tokio::test]
+async fn a_paused_model_falls_back_to_the_next_model() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let options = SystemOptions {
         models: vec!["sora-2-image-to-video".into(), "kling-3.0/video".into()],
         ..SystemOptions::default()
@@ -171,8 +185,10 @@ async fn a_paused_model_falls_back_to_the_next_model(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_key_out_of_credits_hands_the_work_to_the_other_key(pool: PgPool) {
+#[tokio::test]
+async fn a_key_out_of_credits_hands_the_work_to_the_other_key() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let options = SystemOptions {
         kie_keys: vec!["kie-key-empty".into(), "kie-key-funded".into()],
         ..SystemOptions::default()

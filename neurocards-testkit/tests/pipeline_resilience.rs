@@ -4,14 +4,16 @@
 use neurocards_core::domain::JobStatus;
 use neurocards_core::ports::WakeupOutcome;
 use neurocards_testkit::fake_kie::{CallbackMode, Endpoint, Failure, Scenario};
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::{SystemOptions, TestSystem};
-use sqlx::PgPool;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_worker_killed_while_waiting_is_replaced_without_a_second_task(pool: PgPool) {
+#[tokio::test]
+async fn a_worker_killed_while_waiting_is_replaced_without_a_second_task() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let mut sys = TestSystem::start(pool).await;
     sys.kie.script(Scenario::SucceedAfterTime(Duration::from_secs(2)));
     let (user, order) = sys.user_with_order(5, 1).await;
@@ -34,8 +36,10 @@ async fn a_worker_killed_while_waiting_is_replaced_without_a_second_task(pool: P
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_killed_worker_process_is_replaced_without_a_second_task(pool: PgPool) {
+#[tokio::test]
+async fn a_killed_worker_process_is_replaced_without_a_second_task() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let mut sys = TestSystem::start(pool).await;
     sys.kie.script(Scenario::SucceedAfterTime(Duration::from_secs(2)));
     let (user, order) = sys.user_with_order(5, 1).await;
@@ -57,8 +61,10 @@ async fn a_killed_worker_process_is_replaced_without_a_second_task(pool: PgPool)
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn duplicate_and_late_callbacks_change_nothing(pool: PgPool) {
+#[tokio::test]
+async fn duplicate_and_late_callbacks_change_nothing() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let options = SystemOptions { callbacks: true, ..SystemOptions::default() };
     let mut sys = TestSystem::start_with(pool, options).await;
     // Polls are the slow fallback here: the callback (sent twice, as KIE may) ends the wait.
@@ -86,8 +92,10 @@ async fn duplicate_and_late_callbacks_change_nothing(pool: PgPool) {
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn two_hundred_jobs_through_two_workers_with_faults_all_end_once(pool: PgPool) {
+#[tokio::test]
+async fn two_hundred_jobs_through_two_workers_with_faults_all_end_once() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let options = SystemOptions {
         kie_keys: (1..=10).map(|i| format!("kie-chaos-key-{i}")).collect(),
         concurrency: 24,
@@ -152,8 +160,10 @@ async fn two_hundred_jobs_through_two_workers_with_faults_all_end_once(pool: PgP
     sys.assert_invariants().await;
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn the_worker_process_serves_health_and_metrics(pool: PgPool) {
+#[tokio::test]
+async fn the_worker_process_serves_health_and_metrics() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let sys = TestSystem::start(pool).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

@@ -3,6 +3,7 @@
 use neurocards_core::domain::*;
 use neurocards_core::ports::*;
 use neurocards_core::postgres::{PgJobQueue, PgOrderProgress, PgTaskSignals};
+use neurocards_testkit::stores::pg_database;
 use sqlx::PgPool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,8 +12,10 @@ async fn place(pool: &PgPool, count: u32) -> (PgJobQueue, PlacedOrder) {
     neurocards_testkit::pg::placed_order(pool, count).await
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn only_one_of_many_concurrent_workers_may_create_the_progress_message(pool: PgPool) {
+#[tokio::test]
+async fn only_one_of_many_concurrent_workers_may_create_the_progress_message() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let (_queue, placed) = place(&pool, 3).await;
     let store = Arc::new(PgOrderProgress::new(pool.clone()));
     let tasks: Vec<_> = (0..16)
@@ -44,8 +47,10 @@ async fn only_one_of_many_concurrent_workers_may_create_the_progress_message(poo
     assert!(store.claim_unannounced(1, 10).await.expect("announce").is_empty());
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn order_status_counts_jobs_by_outcome(pool: PgPool) {
+#[tokio::test]
+async fn order_status_counts_jobs_by_outcome() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let (queue, placed) = place(&pool, 3).await;
     let store = PgOrderProgress::new(pool.clone());
     let claimed = queue.claim(&WorkerId::new("w"), 3).await.expect("claim");
@@ -73,8 +78,10 @@ async fn wakeup_rows(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM task_wakeups").fetch_one(pool).await.expect("count")
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_wakeup_for_the_jobs_own_task_wakes_its_waiter_once(pool: PgPool) {
+#[tokio::test]
+async fn a_wakeup_for_the_jobs_own_task_wakes_its_waiter_once() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let (queue, _placed) = place(&pool, 1).await;
     let job = queue.claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
     let id = job.lease.job_id;
@@ -114,8 +121,10 @@ async fn a_wakeup_for_the_jobs_own_task_wakes_its_waiter_once(pool: PgPool) {
     assert!(signals.wait_wakeup(id, "task-9", Duration::from_millis(10)).await.expect("wait"));
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn wakeups_for_tasks_no_job_owns_store_nothing(pool: PgPool) {
+#[tokio::test]
+async fn wakeups_for_tasks_no_job_owns_store_nothing() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let (queue, _placed) = place(&pool, 2).await;
     let mut jobs = queue.claim(&WorkerId::new("w"), 2).await.expect("claim");
     let (a, b) = (jobs.remove(0), jobs.remove(0));
@@ -158,8 +167,10 @@ async fn wakeups_for_tasks_no_job_owns_store_nothing(pool: PgPool) {
     assert_eq!(named[0].task_id, "orphan-0");
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn abandoning_a_task_is_fenced_by_the_lease(pool: PgPool) {
+#[tokio::test]
+async fn abandoning_a_task_is_fenced_by_the_lease() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let (queue, _placed) = place(&pool, 1).await;
     let signals = PgTaskSignals::new(pool.clone());
     let job = queue.claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);

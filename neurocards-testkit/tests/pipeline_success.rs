@@ -2,15 +2,17 @@
 
 use neurocards_core::domain::JobStatus;
 use neurocards_testkit::fake_telegram::SentKind;
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::TestSystem;
-use sqlx::PgPool;
 use std::collections::HashSet;
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(30);
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn an_order_of_three_videos_delivers_each_video_once(pool: PgPool) {
+#[tokio::test]
+async fn an_order_of_three_videos_delivers_each_video_once() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let mut sys = TestSystem::start(pool).await;
     let (user, order) = sys.user_with_order(5, 3).await;
     assert_eq!(sys.balance(user).await, 2, "3 credits charged at once");

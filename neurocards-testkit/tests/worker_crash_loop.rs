@@ -9,6 +9,7 @@ use neurocards_core::domain::{
 use neurocards_core::ports::{JobQueue, JobSnapshot, NewOrder};
 use neurocards_testkit::binaries::{service_command, workspace_binary};
 use neurocards_testkit::fake_kie::{CallbackMode, Scenario};
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::{SystemOptions, TestSystem};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -53,8 +54,10 @@ fn summary(snaps: &[JobSnapshot]) -> String {
         .join(" ")
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_crash_looping_fleet_delivers_every_job_once_and_refunds_none(pool: PgPool) {
+#[tokio::test]
+async fn a_crash_looping_fleet_delivers_every_job_once_and_refunds_none() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     // Ten slots per worker: the three hold all thirty jobs between them, so every kill orphans
     // a third of them. Enough keys that KIE's per-key create limit never delays a job.
     let options = SystemOptions {
@@ -145,8 +148,10 @@ fn spawn_poison_worker(sys: &TestSystem) -> Child {
     cmd.spawn().expect("start poison-worker")
 }
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn a_poison_job_is_failed_with_refund_and_its_workers_other_jobs_are_delivered(pool: PgPool) {
+#[tokio::test]
+async fn a_poison_job_is_failed_with_refund_and_its_workers_other_jobs_are_delivered() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let options = SystemOptions {
         lease: Duration::from_secs(3),
         callbacks: true,

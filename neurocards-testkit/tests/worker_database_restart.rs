@@ -8,14 +8,16 @@
 use neurocards_core::domain::JobStatus;
 use neurocards_testkit::fake_kie::Scenario;
 use neurocards_testkit::pg::terminate_backends;
+use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::{SystemOptions, TestSystem};
-use sqlx::PgPool;
 use std::time::Duration;
 
 const JOBS: usize = 16;
 
-#[sqlx::test(migrations = "../migrations/postgres")]
-async fn jobs_in_flight_when_the_database_restarts_are_each_delivered_once(pool: PgPool) {
+#[tokio::test]
+async fn jobs_in_flight_when_the_database_restarts_are_each_delivered_once() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
     let options = SystemOptions { concurrency: JOBS as u32, ..SystemOptions::default() };
     let system = TestSystem::start_with(pool.clone(), options).await;
     // Generation takes a few status checks (the worker checks every 3 s at first), so most

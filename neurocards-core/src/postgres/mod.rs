@@ -32,6 +32,9 @@ pub use polling_lock::{PollingLock, POLLING_LOCK_KEY};
 mod dead_connections;
 pub use dead_connections::discard_dead_idle;
 
+#[cfg(test)]
+mod test_db;
+
 #[cfg(feature = "telegram")]
 mod bot_queries;
 #[cfg(feature = "telegram")]

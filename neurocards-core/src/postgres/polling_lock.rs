@@ -76,8 +76,10 @@ impl PollingLock {
 mod tests {
     use super::*;
 
-    #[sqlx::test(migrations = "../migrations/postgres")]
-    async fn only_one_holder_until_released(pool: PgPool) {
+    #[tokio::test]
+    async fn only_one_holder_until_released() {
+        let Some(db) = crate::postgres::test_db::test_database().await else { return };
+        let pool = db.pool.clone();
         let mut first = PollingLock::try_acquire(&pool).await.expect("db").expect("free lock");
         assert!(PollingLock::try_acquire(&pool).await.expect("db").is_none());
         assert!(first.is_held().await);
@@ -90,8 +92,10 @@ mod tests {
         assert!(stopped.is_some(), "a free lock is taken before checking stop");
     }
 
-    #[sqlx::test(migrations = "../migrations/postgres")]
-    async fn a_dropped_connection_loses_the_lock_and_it_can_be_taken_again(pool: PgPool) {
+    #[tokio::test]
+    async fn a_dropped_connection_loses_the_lock_and_it_can_be_taken_again() {
+        let Some(db) = crate::postgres::test_db::test_database().await else { return };
+        let pool = db.pool.clone();
         let mut held = PollingLock::try_acquire(&pool).await.expect("db").expect("free lock");
         // What a server restart does to the holder's connection.
         let mut admin =
