@@ -18,7 +18,16 @@
 mod error;
 mod time;
 
+mod accounts;
+mod order_progress;
+mod products;
+mod task_signals;
+
+pub use accounts::SqliteAccounts;
 pub use error::SqliteError;
+pub use order_progress::SqliteOrderProgress;
+pub use products::SqliteProducts;
+pub use task_signals::SqliteTaskSignals;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
