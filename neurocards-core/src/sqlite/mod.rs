@@ -17,9 +17,19 @@
 
 mod error;
 mod queue;
+mod stores;
 mod time;
 
+mod accounts;
+mod order_progress;
+mod products;
+mod task_signals;
+
+pub use accounts::SqliteAccounts;
 pub use error::SqliteError;
+#[cfg(feature = "telegram")]
+pub use stores::bot_stores;
+pub use stores::stores;
 pub(crate) use time::from_ms as time_from_ms;
 pub use queue::SqliteJobQueue;
 
@@ -40,6 +50,9 @@ pub use bot_queries::SqliteBotQueries;
 mod update_claims;
 #[cfg(feature = "telegram")]
 pub use update_claims::{SqliteUpdateClaims, SqliteUsageQuota};
+pub use order_progress::SqliteOrderProgress;
+pub use products::SqliteProducts;
+pub use task_signals::SqliteTaskSignals;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
