@@ -10,9 +10,9 @@ use crate::kie::{collect_keys, KeyState, KieConfig, KieError, KieProvider};
 use crate::metrics::Metrics;
 use crate::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
 use crate::pipeline::{PipelineConfig, PipelineDeps, WaitPolicy};
-use crate::postgres::{
-    PgAccounts, PgJobQueue, PgOrderProgress, PgProducts, PgTaskSignals, QueueConfig,
-};
+use crate::queue_config::QueueConfig;
+use crate::sqlite::SqliteStore;
+use crate::stores::{BotStores, Stores};
 use crate::prompts::LlmPromptEngine;
 use crate::safe_fetch::{FetchPolicy, SafeFetch};
 use crate::secret::Secret;
