@@ -1,5 +1,6 @@
-//! The conversation against FakeTelegram and a real database: updates in (as the webhook
-//! delivers them), Bot API calls recorded. Tests read like the user's side of the chat.
+//! The conversation against FakeTelegram and a real store (PostgreSQL or the embedded one):
+//! updates in (as the webhook delivers them), Bot API calls recorded. Tests read like the
+//! user's side of the chat.
 
 use crate::fake_telegram::{FakeTelegram, SentMessage, TgUser};
 use neurocards_core::conversation::{
@@ -7,10 +8,8 @@ use neurocards_core::conversation::{
 };
 use neurocards_core::domain::{Credits, LedgerReason, UserId};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
-use neurocards_core::postgres::{
-    PgAccounts, PgBotQueries, PgDialogueStorage, PgJobQueue, PgProducts, PgUpdateClaims,
-    PgUsageQuota, QueueConfig,
-};
+use crate::stores::StoreUnderTest;
+use neurocards_core::queue_config::QueueConfig;
 use neurocards_core::prompts::TemplatePromptEngine;
 use neurocards_core::secret::Secret;
 use neurocards_core::templates::TemplateCatalogue;
@@ -24,14 +23,14 @@ use teloxide::types::Update;
 /// A small valid JPEG header, enough for the photo step (the bot never decodes it).
 pub const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1];
 
-/// One bot process's conversation on a database, talking to a FakeTelegram.
+/// One bot process's conversation on a store, talking to a FakeTelegram.
 pub struct BotHarness {
     pub telegram: FakeTelegram,
-    pub pool: PgPool,
+    pub store: StoreUnderTest,
     pub ctx: Arc<BotContext>,
     pub conversation: Arc<Conversation>,
-    pub accounts: Arc<PgAccounts>,
-    pub queue: Arc<PgJobQueue>,
+    pub accounts: Arc<dyn Accounts>,
+    pub queue: Arc<dyn JobQueue>,
     pub bot: Bot,
 }
 
@@ -53,40 +52,40 @@ pub fn test_settings() -> ConversationSettings {
 
 impl BotHarness {
     /// A fresh FakeTelegram and a conversation on `pool` (migrated) with `settings`.
-    pub async fn start(pool: PgPool, settings: ConversationSettings) -> Self {
+    pub async fn start(store: impl Into<StoreUnderTest>, settings: ConversationSettings) -> Self {
         if std::env::var_os("RUST_LOG").is_some() {
             neurocards_core::telemetry::init(neurocards_core::telemetry::LogFormat::Text);
         }
         let telegram = FakeTelegram::start().await;
-        Self::on(telegram, pool, settings, true, None).await
+        Self::on(telegram, store.into(), settings, true, None).await
     }
 
     /// As [`BotHarness::start`], with a prompt engine of the test's own (the default builds
     /// prompts from the templates alone).
     pub async fn start_with_prompts(
-        pool: PgPool,
+        store: impl Into<StoreUnderTest>,
         settings: ConversationSettings,
         prompts: Arc<dyn PromptEngine>,
     ) -> Self {
         let telegram = FakeTelegram::start().await;
-        Self::on(telegram, pool, settings, true, Some(prompts)).await
+        Self::on(telegram, store.into(), settings, true, Some(prompts)).await
     }
 
     /// A conversation on an existing FakeTelegram (for example a [`crate::system::TestSystem`]'s,
     /// so that its workers deliver the videos the conversation ordered).
     pub async fn with_telegram(
         telegram: FakeTelegram,
-        pool: PgPool,
+        store: impl Into<StoreUnderTest>,
         settings: ConversationSettings,
     ) -> Self {
-        Self::on(telegram, pool, settings, true, None).await
+        Self::on(telegram, store.into(), settings, true, None).await
     }
 
     /// Another bot process on the same FakeTelegram and database: nothing in memory is shared,
     /// as after a restart or on a second replica.
     pub async fn restart(&self) -> Self {
         let prompts = Some(self.ctx.prompts.clone());
-        Self::on(self.telegram.clone(), self.pool.clone(), self.ctx.settings.clone(), true, prompts)
+        Self::on(self.telegram.clone(), self.store.clone(), self.ctx.settings.clone(), true, prompts)
             .await
     }
 
@@ -97,7 +96,7 @@ impl BotHarness {
         let prompts = Some(self.ctx.prompts.clone());
         Self::on(
             self.telegram.clone(),
-            self.pool.clone(),
+            self.store.clone(),
             self.ctx.settings.clone(),
             false,
             prompts,
@@ -107,38 +106,39 @@ impl BotHarness {
 
     async fn on(
         telegram: FakeTelegram,
-        pool: PgPool,
+        store: StoreUnderTest,
         settings: ConversationSettings,
         combined_reads: bool,
         prompts: Option<Arc<dyn PromptEngine>>,
     ) -> Self {
         let bot = Bot::new(telegram.token().expose()).set_api_url(telegram.api_url());
-        let accounts = Arc::new(PgAccounts::new(pool.clone()));
-        let products: Arc<dyn Products> = Arc::new(PgProducts::new(pool.clone()));
-        let queue = Arc::new(PgJobQueue::new(pool.clone(), QueueConfig::default()));
+        let stores = store.stores(QueueConfig::default());
+        let bot_stores = store.bot_stores();
+        let accounts = stores.accounts.clone();
+        let products: Arc<dyn Products> = stores.products.clone();
+        let queue = stores.queue.clone();
         let prompts: Arc<dyn PromptEngine> =
             prompts.unwrap_or_else(|| Arc::new(TemplatePromptEngine::new(2000)));
-        let queries = Arc::new(PgBotQueries::new(pool.clone()));
         let mut ctx = BotContext::new(
-            accounts.clone() as Arc<dyn Accounts>,
+            accounts.clone(),
             products,
-            queue.clone() as Arc<dyn JobQueue>,
+            queue.clone(),
             prompts,
             Arc::new(TemplateCatalogue::builtin()),
             settings,
         )
-        .with_stats(queries.clone())
-        .with_history(queries)
-        .with_update_claims(Arc::new(PgUpdateClaims::new(pool.clone())))
-        .with_usage_quota(Arc::new(PgUsageQuota::new(pool.clone())));
+        .with_stats(bot_stores.stats.clone())
+        .with_history(bot_stores.history.clone())
+        .with_update_claims(bot_stores.update_claims.clone())
+        .with_usage_quota(bot_stores.usage.clone());
         if combined_reads {
-            ctx = ctx.with_session_reader(Arc::new(PgDialogueStorage::new(pool.clone())));
+            ctx = ctx.with_session_reader(bot_stores.sessions.clone());
         }
         let ctx = Arc::new(ctx);
-        let storage: Arc<DialogueStorage> = PgDialogueStorage::erased(pool.clone());
+        let storage: Arc<DialogueStorage> = bot_stores.dialogues.clone();
         let me = bot.get_me().await.expect("FakeTelegram answers getMe");
         let conversation = Arc::new(Conversation::new(bot.clone(), me, ctx.clone(), storage));
-        Self { telegram, pool, ctx, conversation, accounts, queue, bot }
+        Self { telegram, store, ctx, conversation, accounts, queue, bot }
     }
 
     /// Serves the bot's HTTP surface (webhook with `secret`) on a random local port; returns
@@ -161,7 +161,7 @@ impl BotHarness {
         limits: HttpLimits,
     ) -> String {
         let deps = WebDeps {
-            readiness: Arc::new(self.pool.clone()),
+            readiness: self.store.opened().readiness(),
             queue: self.queue.clone(),
             metrics: vec![self.ctx.clone()],
             webhook: Some(WebhookRoute {
@@ -280,24 +280,39 @@ impl BotHarness {
         self.accounts.balance(UserId(user.id)).await.expect("balance readable").get()
     }
 
+    /// The PostgreSQL pool under the conversation; panics on the embedded store (for tests of
+    /// PostgreSQL facts).
+    pub fn pool(&self) -> &PgPool {
+        self.store.pg_pool()
+    }
+
     /// Orders placed by a user.
     pub async fn orders_of(&self, user: &TgUser) -> i64 {
-        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM orders WHERE user_id = $1")
-            .bind(user.id)
-            .fetch_one(&self.pool)
-            .await
-            .expect("count orders");
-        n
+        self.count_of_user("orders", user).await
     }
 
     /// Jobs of a user's orders.
     pub async fn jobs_of(&self, user: &TgUser) -> i64 {
-        let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM jobs WHERE user_id = $1")
-            .bind(user.id)
-            .fetch_one(&self.pool)
-            .await
-            .expect("count jobs");
-        n
+        self.count_of_user("jobs", user).await
+    }
+
+    /// Rows of `table` (`orders` or `jobs`) belonging to the user.
+    async fn count_of_user(&self, table: &'static str, user: &TgUser) -> i64 {
+        let counted = match &self.store {
+            StoreUnderTest::Postgres(pool) => {
+                sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE user_id = $1"))
+                    .bind(user.id)
+                    .fetch_one(pool)
+                    .await
+            }
+            StoreUnderTest::Sqlite(store) => {
+                sqlx::query_scalar(&format!("SELECT count(*) FROM {table} WHERE user_id = ?"))
+                    .bind(user.id)
+                    .fetch_one(store.reader())
+                    .await
+            }
+        };
+        counted.expect("count rows")
     }
 }
 

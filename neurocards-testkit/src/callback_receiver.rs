@@ -1,14 +1,13 @@
 //! The bot's KIE callback route (`neurocards_core::web::kie_callback_router`) served alone on a
 //! local port, for systems that run workers without a bot process: the same secret path, the
-//! same verification, the same wake-ups in PostgreSQL.
+//! same verification, the same wake-ups in the store.
 
 use axum::extract::Request;
 use axum::middleware::Next;
 use neurocards_core::kie::KieProvider;
-use neurocards_core::postgres::PgTaskSignals;
+use neurocards_core::ports::TaskSignals;
 use neurocards_core::secret::Secret;
 use neurocards_core::web::{kie_callback_router, CallbackRoute, HttpLimits};
-use sqlx::PgPool;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -28,9 +27,13 @@ impl Drop for CallbackReceiver {
 
 impl CallbackReceiver {
     /// Serves the route on a random local port, with the path secret `secret`.
-    pub async fn start(pool: PgPool, provider: Arc<KieProvider>, secret: Secret) -> Self {
+    pub async fn start(
+        signals: Arc<dyn TaskSignals>,
+        provider: Arc<KieProvider>,
+        secret: Secret,
+    ) -> Self {
         let received = Arc::new(AtomicU64::new(0));
-        let route = CallbackRoute { secret, provider, signals: Arc::new(PgTaskSignals::new(pool)) };
+        let route = CallbackRoute { secret, provider, signals };
         let counter = received.clone();
         let app = kie_callback_router(route, &HttpLimits::default()).layer(
             axum::middleware::from_fn(move |req: Request, next: Next| {

@@ -165,3 +165,172 @@ macro_rules! pg_test {
         }
     )*};
 }
+
+/// The store a store-neutral test runs on. The test keeps the guard that owns it (a
+/// [`TempSqlite`] or [`PgTestDb`]) alive; this is the handle the harnesses take.
+#[derive(Debug, Clone)]
+pub enum StoreUnderTest {
+    Postgres(PgPool),
+    Sqlite(SqliteStore),
+}
+
+impl From<PgPool> for StoreUnderTest {
+    fn from(pool: PgPool) -> Self {
+        Self::Postgres(pool)
+    }
+}
+
+impl From<SqliteStore> for StoreUnderTest {
+    fn from(store: SqliteStore) -> Self {
+        Self::Sqlite(store)
+    }
+}
+
+impl StoreUnderTest {
+    /// The store as the binaries open it.
+    pub fn opened(&self) -> neurocards_core::wiring::OpenedStore {
+        match self {
+            Self::Postgres(pool) => neurocards_core::wiring::OpenedStore::Postgres(pool.clone()),
+            Self::Sqlite(store) => neurocards_core::wiring::OpenedStore::Sqlite(store.clone()),
+        }
+    }
+
+    /// Every storage port on this store (adapters built from clones of one embedded store
+    /// share its in-process wake-ups).
+    pub fn stores(
+        &self,
+        config: neurocards_core::queue_config::QueueConfig,
+    ) -> neurocards_core::stores::Stores {
+        self.opened().stores(config)
+    }
+
+    /// The bot's own storage ports on this store.
+    pub fn bot_stores(&self) -> neurocards_core::stores::BotStores {
+        self.opened().bot_stores()
+    }
+
+    /// The PostgreSQL pool; panics on the embedded store (for tests of PostgreSQL facts).
+    pub fn pg_pool(&self) -> &PgPool {
+        match self {
+            Self::Postgres(pool) => pool,
+            Self::Sqlite(_) => panic!("this test reads PostgreSQL directly: run it on PostgreSQL"),
+        }
+    }
+
+    /// `postgres` or `sqlite`, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+
+    /// The environment naming this store for a child process: `DATABASE_URL` for PostgreSQL,
+    /// `DATA_DIR` (and no `DATABASE_URL`) for the embedded store.
+    pub fn process_env(&self) -> Vec<(String, String)> {
+        match self {
+            Self::Postgres(pool) => {
+                vec![("DATABASE_URL".to_owned(), crate::system::database_url(pool))]
+            }
+            Self::Sqlite(store) => {
+                let dir = store.path().parent().map(|d| d.to_string_lossy().into_owned());
+                vec![("DATA_DIR".to_owned(), dir.unwrap_or_else(|| ".".to_owned()))]
+            }
+        }
+    }
+
+    /// Checks the database invariants (panics listing violations).
+    pub async fn assert_invariants(&self) {
+        match self {
+            Self::Postgres(pool) => crate::invariants::assert_invariants(pool).await,
+            Self::Sqlite(store) => crate::invariants::assert_invariants_sqlite(store).await,
+        }
+    }
+
+    /// Jobs in `state`, across the whole store.
+    pub async fn jobs_in(&self, state: &str) -> i64 {
+        match self {
+            Self::Postgres(pool) => {
+                sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = $1")
+                    .bind(state)
+                    .fetch_one(pool)
+                    .await
+            }
+            Self::Sqlite(store) => {
+                sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state = ?")
+                    .bind(state)
+                    .fetch_one(store.reader())
+                    .await
+            }
+        }
+        .expect("count jobs")
+    }
+
+    /// Jobs by state, across the whole store.
+    pub async fn status_counts(&self) -> std::collections::HashMap<String, i64> {
+        let rows: Vec<(String, i64)> = match self {
+            Self::Postgres(pool) => {
+                sqlx::query_as("SELECT state::text, count(*) FROM jobs GROUP BY state")
+                    .fetch_all(pool)
+                    .await
+            }
+            Self::Sqlite(store) => {
+                sqlx::query_as("SELECT state, count(*) FROM jobs GROUP BY state")
+                    .fetch_all(store.reader())
+                    .await
+            }
+        }
+        .expect("count jobs");
+        rows.into_iter().collect()
+    }
+
+    /// The job whose recorded provider task is `task_id`.
+    pub async fn job_of_task(&self, task_id: &str) -> Option<i64> {
+        match self {
+            Self::Postgres(pool) => {
+                sqlx::query_scalar("SELECT id FROM jobs WHERE provider_task_id = $1")
+                    .bind(task_id)
+                    .fetch_optional(pool)
+                    .await
+            }
+            Self::Sqlite(store) => {
+                sqlx::query_scalar("SELECT id FROM jobs WHERE provider_task_id = ?")
+                    .bind(task_id)
+                    .fetch_optional(store.reader())
+                    .await
+            }
+        }
+        .expect("find the job of the task")
+    }
+}
+
+/// Declares store-neutral tests run on both stores: each `async fn name(store) { … }` becomes
+/// a module `name` with the tests `sqlite` (always) and `postgres` (skipped without
+/// `DATABASE_URL`, see [`pg_database`]). The body sees `store: StoreUnderTest`.
+#[macro_export]
+macro_rules! both_stores {
+    ($( $(#[$meta:meta])* async fn $name:ident($store:ident) $body:block )*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                let __guard = $crate::stores::TempSqlite::new().await;
+                #[allow(unused_variables)]
+                let $store = $crate::stores::StoreUnderTest::Sqlite(__guard.store.clone());
+                $body
+            }
+
+            $(#[$meta])*
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(__guard) = $crate::stores::pg_database().await else { return };
+                #[allow(unused_variables)]
+                let $store = $crate::stores::StoreUnderTest::Postgres(__guard.pool.clone());
+                $body
+            }
+        }
+    )*};
+}

@@ -1,5 +1,5 @@
 //! [`TestSystem`]: the whole generation side in one test — FakeKie, FakeOpenAi, FakeTelegram,
-//! a real PostgreSQL database and any number of workers — with helpers to fund users, store
+//! a real store (PostgreSQL, or the embedded SQLite store) and any number of workers — with helpers to fund users, store
 //! products, place orders, wait for them, crash workers and check the invariants.
 //!
 //! Workers run either in-process ([`TestSystem::start_worker`]), each on its own Tokio runtime
@@ -17,7 +17,6 @@ use crate::callback_receiver::CallbackReceiver;
 use crate::fake_kie::FakeKie;
 use crate::fake_openai::{FakeOpenAi, FAKE_OPENAI_KEY};
 use crate::fake_telegram::{FakeTelegram, SentVideoView, TOKEN};
-use crate::invariants;
 use neurocards_core::config::Settings;
 use neurocards_core::domain::{
     Credits, GenerationOptions, ImageMime, JobId, Language, LedgerReason, OrderKey, ProductId,
@@ -28,7 +27,8 @@ use neurocards_core::pipeline::{Pipeline, PipelineMetrics, RunReport, WaitPolicy
 use neurocards_core::ports::{
     Accounts, JobQueue, JobSnapshot, NewOrder, NewProduct, NewUser, PhotoRef, PlacedOrder, Products,
 };
-use neurocards_core::postgres::{PgAccounts, PgJobQueue, PgProducts, PgTaskSignals};
+use crate::stores::StoreUnderTest;
+use neurocards_core::ports::TaskSignals;
 use neurocards_core::wiring::{self, Adapters};
 use sqlx::PgPool;
 use std::collections::HashMap;
@@ -102,15 +102,15 @@ pub struct WorkerHandle(usize);
 
 /// The system under test. See the module docs.
 pub struct TestSystem {
-    pub pool: PgPool,
+    pub store: StoreUnderTest,
     pub kie: FakeKie,
     pub openai: FakeOpenAi,
     pub telegram: FakeTelegram,
-    pub accounts: PgAccounts,
-    pub products: PgProducts,
-    pub queue: PgJobQueue,
+    pub accounts: Arc<dyn Accounts>,
+    pub products: Arc<dyn Products>,
+    pub queue: Arc<dyn JobQueue>,
     /// The callback inbox, as the bot's `/kie/callback` writes it.
-    pub signals: PgTaskSignals,
+    pub signals: Arc<dyn TaskSignals>,
     /// A KIE adapter with the system's configuration, for parsing callbacks.
     pub provider: KieProvider,
     pub options: SystemOptions,
@@ -133,25 +133,27 @@ pub fn database_url(pool: &PgPool) -> String {
 
 impl TestSystem {
     /// Starts the fakes with the default options; no worker yet.
-    pub async fn start(pool: PgPool) -> Self {
-        Self::start_with(pool, SystemOptions::default()).await
+    pub async fn start(store: impl Into<StoreUnderTest>) -> Self {
+        Self::start_with(store, SystemOptions::default()).await
     }
 
     /// Starts the fakes with `options`; no worker yet.
-    pub async fn start_with(pool: PgPool, options: SystemOptions) -> Self {
+    pub async fn start_with(store: impl Into<StoreUnderTest>, options: SystemOptions) -> Self {
+        let store = store.into();
         let kie = FakeKie::start().await;
         let openai = FakeOpenAi::start().await;
         let telegram = FakeTelegram::start().await;
         for m in &options.models {
             kie.allow_model(m);
         }
+        let stores = store.stores(neurocards_core::queue_config::QueueConfig::default());
         let mut system = Self {
-            accounts: PgAccounts::new(pool.clone()),
-            products: PgProducts::new(pool.clone()),
-            queue: PgJobQueue::new(pool.clone(), neurocards_core::postgres::QueueConfig::default()),
-            signals: PgTaskSignals::new(pool.clone()),
+            accounts: stores.accounts,
+            products: stores.products,
+            queue: stores.queue,
+            signals: stores.signals,
             provider: placeholder_provider(),
-            pool,
+            store,
             kie,
             openai,
             telegram,
@@ -161,10 +163,10 @@ impl TestSystem {
         };
         let settings = system.settings();
         system.provider = system.kie_provider(&settings);
-        system.queue = PgJobQueue::new(system.pool.clone(), wiring::queue_config(&settings));
+        system.queue = system.store.stores(wiring::queue_config(&settings)).queue;
         if system.options.callbacks {
             let receiver = CallbackReceiver::start(
-                system.pool.clone(),
+                system.signals.clone(),
                 Arc::new(system.kie_provider(&settings)),
                 settings.kie_callback_secret.clone(),
             )
@@ -178,7 +180,6 @@ impl TestSystem {
     pub fn env(&self) -> HashMap<String, String> {
         let o = &self.options;
         let mut env: HashMap<String, String> = [
-            ("DATABASE_URL", database_url(&self.pool)),
             ("DATABASE_MAX_CONNECTIONS", "8".to_owned()),
             ("BOT_TOKEN", TOKEN.to_owned()),
             ("TELEGRAM_API_URL", self.telegram.api_url().to_string()),
@@ -203,10 +204,17 @@ impl TestSystem {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
+        env.extend(self.store.process_env());
         if let Some(cb) = &self.callbacks {
             env.insert("PUBLIC_BASE_URL".to_owned(), cb.base_url());
         }
         env
+    }
+
+    /// The PostgreSQL pool under the system; panics on the embedded store (for tests of
+    /// PostgreSQL facts).
+    pub fn pool(&self) -> &PgPool {
+        self.store.pg_pool()
     }
 
     /// The settings a worker of this system reads from [`TestSystem::env`].
@@ -317,12 +325,9 @@ impl TestSystem {
         }
     }
 
-    /// Jobs of the whole database not yet terminal.
+    /// Jobs of the whole store not yet terminal.
     pub async fn open_jobs(&self) -> i64 {
-        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE state IN ('queued', 'running')")
-            .fetch_one(&self.pool)
-            .await
-            .expect("count open jobs")
+        self.store.jobs_in("queued").await + self.store.jobs_in("running").await
     }
 
     /// Waits until no job is open; panics after `timeout`.
@@ -362,19 +367,14 @@ impl TestSystem {
     /// the KIE adapter verifies it and names the task, and the job that owns the task is woken.
     /// Returns what the route would have stored.
     pub async fn deliver_callback(&self, task_id: &str) -> neurocards_core::ports::WakeupOutcome {
-        use neurocards_core::ports::{CallbackHeaders, TaskSignals, VideoProvider};
+        use neurocards_core::ports::{CallbackHeaders, VideoProvider};
         let body = self.kie.callback_body(task_id).expect("the task exists");
         let bytes = serde_json::to_vec(&body).expect("serialize callback");
         let named = self
             .provider
             .callback_task_id(&CallbackHeaders::default(), &bytes)
             .expect("callback verifies");
-        let job: Option<i64> =
-            sqlx::query_scalar("SELECT id FROM jobs WHERE provider_task_id = $1")
-                .bind(&named)
-                .fetch_optional(&self.pool)
-                .await
-                .expect("find the job of the task");
+        let job = self.store.job_of_task(&named).await;
         let job = neurocards_core::domain::JobId(job.unwrap_or(i64::MAX));
         self.signals
             .record_wakeup(job, &neurocards_core::ports::WakeupTask::new(named))
@@ -384,22 +384,18 @@ impl TestSystem {
 
     /// Checks the database invariants (panics listing violations).
     pub async fn assert_invariants(&self) {
-        invariants::assert_invariants(&self.pool).await;
+        self.store.assert_invariants().await;
     }
 
     /// Every job's status, as counts.
     pub async fn status_counts(&self) -> HashMap<String, i64> {
-        let rows: Vec<(String, i64)> =
-            sqlx::query_as("SELECT state::text, count(*) FROM jobs GROUP BY state")
-                .fetch_all(&self.pool)
-                .await
-                .expect("count jobs");
-        rows.into_iter().collect()
+        self.store.status_counts().await
     }
 
     // ---- workers ----
 
-    /// Starts a worker in this process, on its own runtime and database pool.
+    /// Starts a worker in this process, on its own runtime (and, on PostgreSQL, its own pool;
+    /// on the embedded store every worker shares the one store, as in the all-in-one bot).
     pub fn start_worker(&mut self) -> WorkerHandle {
         let settings = self.settings();
         let provider = self.kie_provider(&settings);
@@ -413,16 +409,21 @@ impl TestSystem {
         let metrics = Arc::new(PipelineMetrics::default());
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel::<RunReport>();
-        let connect = (*self.pool.connect_options()).clone();
+        let store = self.store.clone();
         let run_metrics = metrics.clone();
         let index = self.workers.len();
         runtime.spawn(async move {
-            let pool = sqlx::postgres::PgPoolOptions::new()
-                .max_connections(8)
-                .connect_with(connect)
-                .await
-                .expect("worker pool");
-            let stores = neurocards_core::postgres::stores(&pool, wiring::queue_config(&settings));
+            let stores = match &store {
+                StoreUnderTest::Postgres(pool) => {
+                    let pool = sqlx::postgres::PgPoolOptions::new()
+                        .max_connections(8)
+                        .connect_with((*pool.connect_options()).clone())
+                        .await
+                        .expect("worker pool");
+                    neurocards_core::postgres::stores(&pool, wiring::queue_config(&settings))
+                }
+                StoreUnderTest::Sqlite(_) => store.stores(wiring::queue_config(&settings)),
+            };
             let adapters = Adapters::build(&settings, stores, provider).expect("adapters");
             let mut config = wiring::pipeline_config(&settings);
             config.worker_id = WorkerId::new(format!("test-worker-{index}"));
