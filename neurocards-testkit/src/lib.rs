@@ -11,7 +11,9 @@ pub mod fake_openai;
 pub mod fake_telegram;
 pub mod invariants;
 pub mod pg;
+pub mod pg_pipeline_fixtures;
 pub mod scratch_db;
+pub mod sqlite_pipeline_fixtures;
 pub mod stores;
 pub mod system;
 
