@@ -1,7 +1,7 @@
 //! PostgreSQL fixtures for the accounts, products, order progress and task signals conformance
-//! suites. Orders are placed through the queue; job states are set with SQL (refunds as ledger
-//! entries in the same transaction, as the queue does), so that each suite picks exactly the
-//! job it means.
+//! suites. Orders are placed and tasks recorded through the queue; job states are set with SQL
+//! (refunds as ledger entries in the same transaction, as the queue does), so that each suite
+//! moves exactly the job it means.
 
 use crate::conformance::accounts::AccountsFixture;
 use crate::conformance::job_queue::order as new_order;
@@ -10,7 +10,9 @@ use crate::conformance::products::ProductsFixture;
 use crate::conformance::task_signals::SignalsFixture;
 use crate::pg::funded_user;
 use crate::stores::{pg_database, PgTestDb};
-use neurocards_core::domain::{JobId, JobStatus, Lease, LeaseToken, OrderId, UserId};
+use neurocards_core::domain::{
+    JobId, JobStatus, JobStep, Lease, LeaseToken, OrderId, ProviderTaskRef, StepResult, UserId,
+};
 use neurocards_core::ports::{JobQueue, PlacedOrder};
 use neurocards_core::postgres::{
     PgAccounts, PgJobQueue, PgOrderProgress, PgProducts, PgTaskSignals, QueueConfig,
@@ -215,19 +217,18 @@ impl SignalsFixture for PgPipelineFixture {
     }
 
     async fn record_task(&self, lease: Lease, task_id: &str) {
-        let done = sqlx::query(
-            "UPDATE jobs SET provider_task_id = $3, provider_model = 'm', provider_key_id = 'k', \
-                    provider_submitted_at = now(), current_step = 'wait' \
-             WHERE id = $1 AND lease_token = $2 AND state = 'running'",
-        )
-        .bind(lease.job_id.get())
-        .bind(lease.token.0)
-        .bind(task_id)
-        .execute(self.pool())
-        .await
-        .expect("record the task")
-        .rows_affected();
-        assert_eq!(done, 1, "the job runs under this lease");
+        // What a worker does when it submits: the `wait` step begun, the task recorded.
+        self.queue.begin_step(lease, JobStep::Wait).await.expect("begin the wait step");
+        let task = ProviderTaskRef {
+            task_id: task_id.to_owned(),
+            model: "m".to_owned(),
+            key_id: "k".to_owned(),
+            submitted_at: chrono::Utc::now(),
+        };
+        self.queue
+            .record_step(lease, &StepResult::Submitted { task })
+            .await
+            .expect("record the task");
     }
 
     async fn finish_job(&self, lease: Lease) {

@@ -26,7 +26,7 @@ pub trait SignalsFixture: Send + Sync {
     async fn running_job(&self) -> Lease;
 
     /// Records `task_id` as the running job's provider task, with the job at its `wait` step
-    /// (what the queue records when a task was submitted).
+    /// (what a worker records through the queue when it submitted the task).
     async fn record_task(&self, lease: Lease, task_id: &str);
 
     /// Finishes the running job (succeeded).
