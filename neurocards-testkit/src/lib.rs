@@ -13,9 +13,11 @@ pub mod first_order;
 pub mod invariants;
 pub mod pg;
 pub mod pg_bot_fixtures;
+pub mod pg_pipeline_fixtures;
 pub mod scratch_db;
-pub mod sqlite_fixtures;
 pub mod sqlite_bot_fixtures;
+pub mod sqlite_fixtures;
+pub mod sqlite_pipeline_fixtures;
 pub mod stores;
 pub mod system;
 

@@ -84,6 +84,14 @@ impl PgTaskSignals {
         task: &WakeupTask,
     ) -> Result<WakeupOutcome, PipelineStoreError> {
         let mut tx = self.pool.begin().await.map_err(store_error)?;
+        // Recorders of one job take turns: the cap's count below runs in a statement that
+        // starts after this lock, so it sees every wake-up the previous holder committed.
+        // Without it, concurrent callbacks each count the same rows and all insert.
+        sqlx::query("SELECT 1 FROM jobs WHERE id = $1 FOR NO KEY UPDATE")
+            .bind(job.get())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(store_error)?;
         let (owned, recorded): (bool, bool) = sqlx::query_as(RECORD)
             .bind(job.get())
             .bind(&task.task_id)

@@ -29,8 +29,20 @@ impl SqliteTaskSignals {
         Self { store: store.clone() }
     }
 
-    /// Consumes a pending wake-up of the job's task; `true` when there was one.
+    /// Consumes a pending wake-up of the job's task; `true` when there was one. Every waiter
+    /// looks after every notification: the look is a read, and only a waiter whose row is
+    /// there queues for the writer.
     async fn take(&self, job: JobId, task_id: &str) -> Result<bool, PipelineStoreError> {
+        let pending: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM task_wakeups WHERE job_id = ?1 AND task_id = ?2")
+                .bind(job.get())
+                .bind(task_id)
+                .fetch_optional(self.store.reader())
+                .await
+                .map_err(pipeline_store_error)?;
+        if pending.is_none() {
+            return Ok(false);
+        }
         let done = sqlx::query("DELETE FROM task_wakeups WHERE job_id = ?1 AND task_id = ?2")
             .bind(job.get())
             .bind(task_id)

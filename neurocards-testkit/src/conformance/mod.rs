@@ -1,8 +1,12 @@
 //! Conformance suites: plain async functions, generic over the implementation, one per
 //! guarantee of a port. A backend is done when its test file runs every function here.
 
+pub mod accounts;
 pub mod bot_queries;
 pub mod dialogues;
 pub mod job_queue;
+pub mod order_progress;
+pub mod products;
+pub mod task_signals;
 pub mod update_claims;
 pub mod usage_quota;
