@@ -68,7 +68,7 @@ async fn admin_commands_work_for_admins() {
     assert!(report.expect("report").contains("1 blocked the bot"));
     let (blocked_at,): (Option<chrono::DateTime<chrono::Utc>>,) =
         sqlx::query_as("SELECT blocked_bot_at FROM users WHERE id = 502")
-            .fetch_one(&h.pool)
+            .fetch_one(h.pool())
             .await
             .expect("user");
     assert!(blocked_at.is_some(), "blocked users are recorded and skipped next time");
@@ -88,7 +88,7 @@ async fn admin_commands_are_unknown_commands_for_everyone_else() {
     assert_eq!(h.balance(&user).await, 0, "no self-granted credits");
 
     // Empty ADMIN_IDS means nobody.
-    let nobody = BotHarness::start(h.pool.clone(), test_settings()).await;
+    let nobody = BotHarness::start(h.pool().clone(), test_settings()).await;
     let admin = TgUser::new(ADMIN).language("en");
     nobody.onboard(&admin).await;
     nobody.say(&admin, "/stats").await;

@@ -65,7 +65,7 @@ async fn whole_conversation_for_each_template_with_one_and_three_videos() {
             let (template,): (String,) =
                 sqlx::query_as("SELECT template FROM orders WHERE user_id = $1")
                     .bind(user.id)
-                    .fetch_one(&h.pool)
+                    .fetch_one(h.pool())
                     .await
                     .expect("order row");
             assert_eq!(template, tpl);
@@ -73,7 +73,7 @@ async fn whole_conversation_for_each_template_with_one_and_three_videos() {
     }
     let (prompt,): (Option<String>,) =
         sqlx::query_as("SELECT user_prompt FROM orders WHERE template = 'own_idea' LIMIT 1")
-            .fetch_one(&h.pool)
+            .fetch_one(h.pool())
             .await
             .expect("own idea order");
     assert!(prompt.expect("approved prompt stored").contains("windowsill"));
@@ -101,7 +101,7 @@ async fn start_registers_once_asks_consent_once_and_gives_start_credits_once() {
     assert_eq!(h.balance(&user).await, 2, "start credits once");
     let (consents,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM users WHERE id = 7 AND consent_at IS NOT NULL")
-            .fetch_one(&h.pool)
+            .fetch_one(h.pool())
             .await
             .expect("user row");
     assert_eq!(consents, 1);
@@ -117,7 +117,7 @@ async fn make_another_returns_to_the_template_choice_with_the_same_product() {
     h.grant(&user, 5).await;
     order_with(&h, &user, "ugc", 1).await;
     let (product_id,): (i64,) = sqlx::query_as("SELECT product_id FROM orders WHERE user_id = 11")
-        .fetch_one(&h.pool)
+        .fetch_one(h.pool())
         .await
         .expect("order");
     // The worker's button under the video (its message is not the bot's conversation message).
@@ -132,7 +132,7 @@ async fn make_another_returns_to_the_template_choice_with_the_same_product() {
     h.press(&user, &start).await;
     let products: Vec<(Option<i64>,)> =
         sqlx::query_as("SELECT product_id FROM orders WHERE user_id = 11 ORDER BY id")
-            .fetch_all(&h.pool)
+            .fetch_all(h.pool())
             .await
             .expect("orders");
     assert_eq!(products, vec![(Some(product_id),), (Some(product_id),)]);
@@ -208,7 +208,7 @@ async fn wrong_pictures_get_a_specific_message_and_the_question_again() {
     let (url,): (Option<String>,) = sqlx::query_as(
         "SELECT marketplace_url FROM products WHERE user_id = 13 ORDER BY id DESC LIMIT 1",
     )
-    .fetch_one(&h.pool)
+    .fetch_one(h.pool())
     .await
     .expect("product");
     assert_eq!(url.as_deref(), Some("https://www.ozon.ru/product/mug-123/"));
@@ -324,7 +324,7 @@ async fn banned_users_are_told_so() {
     let user = TgUser::new(18).language("en");
     h.onboard(&user).await;
     sqlx::query("UPDATE users SET banned = true WHERE id = 18")
-        .execute(&h.pool)
+        .execute(h.pool())
         .await
         .expect("ban");
     h.say(&user, "/start").await;

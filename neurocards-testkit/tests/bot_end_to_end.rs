@@ -35,7 +35,7 @@ async fn the_conversation_ends_with_the_worker_delivering_the_videos() {
     let mut system = TestSystem::start(pool).await;
     system.start_worker();
     let h =
-        BotHarness::with_telegram(system.telegram.clone(), system.pool.clone(), test_settings())
+        BotHarness::with_telegram(system.telegram.clone(), system.pool().clone(), test_settings())
             .await;
     let mut id = 70_000;
     for tpl in ["ugc", "ad", "own_idea"] {

@@ -153,12 +153,12 @@ async fn random_updates_never_break_the_conversation_or_the_ledger() {
             "SELECT COALESCE((SELECT sum(delta) FROM ledger WHERE user_id = $1), 0)::bigint",
         )
         .bind(user.id)
-        .fetch_one(&h.pool)
+        .fetch_one(h.pool())
         .await
         .expect("ledger readable");
         assert!(balance >= 0, "case {case}: negative balance {balance} after {steps:?}");
         assert!(balance <= credits, "case {case}: credits appeared from nowhere after {steps:?}");
-        let violations = neurocards_testkit::invariants::check_invariants(&h.pool)
+        let violations = neurocards_testkit::invariants::check_invariants(h.pool())
             .await
             .expect("invariants readable");
         assert!(violations.is_empty(), "case {case}: {violations:?} after {steps:?}");

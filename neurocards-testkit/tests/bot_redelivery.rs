@@ -23,7 +23,7 @@ async fn grants_to(h: &BotHarness, user: i64) -> i64 {
     let (n,): (i64,) =
         sqlx::query_as("SELECT count(*) FROM ledger WHERE user_id = $1 AND reason = 'grant'")
             .bind(user)
-            .fetch_one(&h.pool)
+            .fetch_one(h.pool())
             .await
             .expect("ledger");
     n
@@ -142,7 +142,7 @@ async fn the_webhook_handles_a_redelivered_update_once_and_asks_again_when_it_ca
     // The claim cannot be recorded: nothing is done and Telegram is asked to deliver again.
     let calls = h.telegram.all_calls().len();
     let next = h.telegram.command_update(&admin, "/grant 704 3");
-    h.pool.close().await;
+    h.pool().close().await;
     let answer = client
         .post(&url)
         .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
@@ -169,7 +169,7 @@ async fn a_polled_update_delivered_twice_is_handled_once() {
     let grant = h.telegram.command_update(&admin, "/grant 705 4");
     h.telegram.push_update(grant.clone());
     h.telegram.push_update(grant);
-    let storage = neurocards_core::postgres::PgDialogueStorage::erased(h.pool.clone());
+    let storage = neurocards_core::postgres::PgDialogueStorage::erased(h.pool().clone());
     let mut dispatcher = conversation::dispatcher(h.bot.clone(), h.ctx.clone(), storage);
     let token = dispatcher.shutdown_token();
     let listener = Polling::builder(h.bot.clone())

@@ -66,7 +66,7 @@ async fn health_readiness_queue_stats_and_metrics() {
     let metrics = get("/metrics").await.expect("metrics").text().await.expect("text");
     assert!(metrics.contains("neurocards_bot_updates_total 1"), "{metrics}");
 
-    h.pool.close().await;
+    h.pool().close().await;
     assert_eq!(get("/readyz").await.expect("readyz").status(), 503, "database gone");
 }
 
@@ -101,7 +101,7 @@ async fn kie_callback_route_wakes_only_the_owner_behind_its_secret_and_signature
 
     const PATH_SECRET: &str = "callback_path_secret_0123456789";
     let h = BotHarness::start(pool, test_settings()).await;
-    let job = job_with_task(&h.pool, "task_77").await;
+    let job = job_with_task(h.pool(), "task_77").await;
     let config = KieConfig {
         callback_hmac_key: Some(Secret::new("hmac-key")),
         ..KieConfig::new(vec![Secret::new("kie-key")])
@@ -109,7 +109,7 @@ async fn kie_callback_route_wakes_only_the_owner_behind_its_secret_and_signature
     let route = web::CallbackRoute {
         secret: Secret::new(PATH_SECRET),
         provider: Arc::new(KieProvider::new(config).expect("provider")),
-        signals: Arc::new(PgTaskSignals::new(h.pool.clone())),
+        signals: Arc::new(PgTaskSignals::new(h.pool().clone())),
     };
     let base = h.serve_http_with(SECRET, Some(route)).await;
     let url = |secret: &str, job: i64| format!("{base}/kie/callback/{secret}?job={job}");
@@ -160,7 +160,7 @@ async fn kie_callback_route_wakes_only_the_owner_behind_its_secret_and_signature
     assert_eq!(post(url(PATH_SECRET, job.get() + 1000), "task_77", true).await, 404, "no such job");
     let no_job = format!("{base}/kie/callback/{PATH_SECRET}");
     assert_eq!(client.post(no_job).json(&body("task_77")).send().await.expect("req").status(), 404);
-    assert_eq!(wakeups(&h.pool).await, 0, "nothing stored for anything refused");
+    assert_eq!(wakeups(h.pool()).await, 0, "nothing stored for anything refused");
 
     let huge = "x".repeat(web::CALLBACK_BODY_LIMIT + 1);
     let too_big = client
@@ -179,13 +179,13 @@ async fn kie_callback_route_wakes_only_the_owner_behind_its_secret_and_signature
             "a repeat is harmless"
         );
     }
-    assert_eq!(wakeups(&h.pool).await, 1, "one wake-up, no body stored");
+    assert_eq!(wakeups(h.pool()).await, 1, "one wake-up, no body stored");
     let probe = format!("{base}/kie/callback/{PATH_SECRET}?probe=1");
     assert_eq!(client.post(probe).send().await.expect("probe").status(), 200);
     let (columns,): (i64,) = sqlx::query_as(
         "SELECT count(*) FROM information_schema.columns WHERE table_name = 'task_wakeups'",
     )
-    .fetch_one(&h.pool)
+    .fetch_one(h.pool())
     .await
     .expect("columns");
     assert_eq!(columns, 5, "job, task, the URL's key and model hints, time: nothing of the body");

@@ -144,7 +144,7 @@ async fn without_a_public_url_the_bot_serves_no_callback_route() {
         assert_eq!(status, 404, "{path}");
     }
     let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM task_wakeups")
-        .fetch_one(&system.pool)
+        .fetch_one(system.pool())
         .await
         .expect("count");
     assert_eq!(rows, 0);
