@@ -12,7 +12,6 @@ use neurocards_core::http::{self, HttpTimeouts};
 use neurocards_core::kie::{collect_keys, KieProvider};
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics, RunReport};
 use neurocards_core::ports::{PromptEngine, TaskSignals};
-use neurocards_core::stores::Stores;
 use neurocards_core::web::{
     self, CallbackRoute, GlobalMetrics, HttpLimits, MetricsSource, ServingReadiness, ServingStatus,
     WebDeps, WebhookRoute,
