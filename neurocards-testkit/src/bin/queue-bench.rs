@@ -1,11 +1,12 @@
 //! Queue benchmark: enqueue N jobs in charged orders, drain them with no-op work through the
 //! real claim + complete, then measure pickup latency on an idle queue. Prints one JSON line
-//! `{"jobs","concurrency","batch","shape","enqueue_per_sec","drain_per_sec","pickup_p50_ms",
-//! "pickup_p99_ms"}`.
+//! `{"store","jobs","concurrency","batch","shape","enqueue_per_sec","drain_per_sec",
+//! "pickup_p50_ms","pickup_p99_ms"}`.
 //!
 //! ```text
 //! DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres \
 //!   cargo run --release -p neurocards-testkit --bin queue-bench -- --jobs 20000 --concurrency 32
+//! cargo run --release -p neurocards-testkit --bin queue-bench -- --store sqlite --jobs 10000
 //! ```
 //!
 //! What is measured:
@@ -21,22 +22,27 @@
 //!   `complete` call; a slot is freed only after its job's completion has committed. At most
 //!   `--concurrency` jobs are ever leased, so this shape is bound by round trips, not by the
 //!   queue's capacity.
-//! - **pickup**: one worker waits on the idle queue (LISTEN/NOTIFY wake-up, 1 s poll fallback);
+//! - **pickup**: one worker waits on the idle queue (LISTEN/NOTIFY or, on the embedded store,
+//!   in-process wake-up; 1 s poll fallback);
 //!   orders of one job are placed one at a time, and the time from `place_order` returning
 //!   (its transaction, which sends the NOTIFY, has committed) to the worker's claim returning
 //!   that job is recorded; p50 and p99 over `--pickup-samples`.
 //!
 //! Options: `--jobs N` (20000), `--concurrency C` (32), `--batch B` (most jobs per claim, 512),
 //! `--shape fleet|process` (fleet), `--order-size S` (jobs per order, 50), `--pickup-samples P`
-//! (200). The benchmark creates its own database on DATABASE_URL's server and drops it at the
-//! end.
+//! (200), `--store postgres|sqlite` (postgres). On PostgreSQL the benchmark creates its own
+//! database on DATABASE_URL's server and drops it at the end; on the embedded store it opens a
+//! fresh store in a temporary directory, removed at the end.
 
 use anyhow::{bail, Context};
 use neurocards_core::domain::{Credits, JobId, Lease, LedgerReason, UserId, WorkerId};
 use neurocards_core::ports::{Accounts, JobQueue, NewUser};
 use neurocards_core::postgres::{self, PgAccounts, PgJobQueue, QueueConfig};
+use neurocards_core::sqlite::SqliteJobQueue;
 use neurocards_testkit::conformance::job_queue::order;
 use neurocards_testkit::scratch_db::with_scratch_database;
+use neurocards_testkit::sqlite_fixtures::insert_funded_user;
+use neurocards_testkit::stores::TempSqlite;
 use sqlx::postgres::PgConnectOptions;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +57,14 @@ struct Args {
     order_size: u32,
     pickup_samples: u32,
     shape: Shape,
+    store: Store,
+}
+
+/// Which queue adapter runs the benchmark.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Store {
+    Postgres,
+    Sqlite,
 }
 
 /// How the drain is organised; see [`drain_fleet`] and [`drain_slots`].
@@ -68,6 +82,7 @@ fn parse_args() -> anyhow::Result<Args> {
         order_size: 50,
         pickup_samples: 200,
         shape: Shape::Fleet,
+        store: Store::Postgres,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -87,6 +102,13 @@ fn parse_args() -> anyhow::Result<Args> {
                     other => bail!("--shape: fleet or process, not {other}"),
                 }
             }
+            "--store" => {
+                args.store = match value.as_str() {
+                    "postgres" => Store::Postgres,
+                    "sqlite" => Store::Sqlite,
+                    other => bail!("--store: postgres or sqlite, not {other}"),
+                }
+            }
             other => bail!("unknown option {other}"),
         }
     }
@@ -103,8 +125,10 @@ fn parse_args() -> anyhow::Result<Args> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = parse_args()?;
-    let result = with_scratch_database("queue_bench", |db| run(&args, db)).await;
-    let line = result?;
+    let line = match args.store {
+        Store::Postgres => with_scratch_database("queue_bench", |db| run(&args, db)).await?,
+        Store::Sqlite => run_sqlite(&args).await?,
+    };
     println!("{line}");
     Ok(())
 }
@@ -117,15 +141,8 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Va
     postgres::migrate(&pool).await?;
     let queue = Arc::new(PgJobQueue::new(pool.clone(), QueueConfig::default()));
     let accounts = PgAccounts::new(pool.clone());
-
-    // Users and credits: one order per user, so the per-user cap (default) stays realistic.
-    let orders = args.jobs.div_ceil(u64::from(args.order_size));
-    let mut plan = Vec::new();
-    let mut left = args.jobs;
-    for n in 0..orders {
-        let size = left.min(u64::from(args.order_size)) as u32;
-        left -= u64::from(size);
-        let user = UserId(1_000_000 + n as i64);
+    let plan = plan(args);
+    for &(user, size) in plan.iter().chain([&(PICKUP_USER, args.pickup_samples)]) {
         accounts
             .register(
                 &NewUser {
@@ -138,9 +155,48 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Va
             )
             .await?;
         accounts.credit(user, Credits::new(i64::from(size))?, LedgerReason::Grant, "bench").await?;
-        plan.push((user, size));
     }
+    measure(queue, args, plan, "postgres").await
+}
 
+/// The benchmark on a fresh embedded store in a temporary directory.
+async fn run_sqlite(args: &Args) -> anyhow::Result<serde_json::Value> {
+    let db = TempSqlite::new().await;
+    let queue = Arc::new(SqliteJobQueue::new(&db.store, QueueConfig::default()));
+    let plan = plan(args);
+    for &(user, size) in plan.iter().chain([&(PICKUP_USER, args.pickup_samples)]) {
+        insert_funded_user(&db.store, user, i64::from(size)).await;
+    }
+    let line = measure(queue, args, plan, "sqlite").await?;
+    db.store.close().await;
+    Ok(line)
+}
+
+/// The user whose single-job orders measure pickup latency.
+const PICKUP_USER: UserId = UserId(999);
+
+/// Orders of `--order-size` jobs (the last one smaller) adding up to `--jobs`, one user each so
+/// that the per-user cap (default) stays realistic; every user must hold exactly its order's
+/// price.
+fn plan(args: &Args) -> Vec<(UserId, u32)> {
+    let orders = args.jobs.div_ceil(u64::from(args.order_size));
+    let mut plan = Vec::new();
+    let mut left = args.jobs;
+    for n in 0..orders {
+        let size = left.min(u64::from(args.order_size)) as u32;
+        left -= u64::from(size);
+        plan.push((UserId(1_000_000 + n as i64), size));
+    }
+    plan
+}
+
+/// Enqueue, drain and pickup on `queue`, whose users of `plan` (and [`PICKUP_USER`]) are funded.
+async fn measure<Q: JobQueue + 'static>(
+    queue: Arc<Q>,
+    args: &Args,
+    plan: Vec<(UserId, u32)>,
+    store: &str,
+) -> anyhow::Result<serde_json::Value> {
     let started = Instant::now();
     let plan = Arc::new(plan);
     let next = Arc::new(AtomicU64::new(0));
@@ -166,8 +222,9 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Va
     }
     .as_secs_f64();
 
-    let (p50, p99) = pickup(&queue, &accounts, args.pickup_samples).await?;
+    let (p50, p99) = pickup(&queue, args.pickup_samples).await?;
     Ok(serde_json::json!({
+        "store": store,
         "jobs": args.jobs,
         "concurrency": args.concurrency,
         "batch": args.batch,
@@ -183,7 +240,10 @@ async fn run(args: &Args, db: PgConnectOptions) -> anyhow::Result<serde_json::Va
 /// every worker claims up to `batch` jobs in one statement, does the no-op work, and completes
 /// the batch in one statement before it claims again. A job counts once its completion has
 /// committed. Returns the time from the start to the last completion commit.
-async fn drain_fleet(queue: &Arc<PgJobQueue>, args: &Args) -> anyhow::Result<Duration> {
+async fn drain_fleet<Q: JobQueue + 'static>(
+    queue: &Arc<Q>,
+    args: &Args,
+) -> anyhow::Result<Duration> {
     let total = args.jobs;
     let completed = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -229,7 +289,10 @@ async fn drain_fleet(queue: &Arc<PgJobQueue>, args: &Args) -> anyhow::Result<Dur
 /// leased, and a job is counted only once its terminal state is durable.
 ///
 /// Returns the time from the first claim to the last completion commit.
-async fn drain_slots(queue: &Arc<PgJobQueue>, args: &Args) -> anyhow::Result<Duration> {
+async fn drain_slots<Q: JobQueue + 'static>(
+    queue: &Arc<Q>,
+    args: &Args,
+) -> anyhow::Result<Duration> {
     let total = args.jobs;
     let slots = Arc::new(Slots::new(args.concurrency));
     let (done_tx, mut done_rx) = tokio::sync::mpsc::unbounded_channel::<Lease>();
@@ -333,20 +396,8 @@ impl Slots {
 
 /// One worker waits on the idle queue; jobs are placed one at a time and the time from the
 /// order's commit to the worker's claim is recorded.
-async fn pickup(
-    queue: &Arc<PgJobQueue>,
-    accounts: &PgAccounts,
-    samples: u32,
-) -> anyhow::Result<(f64, f64)> {
-    let user = UserId(999);
-    accounts
-        .register(
-            &NewUser { id: user, username: None, first_name: None, language: Default::default() },
-            Credits::ZERO,
-        )
-        .await?;
-    accounts.credit(user, Credits::new(i64::from(samples))?, LedgerReason::Grant, "bench").await?;
-
+async fn pickup<Q: JobQueue + 'static>(queue: &Arc<Q>, samples: u32) -> anyhow::Result<(f64, f64)> {
+    let user = PICKUP_USER;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(JobId, Instant)>();
     let worker = {
         let queue = queue.clone();
