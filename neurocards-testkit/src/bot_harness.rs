@@ -3,14 +3,14 @@
 //! user's side of the chat.
 
 use crate::fake_telegram::{FakeTelegram, SentMessage, TgUser};
+use crate::stores::StoreUnderTest;
 use neurocards_core::conversation::{
     BotContext, Conversation, ConversationSettings, Delivery, DialogueStorage,
 };
 use neurocards_core::domain::{Credits, LedgerReason, UserId};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
-use crate::stores::StoreUnderTest;
-use neurocards_core::queue_config::QueueConfig;
 use neurocards_core::prompts::TemplatePromptEngine;
+use neurocards_core::queue_config::QueueConfig;
 use neurocards_core::secret::Secret;
 use neurocards_core::templates::TemplateCatalogue;
 use neurocards_core::web::{self, HttpLimits, WebDeps, WebhookRoute};
@@ -85,8 +85,14 @@ impl BotHarness {
     /// as after a restart or on a second replica.
     pub async fn restart(&self) -> Self {
         let prompts = Some(self.ctx.prompts.clone());
-        Self::on(self.telegram.clone(), self.store.clone(), self.ctx.settings.clone(), true, prompts)
-            .await
+        Self::on(
+            self.telegram.clone(),
+            self.store.clone(),
+            self.ctx.settings.clone(),
+            true,
+            prompts,
+        )
+        .await
     }
 
     /// As [`BotHarness::restart`], for a host without a

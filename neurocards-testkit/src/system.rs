@@ -17,6 +17,7 @@ use crate::callback_receiver::CallbackReceiver;
 use crate::fake_kie::FakeKie;
 use crate::fake_openai::{FakeOpenAi, FAKE_OPENAI_KEY};
 use crate::fake_telegram::{FakeTelegram, SentVideoView, TOKEN};
+use crate::stores::StoreUnderTest;
 use neurocards_core::config::Settings;
 use neurocards_core::domain::{
     Credits, GenerationOptions, ImageMime, JobId, Language, LedgerReason, OrderKey, ProductId,
@@ -24,11 +25,10 @@ use neurocards_core::domain::{
 };
 use neurocards_core::kie::KieProvider;
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics, RunReport, WaitPolicy};
+use neurocards_core::ports::TaskSignals;
 use neurocards_core::ports::{
     Accounts, JobQueue, JobSnapshot, NewOrder, NewProduct, NewUser, PhotoRef, PlacedOrder, Products,
 };
-use crate::stores::StoreUnderTest;
-use neurocards_core::ports::TaskSignals;
 use neurocards_core::wiring::{self, Adapters};
 use sqlx::PgPool;
 use std::collections::HashMap;

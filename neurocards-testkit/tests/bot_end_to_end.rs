@@ -2,7 +2,7 @@
 //! worker generates it against FakeKie and FakeOpenAi and delivers it through FakeTelegram.
 
 use neurocards_testkit::binaries::service_command;
-use neurocards_testkit::bot_harness::{bot_binary, test_settings, BotHarness, JPEG};
+use neurocards_testkit::bot_harness::{bot_binary, test_settings, BotHarness};
 use neurocards_testkit::fake_telegram::TgUser;
 use neurocards_testkit::first_order::{place_first_order, wait_for_videos};
 use neurocards_testkit::stores::pg_database;

@@ -5,7 +5,8 @@ use neurocards_core::domain::{JobId, Lease, UserId, WorkerId};
 use neurocards_core::ports::JobQueue;
 use neurocards_core::queue_config::QueueConfig;
 use neurocards_testkit::conformance::job_queue as suite;
-use neurocards_testkit::sqlite_fixtures::{assert_sqlite_invariants, SqliteQueueFixture};
+use neurocards_testkit::invariants::assert_invariants_sqlite;
+use neurocards_testkit::sqlite_fixtures::SqliteQueueFixture;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -15,7 +16,7 @@ macro_rules! conformance {
         async fn $name() {
             let fixture = SqliteQueueFixture::new(QueueConfig::default()).await;
             suite::$name(&fixture).await;
-            assert_sqlite_invariants(fixture.store()).await;
+            assert_invariants_sqlite(fixture.store()).await;
         }
     )*};
 }
@@ -124,5 +125,5 @@ async fn eight_concurrent_claimers_take_each_job_once_within_the_cap() {
             .await
             .expect("count states");
     assert_eq!(states, vec![("succeeded".to_owned(), 200)]);
-    assert_sqlite_invariants(fixture.store()).await;
+    assert_invariants_sqlite(fixture.store()).await;
 }

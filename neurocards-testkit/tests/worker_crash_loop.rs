@@ -6,7 +6,7 @@ use neurocards_core::domain::{
     Credits, GenerationOptions, JobId, JobSpec, JobStatus, Language, OrderKey, TemplateId, UserId,
     VideoCount,
 };
-use neurocards_core::ports::{JobQueue, JobSnapshot, NewOrder};
+use neurocards_core::ports::{JobSnapshot, NewOrder};
 use neurocards_testkit::binaries::{service_command, workspace_binary};
 use neurocards_testkit::fake_kie::{CallbackMode, Scenario};
 use neurocards_testkit::stores::pg_database;

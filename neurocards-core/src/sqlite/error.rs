@@ -47,16 +47,6 @@ pub(crate) fn is_unavailable(e: &sqlx::Error) -> bool {
     }
 }
 
-/// Whether the error is a UNIQUE or PRIMARY KEY violation.
-pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
-/// Whether the error is a CHECK constraint violation (e.g. a balance that would go negative).
-pub(crate) fn is_check_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(db) if db.is_check_violation())
-}
-
 /// The queue port's error for `e`.
 pub(crate) fn queue_error(e: sqlx::Error) -> QueueError {
     if is_unavailable(&e) {

@@ -27,11 +27,11 @@ mod task_signals;
 
 pub use accounts::SqliteAccounts;
 pub use error::SqliteError;
+pub use queue::SqliteJobQueue;
 #[cfg(feature = "telegram")]
 pub use stores::bot_stores;
 pub use stores::stores;
 pub(crate) use time::from_ms as time_from_ms;
-pub use queue::SqliteJobQueue;
 
 mod polling_lock;
 pub use polling_lock::FilePollingLock;
@@ -48,11 +48,11 @@ pub use bot_queries::SqliteBotQueries;
 
 #[cfg(feature = "telegram")]
 mod update_claims;
-#[cfg(feature = "telegram")]
-pub use update_claims::{SqliteUpdateClaims, SqliteUsageQuota};
 pub use order_progress::SqliteOrderProgress;
 pub use products::SqliteProducts;
 pub use task_signals::SqliteTaskSignals;
+#[cfg(feature = "telegram")]
+pub use update_claims::{SqliteUpdateClaims, SqliteUsageQuota};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;
