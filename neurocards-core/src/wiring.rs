@@ -56,8 +56,8 @@ impl OpenedStore {
         }
     }
 
-    /// Every storage port on this store. Build it once per process (the embedded store's
-    /// wake-ups are shared by the adapters of one bundle).
+    /// Every storage port on this store (on the embedded store, every bundle of one opened
+    /// store shares its in-process wake-ups).
     pub fn stores(&self, config: QueueConfig) -> Stores {
         match self {
             Self::Postgres(pool) => crate::postgres::stores(pool, config),

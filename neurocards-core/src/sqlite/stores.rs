@@ -8,8 +8,9 @@ use crate::queue_config::QueueConfig;
 use crate::stores::Stores;
 use std::sync::Arc;
 
-/// Every storage port on the embedded store, with the queue configured by `config`. Build it
-/// once per process: adapters built from one call share the in-process wake-ups.
+/// Every storage port on the embedded store, with the queue configured by `config`. Adapters
+/// built from clones of one [`SqliteStore`] share its in-process wake-ups, so the bot's callback
+/// route and the pipeline reach each other whichever bundle each was given.
 pub fn stores(store: &SqliteStore, config: QueueConfig) -> Stores {
     Stores {
         queue: Arc::new(SqliteJobQueue::new(store, config)),
