@@ -284,6 +284,48 @@ impl StoreUnderTest {
         rows.into_iter().collect()
     }
 
+    /// The rows of `sql`, a statement without bind parameters written the same in both SQL
+    /// dialects (values as literals). Read on the embedded store's read-only pool.
+    pub async fn rows<T>(&self, sql: &str) -> Vec<T>
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + Send
+            + Unpin,
+    {
+        match self {
+            Self::Postgres(pool) => sqlx::query_as(sql).fetch_all(pool).await,
+            Self::Sqlite(store) => sqlx::query_as(sql).fetch_all(store.reader()).await,
+        }
+        .unwrap_or_else(|e| panic!("{sql} on {}: {e}", self.name()))
+    }
+
+    /// The one row of `sql` (see [`StoreUnderTest::rows`]); panics unless there is exactly one.
+    pub async fn row<T>(&self, sql: &str) -> T
+    where
+        T: for<'r> sqlx::FromRow<'r, sqlx::postgres::PgRow>
+            + for<'r> sqlx::FromRow<'r, sqlx::sqlite::SqliteRow>
+            + Send
+            + Unpin,
+    {
+        let mut rows = self.rows::<T>(sql).await;
+        assert_eq!(rows.len(), 1, "{sql} on {}: expected one row", self.name());
+        rows.remove(0)
+    }
+
+    /// Runs `sql`, a write without bind parameters written the same in both SQL dialects
+    /// (booleans as `true`/`false`, which the embedded store reads as 1/0), on the embedded
+    /// store's writer; returns the rows affected.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        match self {
+            Self::Postgres(pool) => sqlx::query(sql).execute(pool).await.map(|r| r.rows_affected()),
+            Self::Sqlite(store) => {
+                sqlx::query(sql).execute(store.writer()).await.map(|r| r.rows_affected())
+            }
+        }
+        .unwrap_or_else(|e| panic!("{sql} on {}: {e}", self.name()))
+    }
+
     /// The job whose recorded provider task is `task_id`.
     pub async fn job_of_task(&self, task_id: &str) -> Option<i64> {
         match self {

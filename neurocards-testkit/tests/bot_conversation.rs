@@ -4,8 +4,8 @@
 use neurocards_core::conversation::{Action, ConversationSettings};
 use neurocards_core::domain::Credits;
 use neurocards_testkit::bot_harness::{test_settings, BotHarness};
+use neurocards_testkit::both_stores;
 use neurocards_testkit::fake_telegram::TgUser;
-use neurocards_testkit::stores::pg_database;
 
 fn answers(h: &BotHarness) -> Vec<Option<String>> {
     h.telegram
@@ -44,364 +44,342 @@ async fn order_with(h: &BotHarness, user: &TgUser, tpl: &str, count: u32) {
     h.press(user, &start).await;
 }
 
-#[tokio::test]
-async fn whole_conversation_for_each_template_with_one_and_three_videos() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let h = BotHarness::start(pool, test_settings()).await;
-    let mut id = 1000;
-    for tpl in ["ugc", "ad", "own_idea"] {
-        for count in [1u32, 3] {
-            id += 1;
-            let user = TgUser::new(id);
-            h.onboard(&user).await;
-            h.grant(&user, 10).await;
-            order_with(&h, &user, tpl, count).await;
-            let accepted = h.last(&user);
-            assert!(accepted.text.contains("Приняла"), "{tpl}/{count}: {}", accepted.text);
-            assert_eq!(h.orders_of(&user).await, 1, "{tpl}/{count}");
-            assert_eq!(h.jobs_of(&user).await, i64::from(count), "{tpl}/{count}");
-            assert_eq!(h.balance(&user).await, 10 - i64::from(count), "{tpl}/{count}");
-            let (template,): (String,) =
-                sqlx::query_as("SELECT template FROM orders WHERE user_id = $1")
-                    .bind(user.id)
-                    .fetch_one(h.pool())
-                    .await
-                    .expect("order row");
-            assert_eq!(template, tpl);
-        }
-    }
-    let (prompt,): (Option<String>,) =
-        sqlx::query_as("SELECT user_prompt FROM orders WHERE template = 'own_idea' LIMIT 1")
-            .fetch_one(h.pool())
-            .await
-            .expect("own idea order");
-    assert!(prompt.expect("approved prompt stored").contains("windowsill"));
-    assert!(answers(&h).iter().all(Option::is_none), "every happy-path tap is acknowledged");
-}
-
-#[tokio::test]
-async fn start_registers_once_asks_consent_once_and_gives_start_credits_once() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let settings = ConversationSettings {
-        start_credits: Credits::new(2).expect("valid"),
-        welcome_video_ids: vec!["demo-1".into(), "demo-2".into()],
-        ..test_settings()
-    };
-    let h = BotHarness::start(pool, settings).await;
-    let user = TgUser::new(7).language("en");
-    h.say(&user, "/start").await;
-    assert!(h.last(&user).text.contains("user agreement"), "English from the Telegram language");
-    h.press(&user, "terms").await;
-    assert_eq!(h.telegram.calls("sendMediaGroup").len(), 1, "demo videos after consent");
-    assert!(h.last(&user).callback_data().contains(&"create"), "main menu shown");
-    h.say(&user, "/start").await;
-    assert!(h.last(&user).callback_data().contains(&"create"), "no second consent question");
-    assert_eq!(h.balance(&user).await, 2, "start credits once");
-    let (consents,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM users WHERE id = 7 AND consent_at IS NOT NULL")
-            .fetch_one(h.pool())
-            .await
-            .expect("user row");
-    assert_eq!(consents, 1);
-}
-
-#[tokio::test]
-async fn make_another_returns_to_the_template_choice_with_the_same_product() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let h = BotHarness::start(pool, test_settings()).await;
-    let user = TgUser::new(11);
-    h.onboard(&user).await;
-    h.grant(&user, 5).await;
-    order_with(&h, &user, "ugc", 1).await;
-    let (product_id,): (i64,) = sqlx::query_as("SELECT product_id FROM orders WHERE user_id = 11")
-        .fetch_one(h.pool())
-        .await
-        .expect("order");
-    // The worker's button under the video (its message is not the bot's conversation message).
-    let data =
-        Action::MakeAnother { product_id: neurocards_core::domain::ProductId(product_id) }.encode();
-    h.press_on(&user, 9999, &data).await;
-    assert!(h.last(&user).callback_data().contains(&"tpl:ad"), "template choice again");
-    h.press(&user, "tpl:ad").await;
-    h.press(&user, "skip").await;
-    h.press(&user, "cnt:1").await;
-    let start = h.button_data(&user, "🚀");
-    h.press(&user, &start).await;
-    let products: Vec<(Option<i64>,)> =
-        sqlx::query_as("SELECT product_id FROM orders WHERE user_id = 11 ORDER BY id")
-            .fetch_all(h.pool())
-            .await
-            .expect("orders");
-    assert_eq!(products, vec![(Some(product_id),), (Some(product_id),)]);
-}
-
-#[tokio::test]
-async fn insufficient_credits_say_how_many_are_missing_and_offer_top_up() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let h = BotHarness::start(pool, test_settings()).await;
-    let user = TgUser::new(12).language("en");
-    h.onboard(&user).await;
-    h.grant(&user, 1).await;
-    order_with(&h, &user, "ugc", 3).await;
-    let reply = h.last(&user);
-    assert!(reply.text.contains("costs 3") && reply.text.contains("2 more"), "{}", reply.text);
-    assert!(reply.callback_data().contains(&"topup"));
-    assert_eq!(h.orders_of(&user).await, 0);
-    assert_eq!(h.balance(&user).await, 1);
-    h.press(&user, "topup").await;
-    assert!(h.last(&user).all_buttons().iter().any(|b| b.url.is_some()), "support link");
-}
-
-#[tokio::test]
-async fn wrong_pictures_get_a_specific_message_and_the_question_again() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let h = BotHarness::start(pool, test_settings()).await;
-    let user = TgUser::new(13).language("en");
-    h.onboard(&user).await;
-    h.press(&user, "create").await;
-
-    let (pdf, _) =
-        h.telegram.document_update(&user, "a.pdf", "application/pdf", b"%PDF".to_vec(), None);
-    h.deliver(pdf).await;
-    let texts = h.telegram.texts_to(user.id);
-    assert!(texts[texts.len() - 2].contains("application/pdf"), "{:?}", texts);
-    assert!(texts[texts.len() - 1].contains("no people"), "the question again");
-
-    let (big, _) = h.telegram.document_update(
-        &user,
-        "big.png",
-        "image/png",
-        b"\x89PNG\r\n\x1a\n".to_vec(),
-        Some(11 * 1024 * 1024),
-    );
-    h.deliver(big).await;
-    let texts = h.telegram.texts_to(user.id);
-    assert!(texts[texts.len() - 2].contains("11.0 MB"), "{:?}", texts);
-
-    h.say(&user, "here it is").await;
-    let texts = h.telegram.texts_to(user.id);
-    assert!(texts[texts.len() - 2].contains("I need a product photo"), "{:?}", texts);
-
-    h.say(&user, "https://example.com/p/1").await;
-    let texts = h.telegram.texts_to(user.id);
-    assert!(texts[texts.len() - 2].contains("Wildberries, Ozon and Yandex Market only"));
-
-    // An image sent as a file is fine, and so is a marketplace link.
-    let (png, _) = h.telegram.document_update(
-        &user,
-        "p.png",
-        "image/png",
-        b"\x89PNG\r\n\x1a\n".to_vec(),
-        None,
-    );
-    h.deliver(png).await;
-    assert!(h.last(&user).text.contains("describe the product"));
-    h.press(&user, "create").await;
-    h.say(&user, "https://www.ozon.ru/product/mug-123/").await;
-    assert!(h.last(&user).text.contains("Link saved"));
-    h.say(&user, "A mug").await;
-    let (url,): (Option<String>,) = sqlx::query_as(
-        "SELECT marketplace_url FROM products WHERE user_id = 13 ORDER BY id DESC LIMIT 1",
-    )
-    .fetch_one(h.pool())
-    .await
-    .expect("product");
-    assert_eq!(url.as_deref(), Some("https://www.ozon.ru/product/mug-123/"));
-}
-
-#[tokio::test]
-async fn free_text_limits_and_unexpected_input_get_hints_never_silence() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let h = BotHarness::start(pool, test_settings()).await;
-    let user = TgUser::new(14).language("en");
-    h.onboard(&user).await;
-    h.press(&user, "create").await;
-    h.send_photo(&user).await;
-    h.say(&user, &"x".repeat(2001)).await;
-    assert!(h.last(&user).text.contains("2001 characters, the limit is 2000"));
-    h.send_photo(&user).await;
-    assert!(h.last(&user).text.contains("description as text"), "hint for the step");
-    h.say(&user, "A mug").await;
-    h.say(&user, "ugc please").await;
-    let hint = h.last(&user);
-    assert!(hint.text.contains("choose a template"), "{}", hint.text);
-    assert!(hint.callback_data().contains(&"tpl:ugc"), "the buttons again");
-    h.press(&user, "tpl:ugc").await;
-    h.say(&user, &"w".repeat(1001)).await;
-    assert!(h.last(&user).text.contains("limit is 1000"));
-    h.press(&user, "skip").await;
-    h.say(&user, "three").await;
-    assert!(h.last(&user).callback_data().contains(&"cnt:3"), "count hint with buttons");
-    h.say(&user, "/cancel").await;
-    assert!(h.last(&user).callback_data().contains(&"create"), "/cancel leaves the step");
-    h.say(&user, "/nonsense").await;
-    assert!(h.last(&user).text.contains("don't know this command"));
-}
-
-#[tokio::test]
-async fn stale_and_unknown_buttons_get_a_short_answer() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let h = BotHarness::start(pool, test_settings()).await;
-    let user = TgUser::new(15).language("en");
-    h.onboard(&user).await;
-    let before = h.message_count(&user);
-    h.press_on(&user, 1, "cnt:3").await;
-    h.press_on(&user, 1, "go:0123456789abcdef0123456789abcdef").await;
-    h.press_on(&user, 1, "make_another_same_product").await;
-    h.press_on(&user, 1, "tpl:nonexistent").await;
-    assert_eq!(h.message_count(&user), before, "no new messages for stale buttons");
-    let answered = answers(&h);
-    let stale: Vec<_> = answered.iter().rev().take(4).collect();
-    assert!(
-        stale.iter().all(|a| a.as_deref() == Some("This button is no longer active.")),
-        "{stale:?}"
-    );
-}
-
-#[tokio::test]
-async fn double_tap_on_start_places_one_order() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let h = BotHarness::start(pool, test_settings()).await;
-    let second_replica = h.restart().await;
-    let user = TgUser::new(16);
-    h.onboard(&user).await;
-    h.grant(&user, 10).await;
-    h.press(&user, "create").await;
-    h.send_photo(&user).await;
-    h.say(&user, "A mug").await;
-    h.press(&user, "tpl:ugc").await;
-    h.press(&user, "skip").await;
-    h.press(&user, "cnt:3").await;
-    let start = h.button_data(&user, "🚀");
-    let summary = h.last(&user).message_id;
-    let taps = answers(&h).len();
-    // Two taps at once, on two replicas (no shared in-process lock), plus a late third.
-    let first = h.telegram.callback_update(&user, summary, &start);
-    let second = h.telegram.callback_update(&user, summary, &start);
-    tokio::join!(h.deliver(first), second_replica.deliver(second));
-    h.press_on(&user, summary, &start).await;
-    assert_eq!(h.orders_of(&user).await, 1);
-    assert_eq!(h.jobs_of(&user).await, 3);
-    assert_eq!(h.balance(&user).await, 7, "charged once");
-    assert_eq!(answers(&h).len(), taps + 3, "every tap answered");
-    let accepted = h.telegram.texts_to(user.id).iter().filter(|t| t.contains("Приняла")).count();
-    assert_eq!(accepted, 1, "accepted said once");
-}
-
-#[tokio::test]
-async fn a_restart_in_the_middle_of_a_dialogue_keeps_the_state() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let h = BotHarness::start(pool, test_settings()).await;
-    let user = TgUser::new(17).language("en");
-    h.onboard(&user).await;
-    h.press(&user, "create").await;
-    h.send_photo(&user).await;
-    let restarted = h.restart().await;
-    drop(h);
-    restarted.say(&user, "A mug").await;
-    assert!(restarted.last(&user).callback_data().contains(&"tpl:ugc"), "went on to templates");
-    // A host that reads state and account separately sees the same dialogue.
-    let separate = restarted.restart_reading_separately().await;
-    drop(restarted);
-    separate.press(&user, "tpl:ugc").await;
-    assert!(separate.last(&user).callback_data().contains(&"skip"), "went on to wishes");
-}
-
-#[tokio::test]
-async fn banned_users_are_told_so() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let h = BotHarness::start(pool, test_settings()).await;
-    let user = TgUser::new(18).language("en");
-    h.onboard(&user).await;
-    sqlx::query("UPDATE users SET banned = true WHERE id = 18")
-        .execute(h.pool())
-        .await
-        .expect("ban");
-    h.say(&user, "/start").await;
-    assert!(h.last(&user).text.contains("suspended"));
-    h.press_on(&user, 1, "create").await;
-    assert_eq!(
-        answers(&h).last().cloned().flatten().as_deref().map(|t| t.contains("suspended")),
-        Some(true)
-    );
-}
-
-#[tokio::test]
-async fn order_rate_limit_refuses_the_next_order() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let settings = ConversationSettings {
-        order_rate_limit: Some(neurocards_core::conversation::OrderRateLimit {
-            max_orders: 1,
-            window: std::time::Duration::from_secs(600),
-        }),
-        ..test_settings()
-    };
-    let h = BotHarness::start(pool, settings).await;
-    let user = TgUser::new(19).language("en");
-    h.onboard(&user).await;
-    h.grant(&user, 10).await;
-    order_with(&h, &user, "ugc", 1).await;
-    order_with(&h, &user, "ugc", 1).await;
-    assert!(h.last(&user).text.contains("Too many orders"), "{}", h.last(&user).text);
-    assert_eq!(h.orders_of(&user).await, 1);
-}
-
-#[tokio::test]
-async fn every_button_the_bot_sends_has_a_handler() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let h = BotHarness::start(pool, test_settings()).await;
-    // Walk every screen in both languages: onboarding, menu, account, help, top-up, each
-    // template up to the summary, insufficient credits, an accepted order.
-    for (id, lang) in [(40, "ru"), (41, "en")] {
-        let user = TgUser::new(id).language(lang);
-        h.onboard(&user).await;
-        for screen in ["account", "help", "topup", "menu"] {
-            h.press(&user, screen).await;
-        }
-        order_with(&h, &user, "own_idea", 5).await;
-        h.press(&user, "idea:more").await;
-        h.grant(&user, 5).await;
-        order_with(&h, &user, "ad", 1).await;
-        h.say(&user, "/language").await;
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for call in h.telegram.all_calls() {
-        for button in call.buttons().into_iter().flatten() {
-            if let Some(data) = button.callback_data {
-                assert!(
-                    Action::parse(&data).is_some(),
-                    "{data:?} ({}) has no handler",
-                    button.text
-                );
-                seen.insert(data);
+both_stores! {
+    async fn whole_conversation_for_each_template_with_one_and_three_videos(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        let mut id = 1000;
+        for tpl in ["ugc", "ad", "own_idea"] {
+            for count in [1u32, 3] {
+                id += 1;
+                let user = TgUser::new(id);
+                h.onboard(&user).await;
+                h.grant(&user, 10).await;
+                order_with(&h, &user, tpl, count).await;
+                let accepted = h.last(&user);
+                assert!(accepted.text.contains("Приняла"), "{tpl}/{count}: {}", accepted.text);
+                assert_eq!(h.orders_of(&user).await, 1, "{tpl}/{count}");
+                assert_eq!(h.jobs_of(&user).await, i64::from(count), "{tpl}/{count}");
+                assert_eq!(h.balance(&user).await, 10 - i64::from(count), "{tpl}/{count}");
+                let (template,): (String,) = h
+                    .store
+                    .row(&format!("SELECT template FROM orders WHERE user_id = {}", user.id))
+                    .await;
+                assert_eq!(template, tpl);
             }
         }
+        let (prompt,): (Option<String>,) = h
+            .store
+            .row("SELECT user_prompt FROM orders WHERE template = 'own_idea' LIMIT 1")
+            .await;
+        assert!(prompt.expect("approved prompt stored").contains("windowsill"));
+        assert!(answers(&h).iter().all(Option::is_none), "every happy-path tap is acknowledged");
     }
-    let expected = ["terms", "create", "account", "help", "topup", "menu", "skip", "idea:ok"];
-    for data in expected {
-        assert!(seen.contains(data), "{data} was never offered: {seen:?}");
+}
+
+both_stores! {
+    async fn start_registers_once_asks_consent_once_and_gives_start_credits_once(store) {
+        let settings = ConversationSettings {
+            start_credits: Credits::new(2).expect("valid"),
+            welcome_video_ids: vec!["demo-1".into(), "demo-2".into()],
+            ..test_settings()
+        };
+        let h = BotHarness::start(store, settings).await;
+        let user = TgUser::new(7).language("en");
+        h.say(&user, "/start").await;
+        assert!(
+            h.last(&user).text.contains("user agreement"),
+            "English from the Telegram language"
+        );
+        h.press(&user, "terms").await;
+        assert_eq!(h.telegram.calls("sendMediaGroup").len(), 1, "demo videos after consent");
+        assert!(h.last(&user).callback_data().contains(&"create"), "main menu shown");
+        h.say(&user, "/start").await;
+        assert!(h.last(&user).callback_data().contains(&"create"), "no second consent question");
+        assert_eq!(h.balance(&user).await, 2, "start credits once");
+        let (consents,): (i64,) = h
+            .store
+            .row("SELECT count(*) FROM users WHERE id = 7 AND consent_at IS NOT NULL")
+            .await;
+        assert_eq!(consents, 1);
     }
-    // Pressing every one of them from the menu is answered, without a handler error.
-    let user = TgUser::new(42).language("en");
-    h.onboard(&user).await;
-    let before = h.telegram.calls("answerCallbackQuery").len();
-    for data in &seen {
-        h.press_on(&user, 1, data).await;
-        h.say(&user, "/menu").await;
+}
+
+both_stores! {
+    async fn make_another_returns_to_the_template_choice_with_the_same_product(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        let user = TgUser::new(11);
+        h.onboard(&user).await;
+        h.grant(&user, 5).await;
+        order_with(&h, &user, "ugc", 1).await;
+        let (product_id,): (i64,) =
+            h.store.row("SELECT product_id FROM orders WHERE user_id = 11").await;
+        // The worker's button under the video (its message is not the bot's conversation message).
+        let product = neurocards_core::domain::ProductId(product_id);
+        let data = Action::MakeAnother { product_id: product }.encode();
+        h.press_on(&user, 9999, &data).await;
+        assert!(h.last(&user).callback_data().contains(&"tpl:ad"), "template choice again");
+        h.press(&user, "tpl:ad").await;
+        h.press(&user, "skip").await;
+        h.press(&user, "cnt:1").await;
+        let start = h.button_data(&user, "🚀");
+        h.press(&user, &start).await;
+        let products: Vec<(Option<i64>,)> =
+            h.store.rows("SELECT product_id FROM orders WHERE user_id = 11 ORDER BY id").await;
+        assert_eq!(products, vec![(Some(product_id),), (Some(product_id),)]);
     }
-    assert_eq!(h.telegram.calls("answerCallbackQuery").len(), before + seen.len());
-    let errors = h.ctx.counters.handler_errors.load(std::sync::atomic::Ordering::Relaxed);
-    assert_eq!(errors, 0, "no handler failed");
+}
+
+both_stores! {
+    async fn insufficient_credits_say_how_many_are_missing_and_offer_top_up(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        let user = TgUser::new(12).language("en");
+        h.onboard(&user).await;
+        h.grant(&user, 1).await;
+        order_with(&h, &user, "ugc", 3).await;
+        let reply = h.last(&user);
+        assert!(reply.text.contains("costs 3") && reply.text.contains("2 more"), "{}", reply.text);
+        assert!(reply.callback_data().contains(&"topup"));
+        assert_eq!(h.orders_of(&user).await, 0);
+        assert_eq!(h.balance(&user).await, 1);
+        h.press(&user, "topup").await;
+        assert!(h.last(&user).all_buttons().iter().any(|b| b.url.is_some()), "support link");
+    }
+}
+
+both_stores! {
+    async fn wrong_pictures_get_a_specific_message_and_the_question_again(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        let user = TgUser::new(13).language("en");
+        h.onboard(&user).await;
+        h.press(&user, "create").await;
+
+        let (pdf, _) =
+            h.telegram.document_update(&user, "a.pdf", "application/pdf", b"%PDF".to_vec(), None);
+        h.deliver(pdf).await;
+        let texts = h.telegram.texts_to(user.id);
+        assert!(texts[texts.len() - 2].contains("application/pdf"), "{:?}", texts);
+        assert!(texts[texts.len() - 1].contains("no people"), "the question again");
+
+        let (big, _) = h.telegram.document_update(
+            &user,
+            "big.png",
+            "image/png",
+            b"\x89PNG\r\n\x1a\n".to_vec(),
+            Some(11 * 1024 * 1024),
+        );
+        h.deliver(big).await;
+        let texts = h.telegram.texts_to(user.id);
+        assert!(texts[texts.len() - 2].contains("11.0 MB"), "{:?}", texts);
+
+        h.say(&user, "here it is").await;
+        let texts = h.telegram.texts_to(user.id);
+        assert!(texts[texts.len() - 2].contains("I need a product photo"), "{:?}", texts);
+
+        h.say(&user, "https://example.com/p/1").await;
+        let texts = h.telegram.texts_to(user.id);
+        assert!(texts[texts.len() - 2].contains("Wildberries, Ozon and Yandex Market only"));
+
+        // An image sent as a file is fine, and so is a marketplace link.
+        let (png, _) = h.telegram.document_update(
+            &user,
+            "p.png",
+            "image/png",
+            b"\x89PNG\r\n\x1a\n".to_vec(),
+            None,
+        );
+        h.deliver(png).await;
+        assert!(h.last(&user).text.contains("describe the product"));
+        h.press(&user, "create").await;
+        h.say(&user, "https://www.ozon.ru/product/mug-123/").await;
+        assert!(h.last(&user).text.contains("Link saved"));
+        h.say(&user, "A mug").await;
+        let (url,): (Option<String>,) = h
+            .store
+            .row("SELECT marketplace_url FROM products WHERE user_id = 13 ORDER BY id DESC LIMIT 1")
+            .await;
+        assert_eq!(url.as_deref(), Some("https://www.ozon.ru/product/mug-123/"));
+    }
+}
+
+both_stores! {
+    async fn free_text_limits_and_unexpected_input_get_hints_never_silence(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        let user = TgUser::new(14).language("en");
+        h.onboard(&user).await;
+        h.press(&user, "create").await;
+        h.send_photo(&user).await;
+        h.say(&user, &"x".repeat(2001)).await;
+        assert!(h.last(&user).text.contains("2001 characters, the limit is 2000"));
+        h.send_photo(&user).await;
+        assert!(h.last(&user).text.contains("description as text"), "hint for the step");
+        h.say(&user, "A mug").await;
+        h.say(&user, "ugc please").await;
+        let hint = h.last(&user);
+        assert!(hint.text.contains("choose a template"), "{}", hint.text);
+        assert!(hint.callback_data().contains(&"tpl:ugc"), "the buttons again");
+        h.press(&user, "tpl:ugc").await;
+        h.say(&user, &"w".repeat(1001)).await;
+        assert!(h.last(&user).text.contains("limit is 1000"));
+        h.press(&user, "skip").await;
+        h.say(&user, "three").await;
+        assert!(h.last(&user).callback_data().contains(&"cnt:3"), "count hint with buttons");
+        h.say(&user, "/cancel").await;
+        assert!(h.last(&user).callback_data().contains(&"create"), "/cancel leaves the step");
+        h.say(&user, "/nonsense").await;
+        assert!(h.last(&user).text.contains("don't know this command"));
+    }
+}
+
+both_stores! {
+    async fn stale_and_unknown_buttons_get_a_short_answer(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        let user = TgUser::new(15).language("en");
+        h.onboard(&user).await;
+        let before = h.message_count(&user);
+        h.press_on(&user, 1, "cnt:3").await;
+        h.press_on(&user, 1, "go:0123456789abcdef0123456789abcdef").await;
+        h.press_on(&user, 1, "make_another_same_product").await;
+        h.press_on(&user, 1, "tpl:nonexistent").await;
+        assert_eq!(h.message_count(&user), before, "no new messages for stale buttons");
+        let answered = answers(&h);
+        let stale: Vec<_> = answered.iter().rev().take(4).collect();
+        assert!(
+            stale.iter().all(|a| a.as_deref() == Some("This button is no longer active.")),
+            "{stale:?}"
+        );
+    }
+}
+
+both_stores! {
+    async fn double_tap_on_start_places_one_order(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        let second_replica = h.restart().await;
+        let user = TgUser::new(16);
+        h.onboard(&user).await;
+        h.grant(&user, 10).await;
+        h.press(&user, "create").await;
+        h.send_photo(&user).await;
+        h.say(&user, "A mug").await;
+        h.press(&user, "tpl:ugc").await;
+        h.press(&user, "skip").await;
+        h.press(&user, "cnt:3").await;
+        let start = h.button_data(&user, "🚀");
+        let summary = h.last(&user).message_id;
+        let taps = answers(&h).len();
+        // Two taps at once, on two replicas (no shared in-process lock), plus a late third.
+        let first = h.telegram.callback_update(&user, summary, &start);
+        let second = h.telegram.callback_update(&user, summary, &start);
+        tokio::join!(h.deliver(first), second_replica.deliver(second));
+        h.press_on(&user, summary, &start).await;
+        assert_eq!(h.orders_of(&user).await, 1);
+        assert_eq!(h.jobs_of(&user).await, 3);
+        assert_eq!(h.balance(&user).await, 7, "charged once");
+        assert_eq!(answers(&h).len(), taps + 3, "every tap answered");
+        let texts = h.telegram.texts_to(user.id);
+        let accepted = texts.iter().filter(|t| t.contains("Приняла")).count();
+        assert_eq!(accepted, 1, "accepted said once");
+    }
+}
+
+both_stores! {
+    async fn a_restart_in_the_middle_of_a_dialogue_keeps_the_state(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        let user = TgUser::new(17).language("en");
+        h.onboard(&user).await;
+        h.press(&user, "create").await;
+        h.send_photo(&user).await;
+        let restarted = h.restart().await;
+        drop(h);
+        restarted.say(&user, "A mug").await;
+        assert!(restarted.last(&user).callback_data().contains(&"tpl:ugc"), "went on to templates");
+        // A host that reads state and account separately sees the same dialogue.
+        let separate = restarted.restart_reading_separately().await;
+        drop(restarted);
+        separate.press(&user, "tpl:ugc").await;
+        assert!(separate.last(&user).callback_data().contains(&"skip"), "went on to wishes");
+    }
+}
+
+both_stores! {
+    async fn banned_users_are_told_so(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        let user = TgUser::new(18).language("en");
+        h.onboard(&user).await;
+        assert_eq!(h.store.execute("UPDATE users SET banned = true WHERE id = 18").await, 1);
+        h.say(&user, "/start").await;
+        assert!(h.last(&user).text.contains("suspended"));
+        h.press_on(&user, 1, "create").await;
+        assert_eq!(
+            answers(&h).last().cloned().flatten().as_deref().map(|t| t.contains("suspended")),
+            Some(true)
+        );
+    }
+}
+
+both_stores! {
+    async fn order_rate_limit_refuses_the_next_order(store) {
+        let settings = ConversationSettings {
+            order_rate_limit: Some(neurocards_core::conversation::OrderRateLimit {
+                max_orders: 1,
+                window: std::time::Duration::from_secs(600),
+            }),
+            ..test_settings()
+        };
+        let h = BotHarness::start(store, settings).await;
+        let user = TgUser::new(19).language("en");
+        h.onboard(&user).await;
+        h.grant(&user, 10).await;
+        order_with(&h, &user, "ugc", 1).await;
+        order_with(&h, &user, "ugc", 1).await;
+        assert!(h.last(&user).text.contains("Too many orders"), "{}", h.last(&user).text);
+        assert_eq!(h.orders_of(&user).await, 1);
+    }
+}
+
+both_stores! {
+    async fn every_button_the_bot_sends_has_a_handler(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        // Walk every screen in both languages: onboarding, menu, account, help, top-up, each
+        // template up to the summary, insufficient credits, an accepted order.
+        for (id, lang) in [(40, "ru"), (41, "en")] {
+            let user = TgUser::new(id).language(lang);
+            h.onboard(&user).await;
+            for screen in ["account", "help", "topup", "menu"] {
+                h.press(&user, screen).await;
+            }
+            order_with(&h, &user, "own_idea", 5).await;
+            h.press(&user, "idea:more").await;
+            h.grant(&user, 5).await;
+            order_with(&h, &user, "ad", 1).await;
+            h.say(&user, "/language").await;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for call in h.telegram.all_calls() {
+            for button in call.buttons().into_iter().flatten() {
+                if let Some(data) = button.callback_data {
+                    assert!(
+                        Action::parse(&data).is_some(),
+                        "{data:?} ({}) has no handler",
+                        button.text
+                    );
+                    seen.insert(data);
+                }
+            }
+        }
+        let expected = ["terms", "create", "account", "help", "topup", "menu", "skip", "idea:ok"];
+        for data in expected {
+            assert!(seen.contains(data), "{data} was never offered: {seen:?}");
+        }
+        // Pressing every one of them from the menu is answered, without a handler error.
+        let user = TgUser::new(42).language("en");
+        h.onboard(&user).await;
+        let before = h.telegram.calls("answerCallbackQuery").len();
+        for data in &seen {
+            h.press_on(&user, 1, data).await;
+            h.say(&user, "/menu").await;
+        }
+        assert_eq!(h.telegram.calls("answerCallbackQuery").len(), before + seen.len());
+        let errors = h.ctx.counters.handler_errors.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(errors, 0, "no handler failed");
+    }
 }

@@ -3,6 +3,7 @@
 
 use neurocards_testkit::binaries::service_command;
 use neurocards_testkit::bot_harness::{bot_binary, test_settings, BotHarness};
+use neurocards_testkit::both_stores;
 use neurocards_testkit::fake_telegram::TgUser;
 use neurocards_testkit::first_order::{place_first_order, wait_for_videos};
 use neurocards_testkit::stores::pg_database;
@@ -28,47 +29,45 @@ async fn order(h: &BotHarness, user: &TgUser, tpl: &str, count: u32) {
     h.press(user, &start).await;
 }
 
-#[tokio::test]
-async fn the_conversation_ends_with_the_worker_delivering_the_videos() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let mut system = TestSystem::start(pool).await;
-    system.start_worker();
-    let h =
-        BotHarness::with_telegram(system.telegram.clone(), system.pool().clone(), test_settings())
-            .await;
-    let mut id = 70_000;
-    for tpl in ["ugc", "ad", "own_idea"] {
-        for count in [1usize, 3] {
-            id += 1;
-            let user = TgUser::new(id).language("en");
-            h.onboard(&user).await;
-            h.grant(&user, 10).await;
-            order(&h, &user, tpl, count as u32).await;
-            let delivered = system
-                .telegram
-                .wait_until(Duration::from_secs(60), |tg| tg.videos_to(user.id).len() >= count)
-                .await;
-            assert!(delivered, "{tpl}/{count}: {:?}", system.telegram.texts_to(user.id));
-            let videos = system.telegram.videos_to(user.id);
-            assert_eq!(videos.len(), count, "{tpl}/{count}: each video once");
-            assert_eq!(h.balance(&user).await, 10 - count as i64);
+both_stores! {
+    async fn the_conversation_ends_with_the_worker_delivering_the_videos(store) {
+        let mut system = TestSystem::start(store).await;
+        system.start_worker();
+        let telegram = system.telegram.clone();
+        let h = BotHarness::with_telegram(telegram, system.store.clone(), test_settings()).await;
+        let mut id = 70_000;
+        for tpl in ["ugc", "ad", "own_idea"] {
+            for count in [1usize, 3] {
+                id += 1;
+                let user = TgUser::new(id).language("en");
+                h.onboard(&user).await;
+                h.grant(&user, 10).await;
+                order(&h, &user, tpl, count as u32).await;
+                let delivered = system
+                    .telegram
+                    .wait_until(Duration::from_secs(60), |tg| tg.videos_to(user.id).len() >= count)
+                    .await;
+                assert!(delivered, "{tpl}/{count}: {:?}", system.telegram.texts_to(user.id));
+                let videos = system.telegram.videos_to(user.id);
+                assert_eq!(videos.len(), count, "{tpl}/{count}: each video once");
+                assert_eq!(h.balance(&user).await, 10 - count as i64);
+            }
         }
-    }
 
-    // "Make another with this product" under the last video: back to the template choice.
-    let user = TgUser::new(id).language("en");
-    let video = system.telegram.videos_to(user.id).pop().expect("a video");
-    let again = video
-        .buttons
-        .iter()
-        .flatten()
-        .find_map(|b| b.callback_data.clone().filter(|d| d.starts_with("mk:")))
-        .expect("the video offers Make another");
-    h.press_on(&user, video.message_id, &again).await;
-    assert!(h.last(&user).callback_data().contains(&"tpl:ugc"));
-    system.wait_all_terminal(Duration::from_secs(30)).await;
-    system.assert_invariants().await;
+        // "Make another with this product" under the last video: back to the template choice.
+        let user = TgUser::new(id).language("en");
+        let video = system.telegram.videos_to(user.id).pop().expect("a video");
+        let again = video
+            .buttons
+            .iter()
+            .flatten()
+            .find_map(|b| b.callback_data.clone().filter(|d| d.starts_with("mk:")))
+            .expect("the video offers Make another");
+        h.press_on(&user, video.message_id, &again).await;
+        assert!(h.last(&user).callback_data().contains(&"tpl:ugc"));
+        system.wait_all_terminal(Duration::from_secs(30)).await;
+        system.assert_invariants().await;
+    }
 }
 
 #[tokio::test]

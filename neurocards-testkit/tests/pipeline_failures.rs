@@ -2,8 +2,8 @@
 //! user's message, and the refund exactly when due.
 
 use neurocards_core::domain::{JobStatus, UserId};
+use neurocards_testkit::both_stores;
 use neurocards_testkit::fake_kie::{Endpoint, Failure, Scenario};
-use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::{SystemOptions, TestSystem};
 use std::time::Duration;
 
@@ -46,170 +46,168 @@ fn assert_schedule(gaps: &[Duration], schedule_ms: &[u64]) {
     }
 }
 
-#[tokio::test]
-async fn a_user_violation_is_tried_once_explained_and_refunded() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let mut sys = TestSystem::start(pool).await;
-    sys.kie.script(Scenario::FailAfter {
-        checks: 0,
-        fail_code: "422".into(),
-        fail_msg: "Your photo violates the content policy <b>".into(),
-    });
-    let (user, status) = one_video(&mut sys).await;
+both_stores! {
+    async fn a_user_violation_is_tried_once_explained_and_refunded(store) {
+        let mut sys = TestSystem::start(store).await;
+        sys.kie.script(Scenario::FailAfter {
+            checks: 0,
+            fail_code: "422".into(),
+            fail_msg: "Your photo violates the content policy <b>".into(),
+        });
+        let (user, status) = one_video(&mut sys).await;
 
-    assert_eq!(status, JobStatus::Failed);
-    assert_eq!(sys.kie.create_requests().len(), 1, "never retried");
-    let text = failure_text(&sys, user);
-    assert!(text.contains("content moderation"), "{text}");
-    assert!(
-        text.contains("violates the content policy &lt;b&gt;"),
-        "reason shown, escaped: {text}"
-    );
-    assert!(text.contains("1 credit returned"), "{text}");
-    assert_eq!(sys.balance(user).await, 5, "refunded");
-    assert!(sys.videos_to(user).is_empty());
-    sys.assert_invariants().await;
+        assert_eq!(status, JobStatus::Failed);
+        assert_eq!(sys.kie.create_requests().len(), 1, "never retried");
+        let text = failure_text(&sys, user);
+        assert!(text.contains("content moderation"), "{text}");
+        assert!(
+            text.contains("violates the content policy &lt;b&gt;"),
+            "reason shown, escaped: {text}"
+        );
+        assert!(text.contains("1 credit returned"), "{text}");
+        assert_eq!(sys.balance(user).await, 5, "refunded");
+        assert!(sys.videos_to(user).is_empty());
+        sys.assert_invariants().await;
+    }
 }
 
-#[tokio::test]
-async fn a_temporary_error_is_retried_on_schedule_then_refunded() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let mut sys = TestSystem::start(pool).await;
-    sys.kie.fail_next(Endpoint::Create, 4, Failure::server_error());
-    let (user, status) = one_video(&mut sys).await;
+both_stores! {
+    async fn a_temporary_error_is_retried_on_schedule_then_refunded(store) {
+        let mut sys = TestSystem::start(store).await;
+        sys.kie.fail_next(Endpoint::Create, 4, Failure::server_error());
+        let (user, status) = one_video(&mut sys).await;
 
-    assert_eq!(status, JobStatus::Failed);
-    assert_eq!(sys.kie.create_requests().len(), 4, "1 attempt + 3 retries");
-    assert_schedule(&create_gaps(&sys), &[50, 100, 200]);
-    assert_eq!(sys.kie.tasks_created(), 0);
-    let text = failure_text(&sys, user);
-    assert!(text.contains("did not respond"), "{text}");
-    assert!(text.contains("1 credit returned"), "{text}");
-    assert_eq!(sys.balance(user).await, 5);
-    sys.assert_invariants().await;
+        assert_eq!(status, JobStatus::Failed);
+        assert_eq!(sys.kie.create_requests().len(), 4, "1 attempt + 3 retries");
+        assert_schedule(&create_gaps(&sys), &[50, 100, 200]);
+        assert_eq!(sys.kie.tasks_created(), 0);
+        let text = failure_text(&sys, user);
+        assert!(text.contains("did not respond"), "{text}");
+        assert!(text.contains("1 credit returned"), "{text}");
+        assert_eq!(sys.balance(user).await, 5);
+        sys.assert_invariants().await;
+    }
 }
 
-#[tokio::test]
-async fn a_temporary_error_that_clears_succeeds_without_refund() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let mut sys = TestSystem::start(pool).await;
-    sys.kie.fail_next(Endpoint::Create, 2, Failure::server_error());
-    let (user, status) = one_video(&mut sys).await;
+both_stores! {
+    async fn a_temporary_error_that_clears_succeeds_without_refund(store) {
+        let mut sys = TestSystem::start(store).await;
+        sys.kie.fail_next(Endpoint::Create, 2, Failure::server_error());
+        let (user, status) = one_video(&mut sys).await;
 
-    assert_eq!(status, JobStatus::Succeeded);
-    assert_eq!(sys.kie.create_requests().len(), 3);
-    assert_schedule(&create_gaps(&sys), &[50, 100]);
-    assert!(sys.telegram.wait_until(WAIT, |t| t.videos_to(user.get()).len() == 1).await);
-    assert_eq!(sys.videos_to(user).len(), 1);
-    assert!(!sys.telegram.texts_to(user.get()).iter().any(|t| t.starts_with('❌')));
-    assert_eq!(sys.balance(user).await, 4, "charged once, not refunded");
-    sys.assert_invariants().await;
+        assert_eq!(status, JobStatus::Succeeded);
+        assert_eq!(sys.kie.create_requests().len(), 3);
+        assert_schedule(&create_gaps(&sys), &[50, 100]);
+        assert!(sys.telegram.wait_until(WAIT, |t| t.videos_to(user.get()).len() == 1).await);
+        assert_eq!(sys.videos_to(user).len(), 1);
+        assert!(!sys.telegram.texts_to(user.get()).iter().any(|t| t.starts_with('❌')));
+        assert_eq!(sys.balance(user).await, 4, "charged once, not refunded");
+        sys.assert_invariants().await;
+    }
 }
 
-#[tokio::test]
-async fn a_rate_limit_is_retried_on_its_schedule_then_refunded() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let options =
-        SystemOptions { rate_limit_delays: "60ms,120ms,240ms".into(), ..SystemOptions::default() };
-    let mut sys = TestSystem::start_with(pool, options).await;
-    sys.kie.retry_after_header(Some(0));
-    sys.kie.fail_next(Endpoint::Create, 4, Failure::rate_limited());
-    let (user, status) = one_video(&mut sys).await;
+both_stores! {
+    async fn a_rate_limit_is_retried_on_its_schedule_then_refunded(store) {
+        let options = SystemOptions {
+            rate_limit_delays: "60ms,120ms,240ms".into(),
+            ..SystemOptions::default()
+        };
+        let mut sys = TestSystem::start_with(store, options).await;
+        sys.kie.retry_after_header(Some(0));
+        sys.kie.fail_next(Endpoint::Create, 4, Failure::rate_limited());
+        let (user, status) = one_video(&mut sys).await;
 
-    assert_eq!(status, JobStatus::Failed);
-    assert_eq!(sys.kie.create_requests().len(), 4);
-    assert_schedule(&create_gaps(&sys), &[60, 120, 240]);
-    let text = failure_text(&sys, user);
-    assert!(text.contains("overloaded"), "{text}");
-    assert_eq!(sys.balance(user).await, 5);
-    sys.assert_invariants().await;
+        assert_eq!(status, JobStatus::Failed);
+        assert_eq!(sys.kie.create_requests().len(), 4);
+        assert_schedule(&create_gaps(&sys), &[60, 120, 240]);
+        let text = failure_text(&sys, user);
+        assert!(text.contains("overloaded"), "{text}");
+        assert_eq!(sys.balance(user).await, 5);
+        sys.assert_invariants().await;
+    }
 }
 
-#[tokio::test]
-async fn billing_with_a_single_key_fails_at_once_and_refunds() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let mut sys = TestSystem::start(pool).await;
-    sys.kie.fail_next(Endpoint::Create, 1, Failure::billing());
-    let (user, status) = one_video(&mut sys).await;
+both_stores! {
+    async fn billing_with_a_single_key_fails_at_once_and_refunds(store) {
+        let mut sys = TestSystem::start(store).await;
+        sys.kie.fail_next(Endpoint::Create, 1, Failure::billing());
+        let (user, status) = one_video(&mut sys).await;
 
-    assert_eq!(status, JobStatus::Failed);
-    assert_eq!(sys.kie.create_requests().len(), 1);
-    let text = failure_text(&sys, user);
-    assert!(text.contains("try again later"), "{text}");
-    assert_eq!(sys.balance(user).await, 5);
-    sys.assert_invariants().await;
+        assert_eq!(status, JobStatus::Failed);
+        assert_eq!(sys.kie.create_requests().len(), 1);
+        let text = failure_text(&sys, user);
+        assert!(text.contains("try again later"), "{text}");
+        assert_eq!(sys.balance(user).await, 5);
+        sys.assert_invariants().await;
+    }
 }
 
-#[tokio::test]
-async fn a_configuration_error_fails_at_once_and_refunds() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let mut sys = TestSystem::start(pool).await;
-    sys.kie.fail_next(Endpoint::Create, 1, Failure::new(200, 422, "The input field is required"));
-    let (user, status) = one_video(&mut sys).await;
+both_stores! {
+    async fn a_configuration_error_fails_at_once_and_refunds(store) {
+        let mut sys = TestSystem::start(store).await;
+        let failure = Failure::new(200, 422, "The input field is required");
+        sys.kie.fail_next(Endpoint::Create, 1, failure);
+        let (user, status) = one_video(&mut sys).await;
 
-    assert_eq!(status, JobStatus::Failed);
-    assert_eq!(sys.kie.create_requests().len(), 1);
-    let text = failure_text(&sys, user);
-    assert!(text.contains("contact support"), "{text}");
-    assert_eq!(sys.balance(user).await, 5);
-    sys.assert_invariants().await;
+        assert_eq!(status, JobStatus::Failed);
+        assert_eq!(sys.kie.create_requests().len(), 1);
+        let text = failure_text(&sys, user);
+        assert!(text.contains("contact support"), "{text}");
+        assert_eq!(sys.balance(user).await, 5);
+        sys.assert_invariants().await;
+    }
 }
 
-#[tokio::test]
-async fn a_paused_model_falls_back_to_the_next_model() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let options = SystemOptions {
-        models: vec!["sora-2-image-to-video".into(), "kling-3.0/video".into()],
-        ..SystemOptions::default()
-    };
-    let mut sys = TestSystem::start_with(pool, options).await;
-    sys.kie.pause_model("sora-2-image-to-video");
-    let (user, order) = sys.user_with_order(5, 1).await;
-    sys.start_worker();
-    let jobs = sys.wait_order(&order, WAIT).await;
+both_stores! {
+    async fn a_paused_model_falls_back_to_the_next_model(store) {
+        let options = SystemOptions {
+            models: vec!["sora-2-image-to-video".into(), "kling-3.0/video".into()],
+            ..SystemOptions::default()
+        };
+        let mut sys = TestSystem::start_with(store, options).await;
+        sys.kie.pause_model("sora-2-image-to-video");
+        let (user, order) = sys.user_with_order(5, 1).await;
+        sys.start_worker();
+        let jobs = sys.wait_order(&order, WAIT).await;
 
-    assert_eq!(jobs[0].status, JobStatus::Succeeded);
-    let models: Vec<String> = sys.kie.create_requests().into_iter().map(|c| c.model).collect();
-    assert_eq!(models, ["sora-2-image-to-video", "kling-3.0/video"]);
-    let task = sys.job(order.jobs[0]).await.progress.provider_task.expect("task recorded");
-    assert_eq!(task.model, "kling-3.0/video");
-    assert!(sys.telegram.wait_until(WAIT, |t| t.videos_to(user.get()).len() == 1).await);
-    assert_eq!(sys.balance(user).await, 4);
-    sys.assert_invariants().await;
+        assert_eq!(jobs[0].status, JobStatus::Succeeded);
+        let models: Vec<String> = sys.kie.create_requests().into_iter().map(|c| c.model).collect();
+        assert_eq!(models, ["sora-2-image-to-video", "kling-3.0/video"]);
+        let task = sys.job(order.jobs[0]).await.progress.provider_task.expect("task recorded");
+        assert_eq!(task.model, "kling-3.0/video");
+        assert!(sys.telegram.wait_until(WAIT, |t| t.videos_to(user.get()).len() == 1).await);
+        assert_eq!(sys.balance(user).await, 4);
+        sys.assert_invariants().await;
+    }
 }
 
-#[tokio::test]
-async fn a_key_out_of_credits_hands_the_work_to_the_other_key() {
-    let Some(db) = pg_database().await else { return };
-    let pool = db.pool.clone();
-    let options = SystemOptions {
-        kie_keys: vec!["kie-key-empty".into(), "kie-key-funded".into()],
-        ..SystemOptions::default()
-    };
-    let mut sys = TestSystem::start_with(pool, options).await;
-    sys.kie.fail_key("kie-key-empty", Failure::billing());
-    let (user, order) = sys.user_with_order(5, 3).await;
-    sys.start_worker();
-    let jobs = sys.wait_order(&order, WAIT).await;
+both_stores! {
+    async fn a_key_out_of_credits_hands_the_work_to_the_other_key(store) {
+        let options = SystemOptions {
+            kie_keys: vec!["kie-key-empty".into(), "kie-key-funded".into()],
+            ..SystemOptions::default()
+        };
+        let mut sys = TestSystem::start_with(store, options).await;
+        sys.kie.fail_key("kie-key-empty", Failure::billing());
+        let (user, order) = sys.user_with_order(5, 3).await;
+        sys.start_worker();
+        let jobs = sys.wait_order(&order, WAIT).await;
 
-    assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded), "{jobs:?}");
-    let creates = sys.kie.create_requests();
-    let empty = creates.iter().filter(|c| c.key == "kie-key-empty").count()
-        + sys.kie.uploads().iter().filter(|u| u.key == "kie-key-empty").count();
-    // Requests already in flight when the first 402 arrives may still go out on the empty key
-    // (at most one per job); after that answer the key is blocked and never used again.
-    assert!((1..=3).contains(&empty), "the empty key is used at most once per job, used {empty}");
-    let created: Vec<_> = creates.iter().filter(|c| c.task_id.is_some()).collect();
-    assert_eq!(created.len(), 3);
-    assert!(created.iter().all(|c| c.key == "kie-key-funded"));
-    assert!(sys.telegram.wait_until(WAIT, |t| t.videos_to(user.get()).len() == 3).await);
-    assert_eq!(sys.balance(user).await, 2);
-    sys.assert_invariants().await;
+        assert!(jobs.iter().all(|j| j.status == JobStatus::Succeeded), "{jobs:?}");
+        let creates = sys.kie.create_requests();
+        let empty = creates.iter().filter(|c| c.key == "kie-key-empty").count()
+            + sys.kie.uploads().iter().filter(|u| u.key == "kie-key-empty").count();
+        // Requests already in flight when the first 402 arrives may still go out on the empty key
+        // (at most one per job); after that answer the key is blocked and never used again.
+        assert!(
+            (1..=3).contains(&empty),
+            "the empty key is used at most once per job, used {empty}"
+        );
+        let created: Vec<_> = creates.iter().filter(|c| c.task_id.is_some()).collect();
+        assert_eq!(created.len(), 3);
+        assert!(created.iter().all(|c| c.key == "kie-key-funded"));
+        assert!(sys.telegram.wait_until(WAIT, |t| t.videos_to(user.get()).len() == 3).await);
+        assert_eq!(sys.balance(user).await, 2);
+        sys.assert_invariants().await;
+    }
 }
