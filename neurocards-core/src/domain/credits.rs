@@ -73,12 +73,18 @@ pub enum LedgerReason {
     Welcome,
     /// Credits granted by an admin, with a note.
     Grant,
-    /// Credits bought (a payment record backs it).
+    /// Credits bought: one entry per payment charge, never two.
     Purchase,
     /// An order's charge (negative).
     Charge,
     /// A failed or cancelled job's credit returned; at most one per job.
     Refund,
+    /// A bought pack taken back because its payment was refunded (negative); at most one per
+    /// payment.
+    PurchaseRefund,
+    /// The bonus a referrer gets when a friend's first purchase succeeds; at most one per
+    /// referred user.
+    Referral,
 }
 
 impl LedgerReason {
@@ -89,6 +95,8 @@ impl LedgerReason {
             LedgerReason::Purchase => "purchase",
             LedgerReason::Charge => "charge",
             LedgerReason::Refund => "refund",
+            LedgerReason::PurchaseRefund => "purchase_refund",
+            LedgerReason::Referral => "referral",
         }
     }
 
@@ -99,6 +107,8 @@ impl LedgerReason {
             "purchase" => LedgerReason::Purchase,
             "charge" => LedgerReason::Charge,
             "refund" => LedgerReason::Refund,
+            "purchase_refund" => LedgerReason::PurchaseRefund,
+            "referral" => LedgerReason::Referral,
             _ => return None,
         })
     }

@@ -4,6 +4,7 @@
 mod credits;
 mod ids;
 mod job;
+mod payment;
 mod video;
 
 pub use credits::{Credits, LedgerReason, NegativeCredits};
@@ -13,6 +14,7 @@ pub use job::{
     JobStatus, JobStep, Lease, ProviderTaskRef, RetryPolicy, StepResult, MAX_DURATION,
     MAX_RETRY_AFTER,
 };
+pub use payment::{InvalidPackId, PackId, PurchaseId, Rail};
 pub use video::{
     AspectRatio, GenerationOptions, ImageData, ImageMime, InvalidPrompt, InvalidTemplateId,
     InvalidVideoCount, Language, Prompt, TemplateId, VideoCount,

@@ -4,6 +4,7 @@
 mod accounts;
 mod job_queue;
 mod notifier;
+mod payments;
 mod pipeline_store;
 mod prompt_engine;
 mod video_provider;
@@ -11,6 +12,7 @@ mod video_provider;
 pub use accounts::*;
 pub use job_queue::*;
 pub use notifier::*;
+pub use payments::*;
 pub use pipeline_store::*;
 pub use prompt_engine::*;
 pub use video_provider::*;
