@@ -10,6 +10,8 @@ use neurocards_core::conversation::{
 };
 use neurocards_core::http::{self, HttpTimeouts};
 use neurocards_core::kie::{collect_keys, KieProvider};
+use neurocards_core::payments::stars::StarsReconciler;
+use neurocards_core::payments::{PackCatalogue, PaymentService};
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics, RunReport};
 use neurocards_core::ports::{PromptEngine, TaskSignals};
 use neurocards_core::web::{
@@ -71,6 +73,17 @@ pub async fn run(
         idea_refines_per_hour: settings.idea_refines_per_hour,
         ..ConversationSettings::default()
     };
+    let catalogue = PackCatalogue::from_env_or_builtin(settings.packs_path.as_deref())
+        .context("the pack catalogue (PACKS_PATH)")?;
+    if catalogue.is_empty() {
+        tracing::warn!("the pack catalogue is empty: nothing is on sale");
+    }
+    let payments = Arc::new(PaymentService::new(
+        stores.payments.clone(),
+        stores.accounts.clone(),
+        Arc::new(catalogue),
+        settings.referral_bonus,
+    ));
     let ctx = Arc::new(
         BotContext::new(
             stores.accounts.clone(),
@@ -84,7 +97,8 @@ pub async fn run(
         .with_history(bot_stores.history.clone())
         .with_session_reader(bot_stores.sessions.clone())
         .with_update_claims(bot_stores.update_claims.clone())
-        .with_usage_quota(bot_stores.usage.clone()),
+        .with_usage_quota(bot_stores.usage.clone())
+        .with_payments(payments.clone()),
     );
     let storage = bot_stores.dialogues.clone();
 
@@ -132,6 +146,9 @@ pub async fn run(
     if webhook.is_some() {
         serving.serving();
     }
+    // Every replica reconciles: crediting is exactly-once in the store, so passes may overlap.
+    let reconciler = StarsReconciler { bot: bot.clone(), service: payments.clone(), texts: ctx.texts };
+    tokio::spawn(reconciler.run(settings.stars_reconcile_interval, stopped()));
 
     let pipeline_metrics = Arc::new(PipelineMetrics::default());
     let mut metrics: Vec<Arc<dyn MetricsSource>> = Vec::new();

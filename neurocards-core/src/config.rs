@@ -161,8 +161,37 @@ pub struct Settings {
     pub welcome_video_ids: Vec<String>,
     /// A template catalogue replacing the built-in one.
     pub templates_path: Option<PathBuf>,
+    /// A pack catalogue replacing the built-in one (`PACKS_PATH`).
+    pub packs_path: Option<PathBuf>,
+    /// Credits a referrer gets when a referred user's first purchase is credited
+    /// (`REFERRAL_BONUS`, default 1; 0 turns the bonus off).
+    pub referral_bonus: Credits,
+    /// How often the bot walks Telegram's Star transactions to credit payments whose update was
+    /// lost (`STARS_RECONCILE_INTERVAL`, default 5 min).
+    pub stars_reconcile_interval: Duration,
+    /// The YooKassa rail, on when `YOOKASSA_SHOP_ID` and `YOOKASSA_SECRET_KEY` are both set.
+    pub yookassa: Option<YooKassaSettings>,
     pub retry: RetryPolicy,
     pub log_format: LogFormat,
+}
+
+/// The YooKassa rail's settings.
+#[derive(Debug, Clone)]
+pub struct YooKassaSettings {
+    pub shop_id: String,
+    pub secret_key: Secret,
+    /// `YOOKASSA_API_URL`, default `https://api.yookassa.ru/v3`.
+    pub api_url: Url,
+    /// Where YooKassa sends the user after paying (`YOOKASSA_RETURN_URL`); the bot's own
+    /// `https://t.me/<username>` when unset.
+    pub return_url: Option<Url>,
+    /// Addresses notifications may come from (`YOOKASSA_ALLOWED_IPS`: CIDRs and addresses, or
+    /// `yookassa` for YooKassa's published list); unset accepts any sender, since every
+    /// notification is verified by re-reading the payment from YooKassa anyway.
+    pub allowed_ips: Option<String>,
+    /// How often open purchases are re-read from YooKassa, so a lost notification is not lost
+    /// money (`YOOKASSA_POLL_INTERVAL`, default 2 min).
+    pub poll_interval: Duration,
 }
 
 type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -286,6 +315,32 @@ impl Settings {
             Some(on) => on,
             None => store.is_embedded(),
         };
+        let yookassa = match (get("YOOKASSA_SHOP_ID"), get("YOOKASSA_SECRET_KEY")) {
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::Missing("YOOKASSA_SECRET_KEY")),
+            (None, Some(_)) => return Err(ConfigError::Missing("YOOKASSA_SHOP_ID")),
+            (Some(shop_id), Some(secret)) => {
+                if shop_id.len() > 64 || !shop_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(ConfigError::Invalid {
+                        var: "YOOKASSA_SHOP_ID",
+                        reason: "a shop id is a number from the YooKassa dashboard".into(),
+                    });
+                }
+                Some(YooKassaSettings {
+                    shop_id,
+                    secret_key: Secret::new(secret),
+                    api_url: env.url("YOOKASSA_API_URL", "https://api.yookassa.ru/v3")?,
+                    return_url: env.url_opt("YOOKASSA_RETURN_URL")?,
+                    allowed_ips: get("YOOKASSA_ALLOWED_IPS"),
+                    poll_interval: env.duration(
+                        "YOOKASSA_POLL_INTERVAL",
+                        "2m",
+                        ms(1000)..=hours(24),
+                    )?,
+                })
+            }
+        };
+
         Ok(Self {
             store,
             all_in_one,
@@ -336,6 +391,14 @@ impl Settings {
             terms_url: env.url_opt("TERMS_URL")?,
             welcome_video_ids: env.list("WELCOME_VIDEO_FILE_IDS"),
             templates_path: get("TEMPLATES_PATH").map(PathBuf::from),
+            packs_path: get("PACKS_PATH").map(PathBuf::from),
+            referral_bonus: env.credits("REFERRAL_BONUS", 1)?,
+            stars_reconcile_interval: env.duration(
+                "STARS_RECONCILE_INTERVAL",
+                "5m",
+                ms(1000)..=hours(24),
+            )?,
+            yookassa,
             retry,
             log_format,
         })
@@ -547,6 +610,35 @@ mod tests {
 
     const BASE: [(&str, &str); 2] =
         [("DATABASE_URL", "postgres://localhost/x"), ("BOT_TOKEN", "1:abc")];
+
+    #[test]
+    fn yookassa_is_on_only_with_both_shop_id_and_secret() {
+        let off = settings(&BASE).expect("valid");
+        assert!(off.yookassa.is_none());
+        assert_eq!(off.referral_bonus.get(), 1);
+        assert_eq!(off.stars_reconcile_interval, Duration::from_secs(300));
+        let half = settings(&[BASE[0], BASE[1], ("YOOKASSA_SHOP_ID", "12345")]);
+        assert!(matches!(half, Err(ConfigError::Missing("YOOKASSA_SECRET_KEY"))));
+        let half = settings(&[BASE[0], BASE[1], ("YOOKASSA_SECRET_KEY", "live_x")]);
+        assert!(matches!(half, Err(ConfigError::Missing("YOOKASSA_SHOP_ID"))));
+        let on = settings(&[
+            BASE[0],
+            BASE[1],
+            ("YOOKASSA_SHOP_ID", "12345"),
+            ("YOOKASSA_SECRET_KEY", "live_secret"),
+        ])
+        .expect("valid");
+        let y = on.yookassa.expect("on");
+        assert_eq!(y.api_url.as_str(), "https://api.yookassa.ru/v3/");
+        assert!(!format!("{y:?}").contains("live_secret"), "the secret never reaches Debug");
+        let bad = settings(&[
+            BASE[0],
+            BASE[1],
+            ("YOOKASSA_SHOP_ID", "12 345"),
+            ("YOOKASSA_SECRET_KEY", "x"),
+        ]);
+        assert!(matches!(bad, Err(ConfigError::Invalid { var: "YOOKASSA_SHOP_ID", .. })));
+    }
 
     #[test]
     fn defaults_follow_the_design_table() {

@@ -8,6 +8,7 @@ pub mod config;
 pub mod domain;
 pub mod i18n;
 pub mod metrics;
+pub mod payments;
 pub mod pipeline;
 pub mod ports;
 pub mod prompts;

@@ -3,7 +3,7 @@
 //! worker sends ([`CallbackData`]: make another, main menu, retry) keep their own wire forms and
 //! parse into the same enum, so one tree handles every button the bot ever sends.
 
-use crate::domain::{Language, OrderId, ProductId, TemplateId, VideoCount};
+use crate::domain::{Language, OrderId, PackId, ProductId, Rail, TemplateId, VideoCount};
 use crate::telegram::keyboards::CallbackData;
 
 /// Telegram's limit on `callback_data`, in bytes.
@@ -21,7 +21,13 @@ pub enum Action {
     /// Balance, recent orders, top-up.
     Account,
     Help,
+    /// The packs on sale ("Buy credits").
     TopUp,
+    /// Buy a pack on a rail: a Stars invoice, or a YooKassa payment link.
+    BuyPack {
+        rail: Rail,
+        pack: PackId,
+    },
     /// Switch the conversation language.
     SetLanguage(Language),
     /// Pick a template from the catalogue.
@@ -58,6 +64,7 @@ impl Action {
             Action::Account => "account".into(),
             Action::Help => "help".into(),
             Action::TopUp => "topup".into(),
+            Action::BuyPack { rail, pack } => format!("buy:{}:{pack}", rail_code(*rail)),
             Action::SetLanguage(l) => format!("lang:{}", l.as_str()),
             Action::Template(t) => format!("tpl:{t}"),
             Action::SkipWishes => "skip".into(),
@@ -103,8 +110,24 @@ impl Action {
             ("idea", Some("more")) => Action::ExtendIdea,
             ("cnt", Some(n)) => Action::Count(VideoCount::parse(n.parse().ok()?).ok()?),
             ("go", Some(k)) if is_order_token(k) => Action::Start { key: k.to_owned() },
+            ("buy", Some(rest)) => {
+                let (rail, pack) = rest.split_once(':')?;
+                let rail = match rail {
+                    "s" => Rail::Stars,
+                    "y" => Rail::YooKassa,
+                    _ => return None,
+                };
+                Action::BuyPack { rail, pack: PackId::parse(pack).ok()? }
+            }
             _ => return None,
         })
+    }
+}
+
+fn rail_code(rail: Rail) -> &'static str {
+    match rail {
+        Rail::Stars => "s",
+        Rail::YooKassa => "y",
     }
 }
 
@@ -139,6 +162,11 @@ mod tests {
             Action::Start { key: new_order_token() },
             Action::MakeAnother { product_id: ProductId(i64::MAX) },
             Action::Retry { order_id: OrderId(i64::MAX) },
+            Action::BuyPack {
+                rail: Rail::Stars,
+                pack: PackId::parse(&"p".repeat(24)).expect("ok"),
+            },
+            Action::BuyPack { rail: Rail::YooKassa, pack: PackId::parse("pack10").expect("ok") },
         ]
     }
 
@@ -166,6 +194,10 @@ mod tests {
             "tpl:UGC",
             "go:",
             "go:../x",
+            "buy:s:",
+            "buy:x:pack10",
+            "buy:s:Pack10",
+            "buy:pack10",
             "idea:maybe",
             "menu:1",
             "make_another_same_product",

@@ -9,7 +9,14 @@ pub const MAX_GRANT: i64 = 100_000;
 /// A command from a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Start,
+    /// `/start`, with the referrer when it came through a referral link (`/start ref_<code>`).
+    Start {
+        referrer: Option<UserId>,
+    },
+    /// The packs on sale.
+    Buy,
+    /// Payment support: how to get help with a payment or a refund (Telegram requires it).
+    PaySupport,
     Menu,
     Cancel,
     Help,
@@ -25,32 +32,51 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AdminCommand {
     Stats,
-    Grant { user: UserId, amount: Credits, note: String },
-    Balance { user: UserId },
-    Ban { user: UserId },
-    Unban { user: UserId },
-    Broadcast { text: String },
+    Grant {
+        user: UserId,
+        amount: Credits,
+        note: String,
+    },
+    Balance {
+        user: UserId,
+    },
+    Ban {
+        user: UserId,
+    },
+    Unban {
+        user: UserId,
+    },
+    Broadcast {
+        text: String,
+    },
+    /// Refund a Telegram Stars payment by its `telegram_payment_charge_id`.
+    Refund {
+        charge_id: String,
+    },
 }
 
 /// The commands registered with Telegram (`setMyCommands`) for everyone, with the locale key of
 /// each description.
-pub const PUBLIC_COMMANDS: [(&str, &str); 6] = [
+pub const PUBLIC_COMMANDS: [(&str, &str); 8] = [
     ("start", "bot.commands.start"),
     ("menu", "bot.commands.menu"),
     ("account", "bot.commands.account"),
+    ("buy", "bot.commands.buy"),
+    ("paysupport", "bot.commands.paysupport"),
     ("help", "bot.commands.help"),
     ("language", "bot.commands.language"),
     ("cancel", "bot.commands.cancel"),
 ];
 
 /// The admin commands, registered for each admin's chat only.
-pub const ADMIN_COMMANDS: [(&str, &str); 6] = [
+pub const ADMIN_COMMANDS: [(&str, &str); 7] = [
     ("stats", "bot.commands.stats"),
     ("grant", "bot.commands.grant"),
     ("balance", "bot.commands.balance"),
     ("ban", "bot.commands.ban"),
     ("unban", "bot.commands.unban"),
     ("broadcast", "bot.commands.broadcast"),
+    ("refund", "bot.commands.refund"),
 ];
 
 impl Command {
@@ -73,7 +99,11 @@ impl Command {
             }
         }
         Some(match name.to_ascii_lowercase().as_str() {
-            "start" => Command::Start,
+            "start" => {
+                Command::Start { referrer: crate::payments::referral::parse_start_argument(args) }
+            }
+            "buy" | "topup" => Command::Buy,
+            "paysupport" => Command::PaySupport,
             "menu" => Command::Menu,
             "cancel" => Command::Cancel,
             "help" => Command::Help,
@@ -95,6 +125,7 @@ impl Command {
             } else {
                 Ok(AdminCommand::Broadcast { text: args.to_owned() })
             }),
+            "refund" => Command::Admin(parse_charge_id(args).ok_or(USAGE_REFUND)),
             _ => Command::Unknown,
         })
     }
@@ -110,6 +141,15 @@ const USAGE_BALANCE: &str = "bot.admin.usage_balance";
 const USAGE_BAN: &str = "bot.admin.usage_ban";
 const USAGE_UNBAN: &str = "bot.admin.usage_unban";
 const USAGE_BROADCAST: &str = "bot.admin.usage_broadcast";
+const USAGE_REFUND: &str = "bot.admin.usage_refund";
+
+/// A Telegram charge id: one word of at most 128 printable ASCII characters.
+fn parse_charge_id(args: &str) -> Option<AdminCommand> {
+    let mut it = args.split_whitespace();
+    let id = it.next()?;
+    let ok = id.len() <= 128 && id.bytes().all(|b| b.is_ascii_graphic()) && it.next().is_none();
+    ok.then(|| AdminCommand::Refund { charge_id: id.to_owned() })
+}
 
 fn parse_user(s: &str) -> Option<UserId> {
     s.parse::<i64>().ok().filter(|v| *v > 0).map(UserId)
@@ -140,8 +180,16 @@ mod tests {
 
     #[test]
     fn public_commands_parse_with_and_without_mention() {
-        assert_eq!(Command::parse("/start", None), Some(Command::Start));
-        assert_eq!(Command::parse("/start@NeuroBot", Some("neurobot")), Some(Command::Start));
+        let start = Some(Command::Start { referrer: None });
+        assert_eq!(Command::parse("/start", None), start);
+        assert_eq!(Command::parse("/start@NeuroBot", Some("neurobot")), start);
+        assert_eq!(
+            Command::parse("/start ref_10", None),
+            Some(Command::Start { referrer: Some(UserId(36)) })
+        );
+        assert_eq!(Command::parse("/start ref_!!", None), start);
+        assert_eq!(Command::parse("/buy", None), Some(Command::Buy));
+        assert_eq!(Command::parse("/paysupport", None), Some(Command::PaySupport));
         assert_eq!(Command::parse("/start@other_bot", Some("neurobot")), None);
         assert_eq!(Command::parse("/CANCEL", None), Some(Command::Cancel));
         assert_eq!(Command::parse("/balance", None), Some(Command::Account));
@@ -182,5 +230,11 @@ mod tests {
         );
         assert_eq!(Command::parse("/broadcast", None), Some(Command::Admin(Err(USAGE_BROADCAST))));
         assert_eq!(Command::parse("/stats", None), Some(Command::Admin(Ok(AdminCommand::Stats))));
+        assert_eq!(
+            Command::parse("/refund stxABC-123_x", None),
+            Some(Command::Admin(Ok(AdminCommand::Refund { charge_id: "stxABC-123_x".into() })))
+        );
+        assert_eq!(Command::parse("/refund", None), Some(Command::Admin(Err(USAGE_REFUND))));
+        assert_eq!(Command::parse("/refund a b", None), Some(Command::Admin(Err(USAGE_REFUND))));
     }
 }

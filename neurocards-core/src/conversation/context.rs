@@ -211,6 +211,12 @@ pub struct BotContext {
     pub update_claims: Option<Arc<dyn UpdateClaims>>,
     /// Per-user usage counters; without it costly actions are not limited.
     pub usage: Option<Arc<dyn UsageQuota>>,
+    /// Selling packs; without it "Buy credits" points to support.
+    pub payments: Option<Arc<crate::payments::PaymentService>>,
+    /// The YooKassa rail; without it packs are sold for Stars only.
+    pub yookassa: Option<Arc<dyn crate::payments::checkout::ExternalCheckout>>,
+    /// The bot's username, learnt from the first update (for referral links).
+    pub bot_username: std::sync::OnceLock<String>,
     pub counters: BotCounters,
 }
 
@@ -243,6 +249,9 @@ impl BotContext {
             sessions: None,
             update_claims: None,
             usage: None,
+            payments: None,
+            yookassa: None,
+            bot_username: std::sync::OnceLock::new(),
             counters: BotCounters::default(),
         }
     }
@@ -276,6 +285,21 @@ impl BotContext {
     /// Adds the per-user usage counters that enforce `idea_refines_per_hour`.
     pub fn with_usage_quota(mut self, usage: Arc<dyn UsageQuota>) -> Self {
         self.usage = Some(usage);
+        self
+    }
+
+    /// Adds pack sales (Telegram Stars), referral bonuses and `/refund`.
+    pub fn with_payments(mut self, payments: Arc<crate::payments::PaymentService>) -> Self {
+        self.payments = Some(payments);
+        self
+    }
+
+    /// Adds a second rail that pays on an outside page (YooKassa).
+    pub fn with_external_checkout(
+        mut self,
+        checkout: Arc<dyn crate::payments::checkout::ExternalCheckout>,
+    ) -> Self {
+        self.yookassa = Some(checkout);
         self
     }
 

@@ -39,7 +39,7 @@ pub use runner::{dependencies, dispatcher, register_commands, Conversation, ALLO
 pub use session::{BotDialogue, DialogueStorage, Session};
 pub use state::{Draft, ProductSource, State};
 
-use handlers::{buttons, commands, create, fallback};
+use handlers::{buttons, buy, commands, create, fallback};
 use session::LoadError;
 use std::sync::Arc;
 use teloxide::dispatching::UpdateHandler;
@@ -69,7 +69,7 @@ fn ready(l: Loaded) -> Option<(Session, State)> {
 
 /// The whole conversation as one handler tree, read top to bottom: the update's claim (a
 /// redelivered update, or one whose claim cannot be recorded, goes no further; see
-/// [`UpdateClaims`]), then messages (commands first, then by dialogue state, then the step's
+/// [`UpdateClaims`]), then pre-checkout queries, then messages (a successful payment first, commands next, then by dialogue state, then the step's
 /// hint), then button presses.
 ///
 /// Dependencies: `teloxide::Bot`, `teloxide::types::Me`, `Arc<BotContext>` and
@@ -87,6 +87,8 @@ pub fn schema() -> UpdateHandler<ConversationError> {
 /// claim that cannot be recorded is answered with a redelivery request).
 fn handlers() -> UpdateHandler<ConversationError> {
     let message_steps = dptree::entry()
+        // A payment is real money: credited whatever the dialogue step, even for a banned user.
+        .branch(Message::filter_successful_payment().endpoint(buy::on_successful_payment))
         .branch(dptree::filter(|s: Session| s.banned()).endpoint(fallback::banned_message))
         .branch(dptree::filter_map(commands::parse).endpoint(commands::on_command))
         .branch(dptree::case![State::AwaitingPhoto].endpoint(create::on_picture))
@@ -143,8 +145,17 @@ fn handlers() -> UpdateHandler<ConversationError> {
         )
         .endpoint(fallback::unavailable_callback);
 
+    // Pre-checkout queries have no chat and no dialogue: answered on their own, at once.
+    let pre_checkout = Update::filter_pre_checkout_query().endpoint(buy::on_pre_checkout);
+
     dptree::entry()
-        .inspect(|ctx: Arc<BotContext>| BotCounters::inc(&ctx.counters.updates))
+        .inspect(|ctx: Arc<BotContext>, me: teloxide::types::Me| {
+            BotCounters::inc(&ctx.counters.updates);
+            if let Some(name) = &me.user.username {
+                let _ = ctx.bot_username.set(name.clone());
+            }
+        })
+        .branch(pre_checkout)
         .branch(messages)
         .branch(buttons)
 }

@@ -18,8 +18,8 @@ use teloxide::prelude::*;
 use teloxide::types::{AllowedUpdate, BotCommand, BotCommandScope, Me, Recipient};
 
 /// The update types the conversation handles (passed to `setWebhook` and `getUpdates`).
-pub const ALLOWED_UPDATES: [AllowedUpdate; 2] =
-    [AllowedUpdate::Message, AllowedUpdate::CallbackQuery];
+pub const ALLOWED_UPDATES: [AllowedUpdate; 3] =
+    [AllowedUpdate::Message, AllowedUpdate::CallbackQuery, AllowedUpdate::PreCheckoutQuery];
 
 /// The dependencies [`super::schema`] needs besides the bot, `Me` and the update.
 pub fn dependencies(ctx: Arc<BotContext>, storage: Arc<DialogueStorage>) -> DependencyMap {

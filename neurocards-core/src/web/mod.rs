@@ -83,7 +83,11 @@ pub trait MetricsSource: Send + Sync {
 
 impl MetricsSource for crate::conversation::BotContext {
     fn render(&self) -> String {
-        self.counters.render()
+        let mut out = self.counters.render();
+        if let Some(payments) = &self.payments {
+            out.push_str(&payments.metrics.render());
+        }
+        out
     }
 }
 

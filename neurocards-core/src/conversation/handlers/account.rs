@@ -28,13 +28,51 @@ pub(super) async fn show(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerRes
         Ok(list) => list.iter().map(|o| order_line(ctx, s.lang, o)).collect::<Vec<_>>().join("\n"),
         Err(_) => t(ctx, s.lang, "bot.account.orders_error").to_owned(),
     };
+    let referral = referral_text(ctx, s).await;
     let text = tr(
         ctx,
         s.lang,
         "bot.account.text",
-        &[("id", &s.user_id.to_string()), ("balance", &balance), ("orders", &orders)],
+        &[
+            ("id", &s.user_id.to_string()),
+            ("balance", &balance),
+            ("orders", &orders),
+            ("referral", &referral),
+        ],
     );
     send(bot, s, text, Some(keyboards::topup_and_menu(ctx.texts, s.lang))).await.map(|_| ())
+}
+
+/// The user's referral link and how many friends came and paid; empty without payments or
+/// before the bot's username is known.
+async fn referral_text(ctx: &BotContext, s: &Session) -> String {
+    let (Some(payments), Some(bot)) = (ctx.payments.as_ref(), ctx.bot_username.get()) else {
+        return String::new();
+    };
+    let summary = match payments.payments.referral_summary(s.user_id).await {
+        Ok(summary) => summary,
+        Err(e) => {
+            tracing::warn!(user_id = %s.user_id, error = %e, "referral figures unreadable");
+            return String::new();
+        }
+    };
+    let link = crate::payments::referral::link(bot, s.user_id);
+    let key = if payments.referral_bonus.get() > 0 {
+        "bot.account.referral"
+    } else {
+        "bot.account.referral_no_bonus"
+    };
+    tr(
+        ctx,
+        s.lang,
+        key,
+        &[
+            ("bonus", &payments.referral_bonus.to_string()),
+            ("link", &escape_html(&link)),
+            ("invited", &summary.invited.to_string()),
+            ("paid", &summary.paid.to_string()),
+        ],
+    )
 }
 
 fn order_line(ctx: &BotContext, lang: Language, o: &OrderSummary) -> String {
@@ -75,8 +113,8 @@ fn status_text(ctx: &BotContext, lang: Language, status: JobStatus) -> &str {
     ctx.texts.get(lang, key)
 }
 
-/// How to top up: through support while payments are not in the bot.
-pub(super) async fn topup(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
+/// How to top up when no packs are on sale: through support.
+pub(super) async fn topup_by_support(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
     let key = if ctx.settings.support_url.is_some() {
         "bot.topup.text"
     } else {

@@ -92,6 +92,7 @@ pub(super) async fn run(
         }
         AdminCommand::Ban { user } => set_banned(&ctx, &s, user, true).await,
         AdminCommand::Unban { user } => set_banned(&ctx, &s, user, false).await,
+        AdminCommand::Refund { charge_id } => refund(&bot, &ctx, &s, &charge_id).await,
         AdminCommand::Broadcast { text } => {
             tokio::spawn(broadcast(bot.clone(), ctx.clone(), s.chat, s.lang, text));
             t(&ctx, s.lang, "bot.admin.broadcast_started").to_owned()
@@ -107,6 +108,98 @@ async fn set_banned(ctx: &BotContext, s: &Session, user: UserId, banned: bool) -
             tr(ctx, s.lang, key, &[("user", &user.to_string())])
         }
         Ok(false) => unknown_user(ctx, s, user),
+        Err(e) => error_text(ctx, s, &e.to_string()),
+    }
+}
+
+/// `/refund <charge id>`: refunds a Stars payment and takes its pack back (the whole pack or
+/// nothing: a user who spent part of it is refused, and the admin is told the balance).
+async fn refund(bot: &Bot, ctx: &BotContext, s: &Session, charge_id: &str) -> String {
+    use crate::payments::stars::{self, StarsRefund};
+    let Some(payments) = ctx.payments.as_ref() else {
+        return t(ctx, s.lang, "bot.admin.payments_off").to_owned();
+    };
+    let charge = escape_html(charge_id);
+    match stars::refund(bot, payments, charge_id).await {
+        Ok(StarsRefund::Refunded { user_id, debited, shortfall, balance }) => {
+            if let Ok(Some(u)) = ctx.accounts.user(user_id).await {
+                let text = tr(
+                    ctx,
+                    u.language,
+                    "bot.buy.refunded",
+                    &[("credits", &debited.to_string()), ("balance", &balance.to_string())],
+                );
+                let _ = bot.send_message(ChatId(user_id.get()), text).await;
+            }
+            tr(
+                ctx,
+                s.lang,
+                "bot.admin.refunded",
+                &[
+                    ("charge", &charge),
+                    ("user", &user_id.to_string()),
+                    ("debited", &debited.to_string()),
+                    ("shortfall", &shortfall.to_string()),
+                    ("balance", &balance.to_string()),
+                ],
+            )
+        }
+        Ok(StarsRefund::RefundedUncredited { user_id }) => tr(
+            ctx,
+            s.lang,
+            "bot.admin.refunded_uncredited",
+            &[("charge", &charge), ("user", &user_id.to_string())],
+        ),
+        Ok(StarsRefund::Spent { user_id, credits, balance }) => tr(
+            ctx,
+            s.lang,
+            "bot.admin.refund_spent",
+            &[
+                ("charge", &charge),
+                ("user", &user_id.to_string()),
+                ("credits", &credits.to_string()),
+                ("balance", &balance.to_string()),
+            ],
+        ),
+        Ok(StarsRefund::AlreadyRefunded) => {
+            tr(ctx, s.lang, "bot.admin.refund_already", &[("charge", &charge)])
+        }
+        Ok(StarsRefund::Unknown) => {
+            tr(ctx, s.lang, "bot.admin.refund_unknown", &[("charge", &charge)])
+        }
+        Ok(StarsRefund::TelegramRefused(e)) => tr(
+            ctx,
+            s.lang,
+            "bot.admin.refund_refused",
+            &[("charge", &charge), ("error", &escape_html(&e))],
+        ),
+        Err(e) => error_text(ctx, s, &e.to_string()),
+    }
+}
+
+/// Today's credited purchases, one line per rail, pack and currency.
+async fn purchases_today(
+    ctx: &BotContext,
+    s: &Session,
+    since: chrono::DateTime<chrono::Utc>,
+) -> String {
+    let Some(payments) = ctx.payments.as_ref() else {
+        return t(ctx, s.lang, "bot.admin.none").to_owned();
+    };
+    match payments.payments.tally_since(since).await {
+        Ok(list) if list.is_empty() => t(ctx, s.lang, "bot.admin.none").to_owned(),
+        Ok(list) => list
+            .iter()
+            .map(|p| {
+                let amount = match p.currency.as_str() {
+                    "RUB" => format!("{} ₽", crate::payments::format_rub(p.amount)),
+                    "XTR" => format!("{} ⭐", p.amount),
+                    other => format!("{} {}", p.amount, escape_html(other)),
+                };
+                format!("{} · {} × {} = {amount}", p.rail, escape_html(p.pack.as_str()), p.count)
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
         Err(e) => error_text(ctx, s, &e.to_string()),
     }
 }
@@ -135,6 +228,7 @@ async fn stats(ctx: &BotContext, s: &Session) -> String {
         },
         None => DailyStats::default(),
     };
+    let purchases = purchases_today(ctx, s, midnight).await;
     let none = t(ctx, s.lang, "bot.admin.none").to_owned();
     let failures = if queue.failed_by_class.is_empty() {
         none.clone()
@@ -161,6 +255,7 @@ async fn stats(ctx: &BotContext, s: &Session) -> String {
         s.lang,
         "bot.admin.stats",
         &[
+            ("purchases", &purchases),
             ("users_total", &daily.users_total.to_string()),
             ("users_new", &daily.users_new.to_string()),
             ("orders", &daily.orders.to_string()),

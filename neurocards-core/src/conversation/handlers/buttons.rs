@@ -2,7 +2,7 @@
 //! answered exactly once, whatever happens.
 
 use super::order::StartOutcome;
-use super::{account, create, order, start, t, ConversationError, HandlerResult};
+use super::{account, buy, create, order, start, t, ConversationError, HandlerResult};
 use crate::conversation::action::Action;
 use crate::conversation::context::{BotContext, BotCounters};
 use crate::conversation::session::Session;
@@ -92,7 +92,11 @@ async fn run(
             Answer::Ack
         }
         Action::TopUp => {
-            account::topup(bot, ctx, s).await?;
+            buy::show_packs(bot, ctx, s).await?;
+            Answer::Ack
+        }
+        Action::BuyPack { rail, pack } => {
+            buy::buy(bot, ctx, s, rail, pack).await?;
             Answer::Ack
         }
         Action::SetLanguage(lang) => {

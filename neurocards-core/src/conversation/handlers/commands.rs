@@ -1,7 +1,7 @@
 //! Slash commands. `/start`, `/menu`, `/cancel` work from any step; admin commands answer
 //! non-admins exactly like an unknown command.
 
-use super::{account, admin, send, start, t, HandlerResult};
+use super::{account, admin, buy, send, start, t, HandlerResult};
 use crate::conversation::command::Command;
 use crate::conversation::context::BotContext;
 use crate::conversation::keyboards;
@@ -22,7 +22,9 @@ pub(in crate::conversation) async fn on_command(
     command: Command,
 ) -> HandlerResult {
     match command {
-        Command::Start => start::on_start(bot, ctx, s).await,
+        Command::Start { referrer } => start::on_start(bot, ctx, s, referrer).await,
+        Command::Buy => buy::show_packs(&bot, &ctx, &s).await,
+        Command::PaySupport => buy::pay_support(&bot, &ctx, &s).await,
         Command::Menu => start::to_menu(&bot, &ctx, &s).await,
         Command::Cancel => {
             send(&bot, &s, t(&ctx, s.lang, "bot.cancelled"), None).await?;

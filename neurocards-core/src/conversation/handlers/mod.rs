@@ -4,6 +4,7 @@
 pub(super) mod account;
 pub(super) mod admin;
 pub(super) mod buttons;
+pub(super) mod buy;
 pub(super) mod commands;
 pub(super) mod create;
 pub(super) mod fallback;

@@ -5,7 +5,7 @@ use crate::conversation::context::BotContext;
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
 use crate::conversation::state::State;
-use crate::domain::Language;
+use crate::domain::{Language, UserId};
 use crate::ports::{NewUser, User};
 use teloxide::prelude::*;
 use teloxide::types::{FileId, InputFile, InputMedia, InputMediaVideo};
@@ -15,6 +15,16 @@ const MAX_WELCOME_VIDEOS: usize = 10;
 
 /// Registers the user if needed (crediting `START_CREDITS` once); `None` when storage failed.
 pub(super) async fn ensure_registered(ctx: &BotContext, s: &Session) -> Option<User> {
+    ensure_registered_with(ctx, s, None).await
+}
+
+/// Registers the user; a user created now through a referral link is recorded as referred
+/// (once, never by themselves; a failure to record it is logged and does not stop `/start`).
+async fn ensure_registered_with(
+    ctx: &BotContext,
+    s: &Session,
+    referrer: Option<UserId>,
+) -> Option<User> {
     let new = NewUser {
         id: s.user_id,
         username: s.username.clone(),
@@ -25,6 +35,17 @@ pub(super) async fn ensure_registered(ctx: &BotContext, s: &Session) -> Option<U
         Ok((user, created)) => {
             if created {
                 tracing::info!(user_id = %s.user_id, "user registered");
+                if let (Some(referrer), Some(payments)) = (referrer, ctx.payments.as_ref()) {
+                    match payments.payments.record_referral(s.user_id, referrer).await {
+                        Ok(true) => {
+                            tracing::info!(user_id = %s.user_id, referrer = %referrer, "referral recorded")
+                        }
+                        Ok(false) => {}
+                        Err(e) => {
+                            tracing::warn!(user_id = %s.user_id, error = %e, "referral not recorded")
+                        }
+                    }
+                }
             }
             Some(user)
         }
@@ -40,8 +61,9 @@ pub(super) async fn on_start(
     bot: Bot,
     ctx: std::sync::Arc<BotContext>,
     s: Session,
+    referrer: Option<UserId>,
 ) -> HandlerResult {
-    let Some(user) = ensure_registered(&ctx, &s).await else {
+    let Some(user) = ensure_registered_with(&ctx, &s, referrer).await else {
         return unavailable(&bot, &ctx, &s).await;
     };
     let s = Session { lang: user.language, account: Some(user), ..s };
