@@ -4,13 +4,14 @@
 use crate::polling::{Poller, POLL_TIMEOUT};
 use crate::polling_lock::{PgPollingLocks, PollingLocks, SoleProcess};
 use anyhow::Context as _;
-use neurocards_core::config::{BotMode, Settings};
+use neurocards_core::config::{BotMode, Settings, YooKassaSettings};
 use neurocards_core::conversation::{
     self, BotContext, Conversation, ConversationSettings, OrderRateLimit, ALLOWED_UPDATES,
 };
 use neurocards_core::http::{self, HttpTimeouts};
 use neurocards_core::kie::{collect_keys, KieProvider};
 use neurocards_core::payments::stars::StarsReconciler;
+use neurocards_core::payments::yookassa_rail::YooKassaRail;
 use neurocards_core::payments::{PackCatalogue, PaymentService};
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics, RunReport};
 use neurocards_core::ports::{PromptEngine, TaskSignals};
@@ -19,6 +20,7 @@ use neurocards_core::web::{
     WebDeps, WebhookRoute,
 };
 use neurocards_core::wiring::{self, Adapters, OpenedStore};
+use neurocards_core::yookassa::{IpAllowList, YooKassaClient};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -73,6 +75,15 @@ pub async fn run(
         idea_refines_per_hour: settings.idea_refines_per_hour,
         ..ConversationSettings::default()
     };
+    // Replies go out unthrottled: one per update, to the user who just wrote. The worker's
+    // notifications and the broadcast pace themselves.
+    let client = http::client(HttpTimeouts {
+        connect: Duration::from_secs(5),
+        request: POLL_TIMEOUT + Duration::from_secs(30),
+    })
+    .context("Telegram HTTP client")?;
+    let bot = Bot::with_client(settings.bot_token.expose(), client)
+        .set_api_url(settings.telegram_api_url.clone());
     let catalogue = PackCatalogue::from_env_or_builtin(settings.packs_path.as_deref())
         .context("the pack catalogue (PACKS_PATH)")?;
     if catalogue.is_empty() {
@@ -84,33 +95,30 @@ pub async fn run(
         Arc::new(catalogue),
         settings.referral_bonus,
     ));
-    let ctx = Arc::new(
-        BotContext::new(
-            stores.accounts.clone(),
-            stores.products.clone(),
-            stores.queue.clone(),
-            prompts,
-            templates,
-            conversation_settings,
-        )
-        .with_stats(bot_stores.stats.clone())
-        .with_history(bot_stores.history.clone())
-        .with_session_reader(bot_stores.sessions.clone())
-        .with_update_claims(bot_stores.update_claims.clone())
-        .with_usage_quota(bot_stores.usage.clone())
-        .with_payments(payments.clone()),
-    );
+    let yookassa = match &settings.yookassa {
+        Some(y) => Some(Arc::new(yookassa_rail(y, payments.clone(), bot.clone())?)),
+        None => None,
+    };
+    let mut ctx = BotContext::new(
+        stores.accounts.clone(),
+        stores.products.clone(),
+        stores.queue.clone(),
+        prompts,
+        templates,
+        conversation_settings,
+    )
+    .with_stats(bot_stores.stats.clone())
+    .with_history(bot_stores.history.clone())
+    .with_session_reader(bot_stores.sessions.clone())
+    .with_update_claims(bot_stores.update_claims.clone())
+    .with_usage_quota(bot_stores.usage.clone())
+    .with_payments(payments.clone());
+    if let Some(rail) = &yookassa {
+        ctx = ctx.with_external_checkout(rail.clone());
+    }
+    let ctx = Arc::new(ctx);
     let storage = bot_stores.dialogues.clone();
 
-    // Replies go out unthrottled: one per update, to the user who just wrote. The worker's
-    // notifications and the broadcast pace themselves.
-    let client = http::client(HttpTimeouts {
-        connect: Duration::from_secs(5),
-        request: POLL_TIMEOUT + Duration::from_secs(30),
-    })
-    .context("Telegram HTTP client")?;
-    let bot = Bot::with_client(settings.bot_token.expose(), client)
-        .set_api_url(settings.telegram_api_url.clone());
     let serving = ServingStatus::starting(match settings.bot_mode {
         BotMode::Polling => "waiting for the polling lock",
         BotMode::Webhook => "registering the webhook",
@@ -123,7 +131,7 @@ pub async fn run(
             tracing::warn!(error = %e, "command list not registered");
         }
         if settings.bot_mode != BotMode::Webhook {
-            return anyhow::Ok(None);
+            return anyhow::Ok((me, None));
         }
         let url = settings.webhook_url().context("PUBLIC_BASE_URL")?;
         let secret = settings.webhook_secret.clone().context("WEBHOOK_SECRET")?;
@@ -133,10 +141,10 @@ pub async fn run(
             .await
             .context("setWebhook")?;
         let conversation =
-            Arc::new(Conversation::new(bot.clone(), me, ctx.clone(), storage.clone()));
-        anyhow::Ok(Some(WebhookRoute { secret, updates: conversation }))
+            Arc::new(Conversation::new(bot.clone(), me.clone(), ctx.clone(), storage.clone()));
+        anyhow::Ok((me, Some(WebhookRoute { secret, updates: conversation })))
     };
-    let webhook = tokio::select! {
+    let (me, webhook) = tokio::select! {
         started = start => started?,
         () = stopped() => {
             tracing::info!("stopped while starting");
@@ -147,7 +155,8 @@ pub async fn run(
         serving.serving();
     }
     // Every replica reconciles: crediting is exactly-once in the store, so passes may overlap.
-    let reconciler = StarsReconciler { bot: bot.clone(), service: payments.clone(), texts: ctx.texts };
+    let reconciler =
+        StarsReconciler { bot: bot.clone(), service: payments.clone(), texts: ctx.texts };
     tokio::spawn(reconciler.run(settings.stars_reconcile_interval, stopped()));
 
     let pipeline_metrics = Arc::new(PipelineMetrics::default());
@@ -169,6 +178,7 @@ pub async fn run(
         metrics,
         webhook,
         kie_callback: kie_callback(&settings, stores.signals.clone())?,
+        yookassa,
         stats_window: Duration::from_secs(3600),
         metrics_token: settings.metrics_token.clone(),
         limits: http_limits(&settings),
@@ -244,6 +254,33 @@ impl MetricsSource for PipelineMetricsSource {
         wiring::publish_key_health(&self.provider, neurocards_core::metrics::Metrics::global());
         self.pipeline.render()
     }
+}
+
+/// The YooKassa rail from its settings: the API client, the notification allow-list.
+fn yookassa_rail(
+    y: &YooKassaSettings,
+    payments: Arc<PaymentService>,
+    bot: Bot,
+) -> anyhow::Result<YooKassaRail> {
+    let client = YooKassaClient::new(
+        &y.api_url,
+        y.shop_id.clone(),
+        y.secret_key.clone(),
+        Duration::from_secs(15),
+    )
+    .context("YooKassa client")?;
+    let allowed = match y.allowed_ips.as_deref() {
+        Some(spec) => Some(IpAllowList::parse(spec).context("YOOKASSA_ALLOWED_IPS")?),
+        None => None,
+    };
+    Ok(YooKassaRail::new(
+        client,
+        payments,
+        y.return_url.as_ref().map(|u| u.as_str().trim_end_matches('/').to_owned()),
+        allowed,
+        bot,
+        neurocards_core::i18n::Texts::builtin(),
+    ))
 }
 
 /// The HTTP bounds: the defaults, with the connection cap from `HTTP_MAX_CONNECTIONS`.

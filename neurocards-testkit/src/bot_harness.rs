@@ -178,6 +178,7 @@ impl BotHarness {
             stats_window: std::time::Duration::from_secs(3600),
             metrics_token: metrics_token.map(Secret::new),
             limits,
+            yookassa: None,
         };
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");

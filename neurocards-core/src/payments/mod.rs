@@ -9,10 +9,14 @@
 pub mod catalogue;
 pub mod checkout;
 pub mod metrics;
+#[cfg(feature = "telegram")]
+pub mod notify;
 pub mod referral;
 pub mod service;
 #[cfg(feature = "telegram")]
 pub mod stars;
+#[cfg(all(feature = "telegram", feature = "yookassa"))]
+pub mod yookassa_rail;
 
 pub use catalogue::{format_rub, Pack, PackCatalogue, PackCatalogueError};
 pub use metrics::PaymentMetrics;

@@ -153,7 +153,7 @@ impl StarsReconciler {
                 report.credited += 1;
                 self.service.metrics.reconciled(Rail::Stars);
                 tracing::info!(user_id = %charge.user_id, purchase_id = %charge.purchase_id, "payment credited by reconciliation");
-                notify_credited(
+                super::notify::credited(
                     &self.bot,
                     self.service.as_ref(),
                     self.texts,
@@ -163,7 +163,7 @@ impl StarsReconciler {
                 )
                 .await;
                 if let Some(r) = referral {
-                    notify_referrer(
+                    super::notify::referrer(
                         &self.bot,
                         self.service.as_ref(),
                         self.texts,
@@ -211,49 +211,6 @@ impl StarsReconciler {
 
 fn is_invoice_payment(tx: &StarTransaction) -> bool {
     matches!(&tx.source, Some(TransactionPartner::User(p)) if p.kind.invoice_payment().is_some())
-}
-
-async fn language_of(service: &PaymentService, user: UserId) -> Language {
-    match service.accounts.user(user).await {
-        Ok(Some(u)) => u.language,
-        _ => Language::Ru,
-    }
-}
-
-/// Tells a payer their pack was credited (best effort: a failed message is logged, the credit
-/// stands).
-pub async fn notify_credited(
-    bot: &Bot,
-    service: &PaymentService,
-    texts: &Texts,
-    user: UserId,
-    credits: Credits,
-    balance: Credits,
-) {
-    let lang = language_of(service, user).await;
-    let text = texts.render(
-        lang,
-        "bot.buy.credited",
-        &[("credits", &credits.to_string()), ("balance", &balance.to_string())],
-    );
-    if let Err(e) = bot.send_message(ChatId(user.get()), text).await {
-        tracing::warn!(user_id = %user, error = %e, "could not tell the payer about the credit");
-    }
-}
-
-/// Tells a referrer their friend's first purchase earned them a bonus (best effort).
-pub async fn notify_referrer(
-    bot: &Bot,
-    service: &PaymentService,
-    texts: &Texts,
-    referrer: UserId,
-    bonus: Credits,
-) {
-    let lang = language_of(service, referrer).await;
-    let text = texts.render(lang, "bot.referral.bonus", &[("bonus", &bonus.to_string())]);
-    if let Err(e) = bot.send_message(ChatId(referrer.get()), text).await {
-        tracing::warn!(user_id = %referrer, error = %e, "could not tell the referrer about the bonus");
-    }
 }
 
 /// What an admin's refund did.

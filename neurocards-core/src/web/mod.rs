@@ -16,11 +16,13 @@ mod kie;
 mod readiness;
 mod server;
 mod webhook;
+mod yookassa;
 
 pub use auth::{protect, BearerToken};
 pub use health::QueueStatsBody;
 pub use readiness::{ServingReadiness, ServingStatus};
 pub use server::{serve_with, HttpLimits};
+pub use yookassa::YOOKASSA_NOTIFICATION_PATH;
 
 use crate::ports::{JobQueue, TaskSignals, VideoProvider};
 use crate::secret::Secret;
@@ -165,6 +167,8 @@ pub struct WebDeps {
     pub metrics_token: Option<Secret>,
     /// Body limits and timeouts of the routes.
     pub limits: HttpLimits,
+    /// The YooKassa notification route, when that rail is on.
+    pub yookassa: Option<Arc<crate::payments::yookassa_rail::YooKassaRail>>,
 }
 
 impl std::fmt::Debug for WebDeps {
@@ -210,6 +214,16 @@ pub fn router(deps: WebDeps) -> Router {
     }
     if let Some(route) = deps.kie_callback {
         router = router.merge(kie_callback_router(route, &limits));
+    }
+    if let Some(rail) = deps.yookassa {
+        let notifications = Router::new()
+            .route(YOOKASSA_NOTIFICATION_PATH, post(yookassa::receive))
+            .with_state(rail)
+            .layer(RequestBodyLimitLayer::new(
+                limits.callback_body_bytes.min(crate::yookassa::MAX_NOTIFICATION_BYTES),
+            ))
+            .layer(timeout(limits.request_timeout));
+        router = router.merge(notifications);
     }
     router
 }
@@ -280,6 +294,7 @@ mod tests {
             stats_window: Duration::from_secs(60),
             metrics_token: None,
             limits,
+            yookassa: None,
         }
     }
 

@@ -248,7 +248,8 @@ pub(in crate::conversation) async fn on_successful_payment(
             );
             send(&bot, &s, text, Some(keyboards::create_and_menu(ctx.texts, s.lang))).await?;
             if let Some(r) = referral {
-                stars::notify_referrer(&bot, payments, ctx.texts, r.referrer, r.bonus).await;
+                crate::payments::notify::referrer(&bot, payments, ctx.texts, r.referrer, r.bonus)
+                    .await;
             }
         }
         Ok(ChargeOutcome::AlreadyRecorded) => {}
