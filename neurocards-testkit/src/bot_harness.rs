@@ -8,12 +8,15 @@ use neurocards_core::conversation::{
     BotContext, Conversation, ConversationSettings, Delivery, DialogueStorage,
 };
 use neurocards_core::domain::{Credits, LedgerReason, UserId};
+use neurocards_core::payments::yookassa_rail::YooKassaRail;
+use neurocards_core::payments::{PackCatalogue, PaymentService};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
 use neurocards_core::prompts::TemplatePromptEngine;
 use neurocards_core::queue_config::QueueConfig;
 use neurocards_core::secret::Secret;
 use neurocards_core::templates::TemplateCatalogue;
 use neurocards_core::web::{self, HttpLimits, WebDeps, WebhookRoute};
+use neurocards_core::yookassa::{IpAllowList, YooKassaClient};
 use serde_json::Value;
 use sqlx::PgPool;
 use std::sync::Arc;
@@ -22,6 +25,33 @@ use teloxide::types::Update;
 
 /// A small valid JPEG header, enough for the photo step (the bot never decodes it).
 pub const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, b'J', b'F', b'I', b'F', 0, 1];
+
+/// How the harness sells packs: the catalogue, the referral bonus, and optionally YooKassa.
+#[derive(Debug, Clone)]
+pub struct PaymentsSetup {
+    pub catalogue: PackCatalogue,
+    pub referral_bonus: Credits,
+    /// A YooKassa client (normally the fake's) and the notification allow-list.
+    pub yookassa: Option<(YooKassaClient, Option<IpAllowList>)>,
+}
+
+impl Default for PaymentsSetup {
+    /// The built-in catalogue, a bonus of 1 credit, Stars only.
+    fn default() -> Self {
+        Self {
+            catalogue: PackCatalogue::builtin(),
+            referral_bonus: Credits::new(1).unwrap_or_default(),
+            yookassa: None,
+        }
+    }
+}
+
+impl PaymentsSetup {
+    /// The defaults plus the YooKassa rail through `client`.
+    pub fn with_yookassa(client: YooKassaClient, allowed: Option<IpAllowList>) -> Self {
+        Self { yookassa: Some((client, allowed)), ..Self::default() }
+    }
+}
 
 /// One bot process's conversation on a store, talking to a FakeTelegram.
 pub struct BotHarness {
@@ -32,6 +62,11 @@ pub struct BotHarness {
     pub accounts: Arc<dyn Accounts>,
     pub queue: Arc<dyn JobQueue>,
     pub bot: Bot,
+    /// Pack sales (always on, like in the bot).
+    pub payments: Arc<PaymentService>,
+    /// The YooKassa rail, when the setup has one.
+    pub yookassa: Option<Arc<YooKassaRail>>,
+    setup: PaymentsSetup,
 }
 
 impl std::fmt::Debug for BotHarness {
@@ -57,7 +92,17 @@ impl BotHarness {
             neurocards_core::telemetry::init(neurocards_core::telemetry::LogFormat::Text);
         }
         let telegram = FakeTelegram::start().await;
-        Self::on(telegram, store.into(), settings, true, None).await
+        Self::on(telegram, store.into(), settings, true, None, PaymentsSetup::default()).await
+    }
+
+    /// As [`BotHarness::start`], selling packs as `setup` says.
+    pub async fn start_with_payments(
+        store: impl Into<StoreUnderTest>,
+        settings: ConversationSettings,
+        setup: PaymentsSetup,
+    ) -> Self {
+        let telegram = FakeTelegram::start().await;
+        Self::on(telegram, store.into(), settings, true, None, setup).await
     }
 
     /// As [`BotHarness::start`], with a prompt engine of the test's own (the default builds
@@ -68,7 +113,8 @@ impl BotHarness {
         prompts: Arc<dyn PromptEngine>,
     ) -> Self {
         let telegram = FakeTelegram::start().await;
-        Self::on(telegram, store.into(), settings, true, Some(prompts)).await
+        Self::on(telegram, store.into(), settings, true, Some(prompts), PaymentsSetup::default())
+            .await
     }
 
     /// A conversation on an existing FakeTelegram (for example a [`crate::system::TestSystem`]'s,
@@ -78,7 +124,7 @@ impl BotHarness {
         store: impl Into<StoreUnderTest>,
         settings: ConversationSettings,
     ) -> Self {
-        Self::on(telegram, store.into(), settings, true, None).await
+        Self::on(telegram, store.into(), settings, true, None, PaymentsSetup::default()).await
     }
 
     /// Another bot process on the same FakeTelegram and database: nothing in memory is shared,
@@ -91,6 +137,7 @@ impl BotHarness {
             self.ctx.settings.clone(),
             true,
             prompts,
+            self.setup.clone(),
         )
         .await
     }
@@ -106,6 +153,7 @@ impl BotHarness {
             self.ctx.settings.clone(),
             false,
             prompts,
+            self.setup.clone(),
         )
         .await
     }
@@ -116,6 +164,7 @@ impl BotHarness {
         settings: ConversationSettings,
         combined_reads: bool,
         prompts: Option<Arc<dyn PromptEngine>>,
+        setup: PaymentsSetup,
     ) -> Self {
         let bot = Bot::new(telegram.token().expose()).set_api_url(telegram.api_url());
         let stores = store.stores(QueueConfig::default());
@@ -137,6 +186,26 @@ impl BotHarness {
         .with_history(bot_stores.history.clone())
         .with_update_claims(bot_stores.update_claims.clone())
         .with_usage_quota(bot_stores.usage.clone());
+        let payments = Arc::new(PaymentService::new(
+            stores.payments.clone(),
+            accounts.clone(),
+            Arc::new(setup.catalogue.clone()),
+            setup.referral_bonus,
+        ));
+        ctx = ctx.with_payments(payments.clone());
+        let yookassa = setup.yookassa.clone().map(|(client, allowed)| {
+            Arc::new(YooKassaRail::new(
+                client,
+                payments.clone(),
+                Some("https://t.me/neurocards_test_bot".into()),
+                allowed,
+                bot.clone(),
+                neurocards_core::i18n::Texts::builtin(),
+            ))
+        });
+        if let Some(rail) = &yookassa {
+            ctx = ctx.with_external_checkout(rail.clone());
+        }
         if combined_reads {
             ctx = ctx.with_session_reader(bot_stores.sessions.clone());
         }
@@ -144,7 +213,7 @@ impl BotHarness {
         let storage: Arc<DialogueStorage> = bot_stores.dialogues.clone();
         let me = bot.get_me().await.expect("FakeTelegram answers getMe");
         let conversation = Arc::new(Conversation::new(bot.clone(), me, ctx.clone(), storage));
-        Self { telegram, store, ctx, conversation, accounts, queue, bot }
+        Self { telegram, store, ctx, conversation, accounts, queue, bot, payments, yookassa, setup }
     }
 
     /// Serves the bot's HTTP surface (webhook with `secret`) on a random local port; returns
@@ -178,7 +247,7 @@ impl BotHarness {
             stats_window: std::time::Duration::from_secs(3600),
             metrics_token: metrics_token.map(Secret::new),
             limits,
-            yookassa: None,
+            yookassa: self.yookassa.clone(),
         };
         let listener =
             tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
@@ -280,6 +349,30 @@ impl BotHarness {
             )
             .await
             .expect("grant");
+    }
+
+    /// The bot's own metrics text (counters and payments), as `/metrics` shows it.
+    pub fn ctx_metrics(&self) -> String {
+        web::MetricsSource::render(self.ctx.as_ref())
+    }
+
+    /// Spends one credit of the user's on a one-video order through the conversation (the
+    /// user must be at the main menu).
+    pub async fn spend_one(&self, user: &TgUser) {
+        self.press(user, "create").await;
+        self.send_photo(user).await;
+        self.say(user, "A ceramic mug").await;
+        self.press(user, "tpl:ugc").await;
+        self.press(user, "skip").await;
+        self.press(user, "cnt:1").await;
+        let start = self
+            .last(user)
+            .callback_data()
+            .into_iter()
+            .find(|d| d.starts_with("go:"))
+            .map(str::to_owned)
+            .expect("the summary offers Start");
+        self.press(user, &start).await;
     }
 
     /// The user's balance.
