@@ -39,8 +39,7 @@ impl IpAllowList {
     /// entry are ignored (`185.71.76.5/27` is `185.71.76.0/27`). An empty list is an error.
     pub fn parse(spec: &str) -> Result<Self, AllowListError> {
         let mut networks = Vec::new();
-        for entry in spec.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty())
-        {
+        for entry in spec.split(|c: char| c == ',' || c.is_whitespace()).filter(|e| !e.is_empty()) {
             if entry.eq_ignore_ascii_case(YOOKASSA_WORD) {
                 networks.extend(Self::yookassa().networks);
                 continue;
@@ -161,8 +160,8 @@ mod tests {
 
     #[test]
     fn mixed_lists_single_addresses_and_mapped_peers() {
-        let list =
-            IpAllowList::parse("185.71.76.0/27, 77.75.156.11 2a02:5180::/32,127.0.0.1").expect("ok");
+        let list = IpAllowList::parse("185.71.76.0/27, 77.75.156.11 2a02:5180::/32,127.0.0.1")
+            .expect("ok");
         assert!(list.allows(ip("77.75.156.11")));
         assert!(!list.allows(ip("77.75.156.10")));
         assert!(list.allows(ip("::ffff:185.71.76.5")), "IPv4-mapped peer");

@@ -37,8 +37,7 @@ impl YooKassaClient {
         secret_key: Secret,
         timeout: Duration,
     ) -> Result<Self, YooKassaError> {
-        let timeouts =
-            HttpTimeouts { connect: timeout.min(MAX_CONNECT_TIMEOUT), request: timeout };
+        let timeouts = HttpTimeouts { connect: timeout.min(MAX_CONNECT_TIMEOUT), request: timeout };
         let http =
             crate::http::client(timeouts).map_err(|e| YooKassaError::Setup(e.to_string()))?;
         Ok(Self {

@@ -91,7 +91,8 @@ mod tests {
 
     #[test]
     fn only_retryable_errors_are_retryable() {
-        let r = YooKassaError::Retryable { status: Some(500), retry_after: None, reason: "x".into() };
+        let r =
+            YooKassaError::Retryable { status: Some(500), retry_after: None, reason: "x".into() };
         assert!(r.is_retryable());
         let creds = YooKassaError::Rejected {
             status: 401,

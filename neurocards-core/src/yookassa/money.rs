@@ -97,7 +97,8 @@ mod tests {
 
     #[test]
     fn refuses_what_is_not_an_exact_amount() {
-        for junk in ["", ".", "1.", ".5", "-1.00", "+1.00", " 1.00", "1.00 ", "1e3", "1,00", "1.0.0"]
+        for junk in
+            ["", ".", "1.", ".5", "-1.00", "+1.00", " 1.00", "1.00 ", "1e3", "1,00", "1.0.0"]
         {
             assert!(matches!(value_to_kopecks(junk), Err(MoneyError::NotDecimal(_))), "{junk:?}");
         }

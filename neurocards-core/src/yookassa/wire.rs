@@ -318,7 +318,9 @@ impl Notification {
     /// `notification`, `event` at most 64 characters, and `object.id` a valid id.
     pub fn parse(body: &[u8]) -> Result<Self, InvalidNotification> {
         if body.len() > MAX_NOTIFICATION_BYTES {
-            return Err(InvalidNotification(format!("body larger than {MAX_NOTIFICATION_BYTES} bytes")));
+            return Err(InvalidNotification(format!(
+                "body larger than {MAX_NOTIFICATION_BYTES} bytes"
+            )));
         }
         let wire: NotificationWire = serde_json::from_slice(body)
             .map_err(|e| InvalidNotification(format!("unreadable JSON: {e}")))?;
@@ -452,7 +454,8 @@ mod tests {
         assert_eq!(n.event, "payment.succeeded");
         assert_eq!(n.payment_id(), Some("2d4f6d8a-000f-5000-9000-1b68e7b15f3f"));
 
-        let refund = json!({"type": "notification", "event": "refund.succeeded", "object": {"id": "r1"}});
+        let refund =
+            json!({"type": "notification", "event": "refund.succeeded", "object": {"id": "r1"}});
         let n = Notification::parse(refund.to_string().as_bytes()).expect("parses");
         assert_eq!(n.payment_id(), None);
 
