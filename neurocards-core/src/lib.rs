@@ -1,7 +1,7 @@
 //! Neurocards core: sell AI product videos over Telegram.
 //!
 //! The crate holds the domain ([`domain`]), the ports the services depend on ([`ports`]), the
-//! services, and the adapters (PostgreSQL, the embedded SQLite store, KIE.AI, OpenAI, Telegram), each behind a cargo
+//! services, and the adapters (PostgreSQL, the embedded SQLite store, KIE.AI, OpenAI, Telegram, YooKassa), each behind a cargo
 //! feature (all on by default). A second bot embeds the same pieces with its own front end.
 
 pub mod config;
@@ -38,13 +38,16 @@ pub mod kie;
 #[cfg(feature = "telegram")]
 pub mod telegram;
 
+#[cfg(feature = "yookassa")]
+pub mod yookassa;
+
 #[cfg(feature = "telegram")]
 pub mod conversation;
 
 #[cfg(feature = "web")]
 pub mod web;
 
-#[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]
+#[cfg(any(feature = "kie", feature = "openai", feature = "telegram", feature = "yookassa"))]
 pub mod http;
 
 #[cfg(any(feature = "kie", feature = "openai", feature = "telegram"))]

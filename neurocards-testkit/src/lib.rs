@@ -1,4 +1,4 @@
-//! Test kit: fakes of the external APIs (Telegram Bot API, KIE.AI, OpenAI) on wiremock, a
+//! Test kit: fakes of the external APIs (Telegram Bot API, KIE.AI, OpenAI, YooKassa) on wiremock, a
 //! harness that starts the whole system in one test, conformance suites for the ports, the
 //! database invariants check, PostgreSQL and embedded-store fixtures, and benchmarks.
 
@@ -9,6 +9,7 @@ pub mod conformance;
 pub mod fake_kie;
 pub mod fake_openai;
 pub mod fake_telegram;
+pub mod fake_yookassa;
 pub mod first_order;
 pub mod invariants;
 pub mod pg;

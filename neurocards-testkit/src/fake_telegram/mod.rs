@@ -5,7 +5,9 @@
 //! chat's messages as the user would see them (edits applied), serves files for `getFile` and
 //! `/file/bot<token>/<path>`, queues user updates for `getUpdates` (honouring `offset`) and
 //! builds `Update` JSON for webhook tests (post it as text; teloxide's `Update` cannot be
-//! deserialized from a `serde_json::Value`, only from a string or bytes). Errors are answered with 4xx/429 bodies only:
+//! deserialized from a `serde_json::Value`, only from a string or bytes). Payments in Stars
+//! (invoices, pre-checkout queries, successful payments, the star-transaction ledger and
+//! refunds) are in [`payments`]. Errors are answered with 4xx/429 bodies only:
 //! teloxide sleeps 10 s after any 5xx.
 //!
 //! ```no_run
@@ -21,6 +23,7 @@
 mod model;
 mod multipart;
 pub mod payloads;
+pub mod payments;
 mod state;
 mod updates;
 
@@ -28,6 +31,7 @@ pub use model::{
     BotCall, Button, Failure, MediaSource, SentKind, SentMessage, SentVideoView, TgUser,
     UploadedFile, BLOCKED,
 };
+pub use payments::{InvoicePrice, PreCheckoutAnswer, SentInvoice, StarPayment, StarRefund, STARS};
 
 use neurocards_core::secret::Secret;
 use serde_json::{Map, Value};

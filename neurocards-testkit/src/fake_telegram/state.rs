@@ -58,10 +58,10 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
-    fn ok(result: Value) -> Self {
+    pub(crate) fn ok(result: Value) -> Self {
         Self { status: 200, body: p::ok(result), delay: None }
     }
-    fn error(status: u16, description: &str) -> Self {
+    pub(crate) fn error(status: u16, description: &str) -> Self {
         Self { status, body: p::error(status, description), delay: None }
     }
 }
@@ -81,6 +81,8 @@ pub(crate) struct State {
     pub commands: Value,
     /// Methods answered only after this long (a slow or unreachable Telegram).
     pub slow: HashMap<String, Duration>,
+    /// Invoices, pre-checkout answers, the star-transaction ledger and refunds.
+    pub payments: super::payments::PaymentState,
 }
 
 impl State {
@@ -177,7 +179,7 @@ impl State {
         match method {
             "getMe" => Answer::ok(p::me()),
             "sendMessage" => self.send(params, SentKind::Text, "text"),
-            "sendInvoice" => self.send(params, SentKind::Invoice, "title"),
+            "sendInvoice" => self.send_invoice(params),
             "sendVideo" => self.send_media(params, parts, "video"),
             "sendPhoto" => self.send_media(params, parts, "photo"),
             "sendDocument" => self.send_media(params, parts, "document"),
@@ -212,10 +214,11 @@ impl State {
             "getMyCommands" => {
                 Answer::ok(if self.commands.is_null() { json!([]) } else { self.commands.clone() })
             }
+            "answerPreCheckoutQuery" => self.answer_pre_checkout_query(params),
+            "getStarTransactions" => self.get_star_transactions(params),
+            "refundStarPayment" => self.refund_star_payment(params),
             "sendChatAction"
             | "answerCallbackQuery"
-            | "answerPreCheckoutQuery"
-            | "refundStarPayment"
             | "setMyDescription"
             | "setMyShortDescription"
             | "close"
@@ -232,20 +235,12 @@ impl State {
         if kind == SentKind::Text && text.trim().is_empty() {
             return Answer::error(400, "Bad Request: message text is empty");
         }
-        let mut extra = json!({});
-        if kind == SentKind::Invoice {
-            extra["invoice"] = json!({
-                "title": text, "description": params["description"], "start_parameter": "",
-                "currency": params["currency"], "total_amount": params["prices"][0]["amount"]
-            });
-        } else {
-            extra["text"] = json!(text);
-        }
+        let extra = json!({ "text": text });
         Answer::ok(self.store(chat_id, kind, text, params, extra, None))
     }
 
     /// Stores a bot message and returns its JSON.
-    fn store(
+    pub(crate) fn store(
         &mut self,
         chat_id: i64,
         kind: SentKind,
