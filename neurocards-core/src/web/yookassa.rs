@@ -5,6 +5,7 @@
 use crate::payments::yookassa_rail::{NotificationAnswer, YooKassaRail};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
+use axum::Extension;
 use axum::http::StatusCode;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,10 +15,10 @@ pub const YOOKASSA_NOTIFICATION_PATH: &str = "/yookassa/notification";
 
 pub(super) async fn receive(
     State(rail): State<Arc<YooKassaRail>>,
-    peer: Option<ConnectInfo<SocketAddr>>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Bytes,
 ) -> StatusCode {
-    let Some(ConnectInfo(peer)) = peer else {
+    let Some(Extension(ConnectInfo(peer))) = peer else {
         return StatusCode::FORBIDDEN;
     };
     match rail.on_notification(peer.ip(), &body).await {
