@@ -87,7 +87,6 @@ async fn the_embedded_store_moves_to_postgres_with_every_fact_and_id() {
     stores.queue.complete(&[claimed[0].lease]).await.expect("complete");
     let failure = JobFailure { class: ErrorClass::Temporary, message: "gave up".to_owned() };
     stores.queue.fail(claimed[1].lease, &failure).await.expect("fail with refund");
-    let balance_before = stores.accounts.balance(user).await.expect("balance");
     let dialogues = from.bot_stores().dialogues;
     Arc::clone(&dialogues)
         .update_dialogue(ChatId(user.get()), State::AwaitingPhoto)

@@ -55,3 +55,47 @@ on_both_stores!(
     the_reconcile_cursor_never_moves_back,
     the_ledger_sums_to_the_balance_after_everything,
 );
+
+/// The payment invariants see a broken fact: a credited charge without its `purchase` entry
+/// (written with SQL, past the store); a flagged charge without one is fine.
+mod the_invariants_catch {
+    use neurocards_testkit::invariants::{check_invariants, check_invariants_sqlite, Violation};
+    use neurocards_testkit::stores::{pg_database, StoreUnderTest, TempSqlite};
+
+    const BROKEN: &[&str] = &[
+        "INSERT INTO payment_charges (rail, charge_id, purchase_id, user_id, amount, currency, \
+                                      source, credits) \
+         VALUES ('stars', 'lost_credit', '00000000000000000000000000000001', 1, 10, 'XTR', \
+                 'update', 5)",
+        "INSERT INTO payment_charges (rail, charge_id, purchase_id, user_id, amount, currency, \
+                                      source, credits, mismatch) \
+         VALUES ('stars', 'flagged', '00000000000000000000000000000002', 1, 10, 'XTR', \
+                 'update', 0, 'amount')",
+    ];
+
+    fn assert_caught(found: &[Violation]) {
+        let text: Vec<String> = found.iter().map(|v| v.0.clone()).collect();
+        assert_eq!(found.len(), 1, "{text:#?}");
+        assert!(text[0].contains("one purchase entry"), "{text:#?}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        let temp = TempSqlite::new().await;
+        let store = StoreUnderTest::Sqlite(temp.store.clone());
+        for sql in BROKEN {
+            store.execute(sql).await;
+        }
+        assert_caught(&check_invariants_sqlite(&temp.store).await.expect("check"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        let Some(db) = pg_database().await else { return };
+        let store = StoreUnderTest::Postgres(db.pool.clone());
+        for sql in BROKEN {
+            store.execute(sql).await;
+        }
+        assert_caught(&check_invariants(&db.pool).await.expect("check"));
+    }
+}

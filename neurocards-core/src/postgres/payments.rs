@@ -29,6 +29,7 @@ pub struct PgPayments {
 }
 
 impl PgPayments {
+    /// Payments over `pool` (the database that holds the users and their ledger).
     pub fn new(pool: PgPool) -> Self {
         Self { pool }
     }
