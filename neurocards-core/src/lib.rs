@@ -32,6 +32,9 @@ pub mod sqlite;
 #[cfg(all(feature = "postgres", feature = "sqlite"))]
 pub mod store_copy;
 
+#[cfg(any(feature = "postgres", feature = "sqlite"))]
+mod payment_rows;
+
 #[cfg(feature = "kie")]
 pub mod kie;
 

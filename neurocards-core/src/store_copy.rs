@@ -1,6 +1,6 @@
 //! Moving a seller from the embedded store to PostgreSQL: every durable fact of the SQLite file
-//! — users and their ledger, products, orders, jobs with their recorded steps, dialogue state —
-//! copied into an empty, migrated PostgreSQL database in one transaction, with the same ids.
+//! — users and their ledger, products, orders, jobs with their recorded steps, dialogue state,
+//! purchases, payment charges, referrals and reconciliation cursors — copied into an empty, migrated PostgreSQL database in one transaction, with the same ids.
 //!
 //! Balances are not copied as numbers: each ledger entry is inserted in order and the
 //! database's own ledger trigger rebuilds every balance, so the destination proves
@@ -23,9 +23,11 @@ enum Kind {
     Time,
     /// SQLite TEXT → `jsonb`.
     Json,
+    /// SQLite TEXT of 32 hex digits → `uuid`.
+    Uuid,
 }
 
-use Kind::{Bool, Int, Json, Text, Time};
+use Kind::{Bool, Int, Json, Text, Time, Uuid};
 
 /// One table: its name, its columns, and whether its id is an identity column whose sequence
 /// must be moved past the copied ids.
@@ -51,6 +53,25 @@ const TABLES: &[Table] = &[
         ],
         identity: false,
     },
+    // Before the ledger: payment entries name their charge.
+    Table {
+        name: "payment_charges",
+        columns: &[
+            ("id", Int),
+            ("rail", Text),
+            ("charge_id", Text),
+            ("purchase_id", Uuid),
+            ("user_id", Int),
+            ("amount", Int),
+            ("currency", Text),
+            ("source", Text),
+            ("credits", Int),
+            ("mismatch", Text),
+            ("refunded_at", Time),
+            ("created_at", Time),
+        ],
+        identity: true,
+    },
     Table {
         name: "ledger",
         columns: &[
@@ -62,8 +83,42 @@ const TABLES: &[Table] = &[
             ("job_id", Int),
             ("note", Text),
             ("created_at", Time),
+            ("payment_id", Int),
         ],
         identity: true,
+    },
+    Table {
+        name: "purchases",
+        columns: &[
+            ("id", Uuid),
+            ("user_id", Int),
+            ("rail", Text),
+            ("pack", Text),
+            ("credits", Int),
+            ("amount", Int),
+            ("currency", Text),
+            ("status", Text),
+            ("provider_payment_id", Text),
+            ("confirmation_url", Text),
+            ("created_at", Time),
+            ("updated_at", Time),
+        ],
+        identity: false,
+    },
+    Table {
+        name: "referrals",
+        columns: &[
+            ("user_id", Int),
+            ("referrer_id", Int),
+            ("created_at", Time),
+            ("bonus_charge_id", Int),
+        ],
+        identity: false,
+    },
+    Table {
+        name: "payment_cursors",
+        columns: &[("rail", Text), ("position", Int)],
+        identity: false,
     },
     Table {
         name: "products",
@@ -175,9 +230,10 @@ pub enum CopyError {
         #[source]
         source: sqlx::Error,
     },
-    /// A stored value could not be carried (e.g. dialogue state that is not JSON).
+    /// A stored value could not be carried (e.g. dialogue state that is not JSON). `row` is the
+    /// row's key (its first column).
     #[error("row {row} of {table} cannot be copied: {reason}")]
-    BadRow { table: &'static str, row: i64, reason: String },
+    BadRow { table: &'static str, row: String, reason: String },
 }
 
 /// Copies every durable fact of `from` into `to` (migrated, with no users) in one transaction.
@@ -208,6 +264,7 @@ pub async fn copy_sqlite_to_postgres(
             .enumerate()
             .map(|(i, (_, kind))| match kind {
                 Json => format!("${}::jsonb", i + 1),
+                Uuid => format!("${}::uuid", i + 1),
                 _ => format!("${}", i + 1),
             })
             .collect();
@@ -219,17 +276,22 @@ pub async fn copy_sqlite_to_postgres(
             values.join(", ")
         );
         for row in &rows {
-            let key: i64 = row.try_get(0).map_err(CopyError::Source)?;
+            let key: String = match row.try_get::<i64, _>(0) {
+                Ok(id) => id.to_string(),
+                Err(_) => row.try_get(0).map_err(CopyError::Source)?,
+            };
             let mut query = sqlx::query(&insert);
             for (i, (column, kind)) in table.columns.iter().enumerate() {
                 let bad = |e: sqlx::Error| CopyError::BadRow {
                     table: table.name,
-                    row: key,
+                    row: key.clone(),
                     reason: format!("{column}: {e}"),
                 };
                 query = match kind {
                     Int => query.bind(row.try_get::<Option<i64>, _>(i).map_err(bad)?),
-                    Text | Json => query.bind(row.try_get::<Option<String>, _>(i).map_err(bad)?),
+                    Text | Json | Uuid => {
+                        query.bind(row.try_get::<Option<String>, _>(i).map_err(bad)?)
+                    }
                     Bool => {
                         query.bind(row.try_get::<Option<i64>, _>(i).map_err(bad)?.map(|b| b != 0))
                     }

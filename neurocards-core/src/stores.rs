@@ -3,12 +3,12 @@
 //! [`sqlite::stores`](crate::sqlite::stores). Services take the ports, never a backend, so the
 //! same bot, pipeline and admin commands run on either.
 
-use crate::ports::{Accounts, JobQueue, OrderProgressStore, Products, TaskSignals};
+use crate::ports::{Accounts, JobQueue, OrderProgressStore, Payments, Products, TaskSignals};
 use std::sync::Arc;
 
-/// The ports every process uses: the queue, accounts and products, and the pipeline's own
-/// state (order progress, provider task wake-ups). All on one database, so that one
-/// transaction can cover an order, its jobs and its ledger charge.
+/// The ports every process uses: the queue, accounts and products, the pipeline's own state
+/// (order progress, provider task wake-ups) and payments. All on one database, so that one
+/// transaction can cover an order, its jobs and its ledger charge, or a payment and its credit.
 #[derive(Clone)]
 pub struct Stores {
     pub queue: Arc<dyn JobQueue>,
@@ -16,6 +16,7 @@ pub struct Stores {
     pub products: Arc<dyn Products>,
     pub progress: Arc<dyn OrderProgressStore>,
     pub signals: Arc<dyn TaskSignals>,
+    pub payments: Arc<dyn Payments>,
 }
 
 impl std::fmt::Debug for Stores {

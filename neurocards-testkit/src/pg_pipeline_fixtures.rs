@@ -6,16 +6,19 @@
 use crate::conformance::accounts::AccountsFixture;
 use crate::conformance::job_queue::order as new_order;
 use crate::conformance::order_progress::ProgressFixture;
+use crate::conformance::payments::PaymentsFixture;
 use crate::conformance::products::ProductsFixture;
 use crate::conformance::task_signals::SignalsFixture;
 use crate::pg::funded_user;
 use crate::stores::{pg_database, PgTestDb};
+use chrono::{DateTime, Utc};
 use neurocards_core::domain::{
-    JobId, JobStatus, JobStep, Lease, LeaseToken, OrderId, ProviderTaskRef, StepResult, UserId,
+    JobId, JobStatus, JobStep, Lease, LeaseToken, OrderId, ProviderTaskRef, PurchaseId, StepResult,
+    UserId,
 };
 use neurocards_core::ports::{JobQueue, PlacedOrder};
 use neurocards_core::postgres::{
-    PgAccounts, PgJobQueue, PgOrderProgress, PgProducts, PgTaskSignals, QueueConfig,
+    PgAccounts, PgJobQueue, PgOrderProgress, PgPayments, PgProducts, PgTaskSignals, QueueConfig,
 };
 use sqlx::PgPool;
 use std::time::Duration;
@@ -83,6 +86,7 @@ pub struct PgPipelineFixture {
     pub products: PgProducts,
     pub progress: PgOrderProgress,
     pub signals: PgTaskSignals,
+    pub payments: PgPayments,
 }
 
 impl PgPipelineFixture {
@@ -96,7 +100,8 @@ impl PgPipelineFixture {
             accounts: PgAccounts::new(pool.clone()),
             products: PgProducts::new(pool.clone()),
             progress: PgOrderProgress::new(pool.clone()),
-            signals: PgTaskSignals::new(pool),
+            signals: PgTaskSignals::new(pool.clone()),
+            payments: PgPayments::new(pool),
             db,
         })
     }
@@ -140,6 +145,28 @@ impl AccountsFixture for PgPipelineFixture {
         .execute(self.pool())
         .await
         .is_ok()
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentsFixture for PgPipelineFixture {
+    type Payments = PgPayments;
+
+    fn payments(&self) -> &PgPayments {
+        &self.payments
+    }
+
+    async fn backdate_purchase(&self, id: PurchaseId, created_at: DateTime<Utc>) {
+        sqlx::query("UPDATE purchases SET created_at = $2 WHERE id = $1")
+            .bind(id.0)
+            .bind(created_at)
+            .execute(self.pool())
+            .await
+            .expect("backdate the purchase");
+    }
+
+    async fn assert_invariants(&self) {
+        crate::invariants::assert_invariants(self.pool()).await;
     }
 }
 

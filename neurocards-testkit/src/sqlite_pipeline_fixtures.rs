@@ -5,15 +5,19 @@
 
 use crate::conformance::accounts::{fresh_user_id, AccountsFixture};
 use crate::conformance::order_progress::ProgressFixture;
+use crate::conformance::payments::PaymentsFixture;
 use crate::conformance::products::ProductsFixture;
 use crate::conformance::task_signals::SignalsFixture;
 use crate::stores::TempSqlite;
+use chrono::{DateTime, Utc};
 use neurocards_core::domain::{
-    Credits, JobId, JobStatus, Language, Lease, LeaseToken, LedgerReason, OrderId, UserId,
+    Credits, JobId, JobStatus, Language, Lease, LeaseToken, LedgerReason, OrderId, PurchaseId,
+    UserId,
 };
 use neurocards_core::ports::{Accounts, NewUser};
 use neurocards_core::sqlite::{
-    SqliteAccounts, SqliteOrderProgress, SqliteProducts, SqliteStore, SqliteTaskSignals,
+    SqliteAccounts, SqliteOrderProgress, SqlitePayments, SqliteProducts, SqliteStore,
+    SqliteTaskSignals,
 };
 use std::time::Duration;
 
@@ -164,6 +168,7 @@ pub struct SqlitePipelineFixture {
     pub products: SqliteProducts,
     pub progress: SqliteOrderProgress,
     pub signals: SqliteTaskSignals,
+    pub payments: SqlitePayments,
 }
 
 impl SqlitePipelineFixture {
@@ -175,6 +180,7 @@ impl SqlitePipelineFixture {
             products: SqliteProducts::new(&db.store),
             progress: SqliteOrderProgress::new(&db.store),
             signals: SqliteTaskSignals::new(&db.store),
+            payments: SqlitePayments::new(&db.store),
             db,
         }
     }
@@ -318,5 +324,27 @@ impl SignalsFixture for SqlitePipelineFixture {
             .fetch_one(self.db.store.reader())
             .await
             .expect("count wake-ups")
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentsFixture for SqlitePipelineFixture {
+    type Payments = SqlitePayments;
+
+    fn payments(&self) -> &SqlitePayments {
+        &self.payments
+    }
+
+    async fn backdate_purchase(&self, id: PurchaseId, created_at: DateTime<Utc>) {
+        sqlx::query("UPDATE purchases SET created_at = ?2 WHERE id = ?1")
+            .bind(id.to_string())
+            .bind(created_at.timestamp_millis())
+            .execute(self.store().writer())
+            .await
+            .expect("backdate the purchase");
+    }
+
+    async fn assert_invariants(&self) {
+        crate::invariants::assert_invariants_sqlite(self.store()).await;
     }
 }

@@ -123,6 +123,14 @@ pub fn postgres_available() -> bool {
 /// A fresh database with the PostgreSQL migrations applied, or `None` (after the skip line)
 /// when `DATABASE_URL` is not set.
 pub async fn pg_database() -> Option<PgTestDb> {
+    let db = pg_empty_database().await?;
+    neurocards_core::postgres::migrate(&db.pool).await.expect("migrate the test database");
+    Some(db)
+}
+
+/// A fresh database with no migrations applied (for tests of the migrations themselves), or
+/// `None` (after the skip line) when `DATABASE_URL` is not set.
+pub async fn pg_empty_database() -> Option<PgTestDb> {
     if !postgres_available() {
         return None;
     }
@@ -139,9 +147,7 @@ pub async fn pg_database() -> Option<PgTestDb> {
     // From here on, a failure drops the database again.
     let pool =
         PgPoolOptions::new().max_connections(10).connect_lazy_with(server.clone().database(&name));
-    let db = PgTestDb { pool, server, name };
-    neurocards_core::postgres::migrate(&db.pool).await.expect("migrate the test database");
-    Some(db)
+    Some(PgTestDb { pool, server, name })
 }
 
 /// Declares PostgreSQL tests that skip without `DATABASE_URL` (see [`pg_database`]). Each body

@@ -90,7 +90,9 @@ pub trait Accounts: Send + Sync {
     /// The balance: the sum of the user's ledger entries.
     async fn balance(&self, id: UserId) -> Result<Credits, AccountsError>;
 
-    /// Adds credits with a reason (`grant`, `purchase`) and a note; returns the new balance.
+    /// Adds credits as an admin `grant` with a note; returns the new balance. Any other reason
+    /// is refused and writes nothing: bought credits, refunded packs and referral bonuses are
+    /// written only with their payment, by [`Payments`](super::Payments).
     async fn credit(
         &self,
         id: UserId,

@@ -90,6 +90,26 @@ pub struct Charge {
     pub source: ChargeSource,
 }
 
+impl Charge {
+    /// Why this charge cannot be credited to `purchase` (the purchase it names, `None` when no
+    /// such purchase exists), checked in this order: unknown purchase, other rail, other user,
+    /// then amount or currency. `None` when it matches and is credited.
+    pub fn mismatch_with(&self, purchase: Option<&Purchase>) -> Option<Mismatch> {
+        let Some(purchase) = purchase else {
+            return Some(Mismatch::UnknownPurchase);
+        };
+        if purchase.rail != self.rail {
+            Some(Mismatch::OtherRail)
+        } else if purchase.user_id != self.user_id {
+            Some(Mismatch::OtherUser)
+        } else if purchase.amount != self.amount || purchase.currency != self.currency {
+            Some(Mismatch::Amount)
+        } else {
+            None
+        }
+    }
+}
+
 /// How a charge reached us; kept with the charge row for the operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ChargeSource {

@@ -137,9 +137,10 @@ impl Accounts for PgAccounts {
         reason: LedgerReason,
         note: &str,
     ) -> Result<Credits, AccountsError> {
-        if matches!(reason, LedgerReason::Charge | LedgerReason::Refund | LedgerReason::Welcome) {
+        // Purchases, refunds and bonuses come with their payment (`Payments::record_charge`).
+        if reason != LedgerReason::Grant {
             return Err(AccountsError::Unexpected(anyhow!(
-                "credit() takes grant or purchase, not {}",
+                "credit() takes grants only, not {}",
                 reason.as_str()
             )));
         }

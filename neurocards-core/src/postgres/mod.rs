@@ -1,5 +1,6 @@
-//! PostgreSQL adapter: the [`JobQueue`](crate::ports::JobQueue), [`Accounts`](crate::ports::Accounts)
-//! and [`Products`](crate::ports::Products) ports on one database.
+//! PostgreSQL adapter: the [`JobQueue`](crate::ports::JobQueue), [`Accounts`](crate::ports::Accounts),
+//! [`Products`](crate::ports::Products) and [`Payments`](crate::ports::Payments) ports on one
+//! database.
 //!
 //! The schema lives in the workspace's `migrations/`; [`migrate`] applies it and both binaries
 //! call it at start. Every query is a static SQL string run with sqlx's runtime API.
@@ -8,12 +9,14 @@ mod accounts;
 mod codec;
 mod error;
 mod order_progress;
+mod payments;
 mod products;
 mod queue;
 mod task_signals;
 
 pub use accounts::PgAccounts;
 pub use order_progress::PgOrderProgress;
+pub use payments::PgPayments;
 pub use products::PgProducts;
 pub use queue::{PgJobQueue, QueueConfig};
 pub use task_signals::PgTaskSignals;
@@ -108,6 +111,7 @@ pub fn stores(pool: &PgPool, config: QueueConfig) -> crate::stores::Stores {
         products: std::sync::Arc::new(PgProducts::new(pool.clone())),
         progress: std::sync::Arc::new(PgOrderProgress::new(pool.clone())),
         signals: std::sync::Arc::new(PgTaskSignals::new(pool.clone())),
+        payments: std::sync::Arc::new(PgPayments::new(pool.clone())),
     }
 }
 

@@ -22,6 +22,7 @@ mod time;
 
 mod accounts;
 mod order_progress;
+mod payments;
 mod products;
 mod task_signals;
 
@@ -49,6 +50,7 @@ pub use bot_queries::SqliteBotQueries;
 #[cfg(feature = "telegram")]
 mod update_claims;
 pub use order_progress::SqliteOrderProgress;
+pub use payments::SqlitePayments;
 pub use products::SqliteProducts;
 pub use task_signals::SqliteTaskSignals;
 #[cfg(feature = "telegram")]

@@ -105,8 +105,7 @@ pub async fn concurrent_registrations_credit_once<F: AccountsFixture>(f: &F) {
     assert_eq!(accounts.ledger(id).await.expect("ledger").len(), 1);
 }
 
-/// A grant or purchase is one ledger entry with its reason and note, and returns the new
-/// balance.
+/// A grant is one ledger entry with its reason and note, and returns the new balance.
 pub async fn credit_writes_one_ledger_entry<F: AccountsFixture>(f: &F) {
     let accounts = f.accounts();
     let id = registered(accounts).await;
@@ -114,7 +113,7 @@ pub async fn credit_writes_one_ledger_entry<F: AccountsFixture>(f: &F) {
         accounts.credit(id, credits(5), LedgerReason::Grant, "promo").await.expect("grant");
     assert_eq!(balance, credits(5));
     let balance =
-        accounts.credit(id, credits(2), LedgerReason::Purchase, "pack").await.expect("buy");
+        accounts.credit(id, credits(2), LedgerReason::Grant, "bonus").await.expect("grant");
     assert_eq!(balance, credits(7));
     assert_eq!(accounts.balance(id).await.expect("balance"), credits(7));
     let ledger = accounts.ledger(id).await.expect("ledger");
@@ -122,7 +121,8 @@ pub async fn credit_writes_one_ledger_entry<F: AccountsFixture>(f: &F) {
     assert_eq!((ledger[0].delta, ledger[0].reason), (5, LedgerReason::Grant));
     assert_eq!(ledger[0].note.as_deref(), Some("promo"));
     assert_eq!((ledger[0].order_id, ledger[0].job_id), (None, None));
-    assert_eq!((ledger[1].delta, ledger[1].reason), (2, LedgerReason::Purchase));
+    assert_eq!((ledger[1].delta, ledger[1].reason), (2, LedgerReason::Grant));
+    assert_eq!(ledger[1].note.as_deref(), Some("bonus"));
     assert!(ledger[0].created_at <= ledger[1].created_at, "oldest first");
 }
 
@@ -143,12 +143,19 @@ pub async fn concurrent_credits_all_land<F: AccountsFixture>(f: &F) {
     assert_eq!(accounts.ledger(id).await.expect("ledger").len(), 20);
 }
 
-/// `credit` takes only grants and purchases: a charge, refund or welcome is refused and writes
-/// nothing.
+/// `credit` takes only grants: every other reason (purchases, refunds and bonuses come with
+/// their payment) is refused and writes nothing.
 pub async fn credit_refuses_other_reasons<F: AccountsFixture>(f: &F) {
     let accounts = f.accounts();
     let id = registered(accounts).await;
-    for reason in [LedgerReason::Charge, LedgerReason::Refund, LedgerReason::Welcome] {
+    for reason in [
+        LedgerReason::Charge,
+        LedgerReason::Refund,
+        LedgerReason::Welcome,
+        LedgerReason::Purchase,
+        LedgerReason::PurchaseRefund,
+        LedgerReason::Referral,
+    ] {
         assert!(
             accounts.credit(id, credits(1), reason, "x").await.is_err(),
             "{reason:?} is refused"

@@ -6,6 +6,7 @@ pub mod bot_queries;
 pub mod dialogues;
 pub mod job_queue;
 pub mod order_progress;
+pub mod payments;
 pub mod products;
 pub mod task_signals;
 pub mod update_claims;
