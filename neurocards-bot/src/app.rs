@@ -158,6 +158,13 @@ pub async fn run(
     let reconciler =
         StarsReconciler { bot: bot.clone(), service: payments.clone(), texts: ctx.texts };
     tokio::spawn(reconciler.run(settings.stars_reconcile_interval, stopped()));
+    if let (Some(rail), Some(y)) = (&yookassa, &settings.yookassa) {
+        if let Some(username) = &me.user.username {
+            rail.set_bot_username(username);
+        }
+        tokio::spawn(rail.clone().run_poller(y.poll_interval, stopped()));
+        tracing::info!(path = web::YOOKASSA_NOTIFICATION_PATH, "YooKassa rail on");
+    }
 
     let pipeline_metrics = Arc::new(PipelineMetrics::default());
     let mut metrics: Vec<Arc<dyn MetricsSource>> = Vec::new();

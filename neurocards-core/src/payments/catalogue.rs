@@ -9,7 +9,7 @@ use std::path::Path;
 /// Largest pack and price accepted, against typos (and so that sums never overflow).
 const MAX_CREDITS: i64 = 100_000;
 const MAX_STARS: i64 = 1_000_000;
-const MAX_KOPECKS: i64 = 100_000_000_00;
+const MAX_KOPECKS: i64 = 10_000_000_000;
 
 /// One pack: credits for a price on each rail it is sold on.
 #[derive(Debug, Clone, PartialEq, Eq)]

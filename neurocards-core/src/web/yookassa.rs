@@ -5,8 +5,8 @@
 use crate::payments::yookassa_rail::{NotificationAnswer, YooKassaRail};
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
-use axum::Extension;
 use axum::http::StatusCode;
+use axum::Extension;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
