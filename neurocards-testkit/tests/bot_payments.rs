@@ -26,7 +26,7 @@ fn admin_settings() -> neurocards_core::conversation::ConversationSettings {
 
 /// Opens "Buy credits", presses the Stars button of `pack` and returns the invoice sent.
 async fn open_invoice(h: &BotHarness, user: &TgUser, pack: &str) -> SentInvoice {
-    h.press(user, "topup").await;
+    h.say(user, "/buy").await;
     let list = h.last(user);
     let data = format!("buy:s:{pack}");
     assert!(list.callback_data().contains(&data.as_str()), "the pack list offers {pack}: {list:?}");
@@ -124,7 +124,7 @@ both_stores! {
 
         let reconciler = StarsReconciler { bot: h.bot.clone(), service: h.payments.clone(), texts: h.ctx.texts };
         let report = reconciler.run_once().await.expect("reconciled");
-        assert_eq!((report.read, report.credited, report.foreign), (2, 1, 0));
+        assert_eq!((report.read, report.credited, report.foreign), (2, 1, 1), "the stranger's payment is reported, not credited");
         assert_eq!(h.balance(&user).await, 10);
         assert!(h.last(&user).text.contains("+10"), "the payer is told");
         let again = reconciler.run_once().await.expect("reconciled");
@@ -276,8 +276,10 @@ both_stores! {
         let base = h.serve_http("webhook-secret-0123456789").await;
         let user = TgUser::new(111);
         h.onboard(&user).await;
+        h.press(&user, "account").await;
         h.press(&user, "topup").await;
         assert!(h.last(&user).callback_data().contains(&"buy:y:pack10"), "a ₽ button per pack");
+        assert!(h.last(&user).text.contains("690 ₽"), "{}", h.last(&user).text);
 
         h.press(&user, "buy:y:pack10").await;
         let linked = h.telegram.wait_until(Duration::from_secs(10), |tg| {
@@ -341,11 +343,15 @@ both_stores! {
         let base = h.serve_http("webhook-secret-0123456789").await;
         let user = TgUser::new(112);
         h.onboard(&user).await;
+        h.say(&user, "/buy").await;
         h.press(&user, "buy:y:pack5").await;
         let linked = h.telegram.wait_until(Duration::from_secs(10), |tg| {
-            tg.messages_to(user.id).iter().any(|m| m.all_buttons().iter().any(|b| b.url.is_some()))
+            tg.messages_to(user.id)
+                .iter()
+                .any(|m| m.all_buttons().iter().any(|b| b.url.is_some() && b.text.contains("Оплатить")))
         }).await;
         assert!(linked, "the payment link arrives");
+        assert_eq!(yk.payments().len(), 1, "{:?}", h.telegram.texts_to(user.id));
         let payment = yk.payments()[0].clone();
         yk.set_status(&payment.id, "succeeded");
         // From 127.0.0.1, outside the allow-list.
