@@ -118,13 +118,13 @@ both_stores! {
         h.deliver(h.telegram.pre_checkout_update(&user, &invoice.payload, 450)).await;
         // The bot crashed after Telegram confirmed the update: only the transaction remains.
         let payment = h.telegram.pay_stars_without_update(&user, &invoice.payload, 450);
-        // And a payment naming nothing of ours, which reconciliation leaves alone.
-        h.telegram.pay_stars_without_update(&user, "someone-elses-payload", 7);
+        // And a payment naming nothing of ours, which reconciliation stores flagged.
+        let stranger = h.telegram.pay_stars_without_update(&user, "someone-elses-payload", 7);
         assert_eq!(h.balance(&user).await, 0);
 
         let reconciler = StarsReconciler { bot: h.bot.clone(), service: h.payments.clone(), texts: h.ctx.texts };
         let report = reconciler.run_once().await.expect("reconciled");
-        assert_eq!((report.read, report.credited, report.foreign), (2, 1, 1), "the stranger's payment is reported, not credited");
+        assert_eq!((report.read, report.credited, report.flagged, report.foreign), (2, 1, 1, 1), "the stranger's payment is flagged, not credited");
         assert_eq!(h.balance(&user).await, 10);
         assert!(h.last(&user).text.contains("+10"), "the payer is told");
         let again = reconciler.run_once().await.expect("reconciled");
@@ -136,6 +136,8 @@ both_stores! {
         assert_eq!(h.message_count(&user), messages);
         let charge = h.payments.payments.charge(neurocards_core::domain::Rail::Stars, &payment.charge_id).await.expect("readable").expect("recorded");
         assert_eq!(charge.source, ChargeSource::Reconciliation);
+        let flagged = h.payments.payments.charge(neurocards_core::domain::Rail::Stars, &stranger.charge_id).await.expect("readable").expect("kept for the operator");
+        assert_eq!((flagged.mismatch, flagged.credits.get()), (Some(Mismatch::UnknownPurchase), 0));
         h.store.assert_invariants().await;
     }
 

@@ -55,6 +55,11 @@ impl fmt::Display for Rail {
 pub struct PurchaseId(pub uuid::Uuid);
 
 impl PurchaseId {
+    /// Stands for "no purchase of ours" (a payment whose payload we never issued): a charge
+    /// recorded under it is always flagged as naming an unknown purchase, and kept for the
+    /// operator.
+    pub const UNKNOWN: PurchaseId = PurchaseId(uuid::Uuid::nil());
+
     pub fn new() -> Self {
         Self(uuid::Uuid::new_v4())
     }

@@ -7,7 +7,7 @@
 
 use super::catalogue::Pack;
 use super::service::{invoice_payload, parse_invoice_payload, PaymentService};
-use crate::domain::{Credits, Language, Rail, UserId};
+use crate::domain::{Credits, Language, PurchaseId, Rail, UserId};
 use crate::i18n::Texts;
 use crate::ports::{
     AccountsError, Charge, ChargeOutcome, ChargeSource, Purchase, RefundCheck, RefundOutcome,
@@ -51,14 +51,19 @@ pub async fn send_invoice(
     .await
 }
 
-/// The charge a Star transaction records, when it is an invoice payment to this bot naming one
-/// of our purchases.
+/// The charge a Star transaction records, when it is an invoice payment to this bot. A payload
+/// that names no purchase of ours gives [`PurchaseId::UNKNOWN`], so the payment is stored
+/// flagged for the operator rather than ignored.
 pub fn charge_of(tx: &StarTransaction) -> Option<Charge> {
     let Some(TransactionPartner::User(partner)) = &tx.source else {
         return None;
     };
     let payment = partner.kind.invoice_payment()?;
-    let purchase_id = parse_invoice_payload(payment.invoice_payload.as_deref()?)?;
+    let purchase_id = payment
+        .invoice_payload
+        .as_deref()
+        .and_then(parse_invoice_payload)
+        .unwrap_or(PurchaseId::UNKNOWN);
     let charge_id = tx.id.0.clone();
     if charge_id.is_empty() || charge_id.len() > 128 {
         return None;
@@ -83,7 +88,7 @@ pub struct ReconcileReport {
     pub credited: u64,
     /// Payments that did not match their purchase.
     pub flagged: u64,
-    /// Invoice payments whose payload is not one of ours (left alone, logged).
+    /// Of the flagged, invoice payments whose payload is not one of ours.
     pub foreign: u64,
 }
 
@@ -142,12 +147,11 @@ impl StarsReconciler {
         report: &mut ReconcileReport,
     ) -> Result<(), ReconcileError> {
         let Some(charge) = charge_of(tx) else {
-            if is_invoice_payment(tx) {
-                report.foreign += 1;
-                tracing::warn!(charge = %tx.id.0, "a Stars payment names no purchase of ours; left for the operator");
-            }
             return Ok(());
         };
+        if charge.purchase_id == PurchaseId::UNKNOWN {
+            report.foreign += 1;
+        }
         match self.service.apply(&charge).await? {
             ChargeOutcome::Credited { credits, balance, referral, .. } => {
                 report.credited += 1;
@@ -207,10 +211,6 @@ impl StarsReconciler {
             }
         }
     }
-}
-
-fn is_invoice_payment(tx: &StarTransaction) -> bool {
-    matches!(&tx.source, Some(TransactionPartner::User(p)) if p.kind.invoice_payment().is_some())
 }
 
 /// What an admin's refund did.

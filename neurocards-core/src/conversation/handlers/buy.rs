@@ -216,19 +216,14 @@ pub(in crate::conversation) async fn on_successful_payment(
         .map(|_| ());
     };
     let charge_id = payment.telegram_payment_charge_id.0.clone();
-    let purchase_id = crate::payments::parse_invoice_payload(&payment.invoice_payload);
-    let (Some(purchase_id), false) = (purchase_id, charge_id.is_empty() || charge_id.len() > 128)
-    else {
-        tracing::warn!(user_id = %s.user_id, "a Stars payment names no purchase of ours; left for the operator");
-        return send(
-            &bot,
-            &s,
-            t(&ctx, s.lang, "bot.buy.unmatched"),
-            Some(keyboards::support_and_menu(ctx.texts, s.lang, &ctx.settings)),
-        )
-        .await
-        .map(|_| ());
-    };
+    if charge_id.is_empty() || charge_id.len() > 128 {
+        tracing::warn!(user_id = %s.user_id, "a Stars payment with an unusable charge id; left for the operator");
+        let kb = keyboards::support_and_menu(ctx.texts, s.lang, &ctx.settings);
+        return send(&bot, &s, t(&ctx, s.lang, "bot.buy.unmatched"), Some(kb)).await.map(|_| ());
+    }
+    // A payload that is not ours is recorded flagged (never ignored): real money arrived.
+    let purchase_id = crate::payments::parse_invoice_payload(&payment.invoice_payload)
+        .unwrap_or(crate::domain::PurchaseId::UNKNOWN);
     let charge = Charge {
         rail: Rail::Stars,
         charge_id,
