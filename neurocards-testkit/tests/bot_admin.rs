@@ -109,6 +109,10 @@ async fn the_command_list_is_registered() {
         .iter()
         .filter_map(|c| c["command"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(names, ["start", "menu", "account", "help", "language", "cancel"]);
+    assert_eq!(
+        names,
+        ["start", "menu", "account", "buy", "paysupport", "help", "language", "cancel"]
+    );
     assert!(calls[2].params["commands"].to_string().contains("broadcast"));
+    assert!(calls[2].params["commands"].to_string().contains("refund"));
 }
