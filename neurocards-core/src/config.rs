@@ -196,6 +196,13 @@ pub struct YooKassaSettings {
 
 type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
+/// The environment variables the binaries read outside [`Settings`] and outside the KIE key
+/// lookup (`kie::collect_keys`): the log filter and the machine name in worker ids. Together
+/// with what [`Settings::from_lookup`] asks for, this is every variable the binaries read; the
+/// README's configuration table and `.env.example` are checked against it.
+pub const PROCESS_VARIABLES: &[&str] =
+    &[crate::telemetry::LOG_FILTER_VAR, crate::domain::WorkerId::HOSTNAME_VAR];
+
 impl Settings {
     /// Reads the process environment.
     pub fn from_env() -> Result<Self, ConfigError> {

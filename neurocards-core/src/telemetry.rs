@@ -8,6 +8,10 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// The environment variable holding the log filter (`RUST_LOG`, e.g. `info` or
+/// `info,neurocards_core::pipeline=debug`); `info` when unset or malformed.
+pub const LOG_FILTER_VAR: &str = "RUST_LOG";
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum LogFormat {
@@ -32,7 +36,7 @@ impl LogFormat {
 /// calls do nothing), so tests and embedding hosts can call it freely; a host that already set
 /// a `log` logger or a `tracing` subscriber keeps its own.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter = EnvFilter::try_from_env(LOG_FILTER_VAR).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_target(true);
     let _ = match format {
         LogFormat::Text => builder.try_init(),

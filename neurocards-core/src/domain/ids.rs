@@ -69,9 +69,13 @@ impl fmt::Display for LeaseToken {
 pub struct WorkerId(String);
 
 impl WorkerId {
+    /// The environment variable naming the machine in worker ids (`HOSTNAME`; `host` when
+    /// unset, as under systemd, which does not export it).
+    pub const HOSTNAME_VAR: &'static str = "HOSTNAME";
+
     /// A fresh identity for this process (`host:pid:start-millis:random`).
     pub fn generate() -> Self {
-        let host = std::env::var("HOSTNAME")
+        let host = std::env::var(Self::HOSTNAME_VAR)
             .ok()
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "host".to_owned());
