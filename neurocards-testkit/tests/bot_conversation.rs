@@ -142,7 +142,9 @@ both_stores! {
         assert_eq!(h.orders_of(&user).await, 0);
         assert_eq!(h.balance(&user).await, 1);
         h.press(&user, "topup").await;
-        assert!(h.last(&user).all_buttons().iter().any(|b| b.url.is_some()), "support link");
+        let packs = h.last(&user);
+        assert!(packs.text.contains("Buy credits"), "{}", packs.text);
+        assert!(packs.callback_data().contains(&"buy:s:pack5"), "a Stars button per pack");
     }
 }
 
