@@ -206,20 +206,12 @@ pub(in crate::conversation) async fn on_successful_payment(
 ) -> HandlerResult {
     let Some(payments) = ctx.payments.as_ref() else {
         tracing::error!(user_id = %s.user_id, "a payment arrived but payments are not configured");
-        return send(
-            &bot,
-            &s,
-            t(&ctx, s.lang, "bot.buy.unmatched"),
-            Some(keyboards::support_and_menu(ctx.texts, s.lang, &ctx.settings)),
-        )
-        .await
-        .map(|_| ());
+        return reply_unmatched(&bot, &ctx, &s).await;
     };
     let charge_id = payment.telegram_payment_charge_id.0.clone();
     if charge_id.is_empty() || charge_id.len() > 128 {
         tracing::warn!(user_id = %s.user_id, "a Stars payment with an unusable charge id; left for the operator");
-        let kb = keyboards::support_and_menu(ctx.texts, s.lang, &ctx.settings);
-        return send(&bot, &s, t(&ctx, s.lang, "bot.buy.unmatched"), Some(kb)).await.map(|_| ());
+        return reply_unmatched(&bot, &ctx, &s).await;
     }
     // A payload that is not ours is recorded flagged (never ignored): real money arrived.
     let purchase_id = crate::payments::parse_invoice_payload(&payment.invoice_payload)
@@ -248,15 +240,7 @@ pub(in crate::conversation) async fn on_successful_payment(
             }
         }
         Ok(ChargeOutcome::AlreadyRecorded) => {}
-        Ok(ChargeOutcome::Flagged(_)) => {
-            send(
-                &bot,
-                &s,
-                t(&ctx, s.lang, "bot.buy.unmatched"),
-                Some(keyboards::support_and_menu(ctx.texts, s.lang, &ctx.settings)),
-            )
-            .await?;
-        }
+        Ok(ChargeOutcome::Flagged(_)) => reply_unmatched(&bot, &ctx, &s).await?,
         Err(e) => {
             // The payment is Telegram's fact: reconciliation credits it once the store is back.
             tracing::error!(user_id = %s.user_id, purchase_id = %purchase_id, error = %e, "payment not recorded now; reconciliation will credit it");
@@ -264,6 +248,12 @@ pub(in crate::conversation) async fn on_successful_payment(
         }
     }
     Ok(())
+}
+
+/// Tells a payer their payment arrived but could not be matched, with the support link.
+async fn reply_unmatched(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
+    let kb = keyboards::support_and_menu(ctx.texts, s.lang, &ctx.settings);
+    send(bot, s, t(ctx, s.lang, "bot.buy.unmatched"), Some(kb)).await.map(|_| ())
 }
 
 /// `/paysupport`: who helps with payments and how refunds work.
