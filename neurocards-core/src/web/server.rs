@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tower::Layer as _;
 
 /// The bounds of the HTTP surface. [`Default`] suits the bot and the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,8 +96,10 @@ pub async fn serve_with(
         };
         let _ = stream.set_nodelay(true);
         // Routes that check the sender (YooKassa notifications) read the peer address.
+        // One wrapper around the whole router: `Router::layer` would rebuild every route per
+        // connection.
         let service = TowerToHyperService::new(
-            router.clone().layer(axum::Extension(axum::extract::ConnectInfo(peer))),
+            axum::Extension(axum::extract::ConnectInfo(peer)).layer(router.clone()),
         );
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
