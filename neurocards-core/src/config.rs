@@ -155,7 +155,10 @@ pub struct Settings {
     /// Lets outbound fetches reach loopback and private addresses over plain HTTP
     /// (`FETCH_ALLOW_LOCAL`). For tests against local fakes only; never in production.
     pub fetch_allow_local: bool,
+    /// The support contact shown in the menu and error texts (`SUPPORT_URL`), exactly as written.
     pub support_url: Option<Url>,
+    /// The terms and privacy document linked from the consent question (`TERMS_URL`), exactly
+    /// as written.
     pub terms_url: Option<Url>,
     /// Telegram file ids of demo videos shown after `/start`.
     pub welcome_video_ids: Vec<String>,
@@ -337,7 +340,7 @@ impl Settings {
                     shop_id,
                     secret_key: Secret::new(secret),
                     api_url: env.url("YOOKASSA_API_URL", "https://api.yookassa.ru/v3")?,
-                    return_url: env.url_opt("YOOKASSA_RETURN_URL")?,
+                    return_url: env.link_opt("YOOKASSA_RETURN_URL")?,
                     allowed_ips: get("YOOKASSA_ALLOWED_IPS"),
                     poll_interval: env.duration(
                         "YOOKASSA_POLL_INTERVAL",
@@ -394,8 +397,8 @@ impl Settings {
             idea_refines_per_hour: env.number_within("IDEA_REFINES_PER_HOUR", 10, 0..=10_000)?,
             download_concurrency: env.number_within("DOWNLOAD_CONCURRENCY", 4, 1..=256)?,
             fetch_allow_local: env.flag("FETCH_ALLOW_LOCAL")?,
-            support_url: env.url_opt("SUPPORT_URL")?,
-            terms_url: env.url_opt("TERMS_URL")?,
+            support_url: env.link_opt("SUPPORT_URL")?,
+            terms_url: env.link_opt("TERMS_URL")?,
             welcome_video_ids: env.list("WELCOME_VIDEO_FILE_IDS"),
             templates_path: get("TEMPLATES_PATH").map(PathBuf::from),
             packs_path: get("PACKS_PATH").map(PathBuf::from),
@@ -443,6 +446,12 @@ impl Env<'_> {
 
     fn url_opt(&self, var: &'static str) -> Result<Option<Url>, ConfigError> {
         (self.get)(var).map(|raw| parse_url(var, &raw)).transpose()
+    }
+
+    /// A link shown to users or given as a redirect, kept exactly as written (a document, a
+    /// `?start=` deep link): unlike a base URL, nothing is appended.
+    fn link_opt(&self, var: &'static str) -> Result<Option<Url>, ConfigError> {
+        (self.get)(var).map(|raw| parse_link(var, &raw)).transpose()
     }
 
     fn addr(&self, var: &'static str, default: &str) -> Result<SocketAddr, ConfigError> {
@@ -579,11 +588,17 @@ fn show(d: Duration) -> String {
     }
 }
 
+/// A base URL that paths are joined onto: a trailing slash is added, since without one `join`
+/// would drop the last path segment.
 fn parse_url(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
-    // A base URL without a trailing slash would lose its last path segment in `join`.
     let fixed = if raw.ends_with('/') { raw.to_owned() } else { format!("{raw}/") };
+    parse_link(var, &fixed)
+}
+
+/// An http(s) URL, exactly as written.
+fn parse_link(var: &'static str, raw: &str) -> Result<Url, ConfigError> {
     let url =
-        Url::parse(&fixed).map_err(|e| ConfigError::Invalid { var, reason: e.to_string() })?;
+        Url::parse(raw.trim()).map_err(|e| ConfigError::Invalid { var, reason: e.to_string() })?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ConfigError::Invalid { var, reason: "must be an http(s) URL".into() });
     }
@@ -617,6 +632,26 @@ mod tests {
 
     const BASE: [(&str, &str); 2] =
         [("DATABASE_URL", "postgres://localhost/x"), ("BOT_TOKEN", "1:abc")];
+
+    #[test]
+    fn links_are_kept_as_written_and_base_urls_get_their_slash() {
+        let s = settings(&[
+            BASE[0],
+            BASE[1],
+            ("SUPPORT_URL", "https://t.me/neurocards_support?start=bot"),
+            ("TERMS_URL", "https://example.com/docs/oferta.pdf"),
+            ("PUBLIC_BASE_URL", "https://bot.example.com/neurocards"),
+        ])
+        .expect("valid");
+        let support = s.support_url.as_ref().expect("set");
+        assert_eq!(support.as_str(), "https://t.me/neurocards_support?start=bot");
+        let terms = s.terms_url.as_ref().expect("set");
+        assert_eq!(terms.as_str(), "https://example.com/docs/oferta.pdf");
+        let base = s.public_base_url.as_ref().expect("set");
+        assert_eq!(base.as_str(), "https://bot.example.com/neurocards/");
+        let bad = settings(&[BASE[0], BASE[1], ("TERMS_URL", "ftp://example.com/oferta.pdf")]);
+        assert!(matches!(bad, Err(ConfigError::Invalid { var: "TERMS_URL", .. })));
+    }
 
     #[test]
     fn yookassa_is_on_only_with_both_shop_id_and_secret() {
