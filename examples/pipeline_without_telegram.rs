@@ -112,6 +112,18 @@ impl Notifier for ConsoleNotifier {
         Ok(SentVideo { message_id: self.message(to).message_id, file_id: None })
     }
 
+    async fn offer_video(
+        &self,
+        to: Recipient,
+        video: &VideoMessage,
+    ) -> Result<MessageRef, NotifyError> {
+        println!(
+            "[user {}] video {} of {} may not have arrived; it is at {}",
+            to.user_id, video.index, video.total, video.video_url
+        );
+        Ok(self.message(to))
+    }
+
     async fn send_failure(
         &self,
         to: Recipient,

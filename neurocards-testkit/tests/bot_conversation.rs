@@ -385,3 +385,64 @@ both_stores! {
         assert_eq!(errors, 0, "no handler failed");
     }
 }
+
+both_stores! {
+    async fn send_the_video_sends_a_finished_video_to_its_owner_only(store) {
+        use neurocards_core::domain::{Language, StepResult, WorkerId};
+        use neurocards_core::ports::{Notifier, Recipient, VideoMessage};
+        use neurocards_core::telegram::{build_bot, BotOptions, TelegramNotifier};
+        let h = BotHarness::start(store, test_settings()).await;
+        let owner = TgUser::new(60).language("en");
+        let stranger = TgUser::new(61).language("ru");
+        h.onboard(&owner).await;
+        h.onboard(&stranger).await;
+        h.grant(&owner, 1).await;
+        h.spend_one(&owner).await;
+        // A worker generated the video; its send may not have arrived, so it offered it.
+        let job = h.queue.claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
+        let url = "https://files.example/v/offered.mp4";
+        let generated = StepResult::Generated { video_url: url.into() };
+        h.queue.record_step(job.lease, &generated).await.expect("record video");
+        // The worker's notifier sends the offer, as the pipeline does.
+        let tg = build_bot(&h.telegram.token(), &h.telegram.api_url(), &BotOptions::default())
+            .expect("bot builds");
+        let notifier = TelegramNotifier::new(tg, neurocards_testkit::local_fetch());
+        let video = VideoMessage {
+            video_url: url.into(),
+            order_id: job.order_id,
+            job_id: job.lease.job_id,
+            product_id: job.spec.product_id,
+            index: 1,
+            total: 1,
+        };
+        let to = Recipient { user_id: job.user_id, language: Language::En };
+        let offer = notifier.offer_video(to, &video).await.expect("offer sent");
+        let text = h.last(&owner).text;
+        assert!(text.contains("may not have arrived") && text.contains(url), "{text}");
+        let data = format!("vid:{}", job.lease.job_id);
+        assert!(h.last(&owner).callback_data().contains(&data.as_str()));
+
+        h.press_on(&stranger, offer.message_id, &data).await;
+        assert!(h.telegram.videos_to(stranger.id).is_empty(), "another user's video is not sent");
+        assert!(h.telegram.videos_to(owner.id).is_empty());
+        let stale = answers(&h).pop().flatten().expect("the stranger is told");
+        assert!(stale.contains("больше не активна"), "{stale}");
+
+        h.press(&owner, &data).await;
+        let videos = h.telegram.videos_to(owner.id);
+        assert_eq!(videos.len(), 1, "sent on request");
+        let offer_now = h.telegram.messages_to(owner.id).into_iter()
+            .find(|m| m.message_id == offer.message_id).expect("the offer stays");
+        assert!(offer_now.buttons.is_empty(), "the offer no longer invites a second copy");
+        assert!(format!("{:?}", videos[0].source).contains("offered.mp4"), "{:?}", videos[0].source);
+        assert!(videos[0].caption.contains("ready"), "{}", videos[0].caption);
+        let buttons: Vec<&str> = videos[0].buttons.iter().flatten()
+            .filter_map(|b| b.callback_data.as_deref()).collect();
+        assert!(buttons.contains(&"menu") && buttons.iter().any(|d| d.starts_with("mk:")), "{buttons:?}");
+
+        h.press_on(&owner, offer.message_id, "vid:987654321").await;
+        assert_eq!(h.telegram.videos_to(owner.id).len(), 1, "an unknown job sends nothing");
+        let errors = h.ctx.counters.handler_errors.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(errors, 0);
+    }
+}

@@ -37,6 +37,7 @@ conformance!(
     rescue_requeues_then_fails_at_cap,
     begin_step_is_fenced,
     entered_step_survives_reclaim,
+    withdraw_intent_clears_only_its_step,
     rescue_blames_the_latest_begun_job_of_each_dead_worker,
     sweeps_of_one_job_each_blame_a_death_once,
     a_step_outlived_by_a_heartbeat_is_not_blamed,

@@ -103,7 +103,7 @@ async fn a_crash_looping_fleet_delivers_every_job_once_and_refunds_none() {
     for process in &mut fleet {
         kill(process).await;
     }
-    eprintln!("{kills} kills: {}", summary(&snaps));
+    eprintln!("{kills} kills in {:?}: {}", chaos.elapsed(), summary(&snaps));
 
     assert!(kills >= 5, "the fleet crash-looped ({kills} kills)");
     let failed: Vec<&JobSnapshot> =
@@ -115,19 +115,34 @@ async fn a_crash_looping_fleet_delivers_every_job_once_and_refunds_none() {
         most > MAX_RESCUES,
         "some job lost its worker more often than MAX_RESCUES ({most}), and still succeeded"
     );
+    // A video whose send was cut off by a kill is offered ("Send the video") rather than sent
+    // again: each job reaches its user exactly once, as the video or as the offer, or as both
+    // when the cut-off send had arrived — never as two videos.
     for user in &users {
         assert!(
             sys.telegram
-                .wait_until(Duration::from_secs(10), |t| t.videos_to(user.get()).len() >= 3)
+                .wait_until(Duration::from_secs(10), |t| {
+                    t.videos_to(user.get()).len() + t.video_offers_to(user.get()).len() >= 3
+                })
                 .await,
             "user {user} got every video"
         );
     }
+    eprintln!("every user reached after {:?}", chaos.elapsed());
     tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut offers = 0;
     for user in &users {
-        assert_eq!(sys.videos_to(*user).len(), 3, "user {user}: each video once");
+        let videos = sys.videos_to(*user).len();
+        let offered = sys.telegram.video_offers_to(user.get());
+        eprintln!("user {user}: {videos} videos, offers for {offered:?}");
+        assert!(videos <= 3, "user {user}: no video twice ({videos} videos)");
+        let distinct: std::collections::HashSet<&i64> = offered.iter().collect();
+        assert_eq!(distinct.len(), offered.len(), "user {user}: one offer per job at most");
+        assert!(videos + offered.len() >= 3, "user {user}: every video or its offer arrived");
         assert_eq!(sys.balance(*user).await, 0, "user {user}: charged, not refunded");
+        offers += offered.len();
     }
+    eprintln!("{offers} videos offered after a cut-off send");
     sys.assert_invariants().await;
 }
 

@@ -1,9 +1,9 @@
 //! The conversation's buttons: callback data parsed into [`Action`] at the edge, so handlers
 //! never match raw strings. Every encoded form fits Telegram's 64-byte limit. The buttons the
-//! worker sends ([`CallbackData`]: make another, main menu, retry) keep their own wire forms and
+//! worker sends ([`CallbackData`]: make another, main menu, retry, send the video) keep their own wire forms and
 //! parse into the same enum, so one tree handles every button the bot ever sends.
 
-use crate::domain::{Language, OrderId, PackId, ProductId, Rail, TemplateId, VideoCount};
+use crate::domain::{JobId, Language, OrderId, PackId, ProductId, Rail, TemplateId, VideoCount};
 use crate::telegram::keyboards::CallbackData;
 
 /// Telegram's limit on `callback_data`, in bytes.
@@ -52,6 +52,10 @@ pub enum Action {
     Retry {
         order_id: OrderId,
     },
+    /// Send a finished job's video (under an offer sent when an earlier send may have failed).
+    SendVideo {
+        job_id: JobId,
+    },
 }
 
 impl Action {
@@ -76,6 +80,7 @@ impl Action {
                 CallbackData::MakeAnother { product_id: *product_id }.encode()
             }
             Action::Retry { order_id } => CallbackData::Retry { order_id: *order_id }.encode(),
+            Action::SendVideo { job_id } => CallbackData::SendVideo { job_id: *job_id }.encode(),
         }
     }
 
@@ -89,6 +94,9 @@ impl Action {
                 }
                 CallbackData::Retry { order_id } if order_id.get() > 0 => {
                     Some(Action::Retry { order_id })
+                }
+                CallbackData::SendVideo { job_id } if job_id.get() > 0 => {
+                    Some(Action::SendVideo { job_id })
                 }
                 _ => None,
             };
@@ -162,6 +170,7 @@ mod tests {
             Action::Start { key: new_order_token() },
             Action::MakeAnother { product_id: ProductId(i64::MAX) },
             Action::Retry { order_id: OrderId(i64::MAX) },
+            Action::SendVideo { job_id: JobId(i64::MAX) },
             Action::BuyPack {
                 rail: Rail::Stars,
                 pack: PackId::parse(&"p".repeat(24)).expect("ok"),
@@ -188,6 +197,8 @@ mod tests {
             "mk:-1",
             "mk:abc",
             "rt:0",
+            "vid:0",
+            "vid:-3",
             "cnt:2",
             "cnt:x",
             "lang:de",

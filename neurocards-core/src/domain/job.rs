@@ -292,7 +292,8 @@ pub struct ProviderTaskRef {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Delivery {
-    /// Sent as a Telegram video (or a link message when too large).
+    /// Sent as a Telegram video (or a link message when too large), or, after an earlier send
+    /// whose outcome was unknown, as an offer to send it (a message without a file id).
     Sent { message_id: i32, file_id: Option<String> },
     /// Generated but the user cannot be reached (blocked the bot): no refund.
     Undeliverable { reason: String },

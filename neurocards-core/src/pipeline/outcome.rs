@@ -161,7 +161,9 @@ impl Failure {
                 f.retry_after = Some(d);
                 f
             }
-            NotifyError::Temporary(m) => Self::new(ErrorClass::Temporary, m),
+            NotifyError::Temporary(m) | NotifyError::Unanswered(m) => {
+                Self::new(ErrorClass::Temporary, m)
+            }
             e => Self::new(ErrorClass::Unknown, e.to_string()),
         }
     }

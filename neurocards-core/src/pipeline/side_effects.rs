@@ -1,5 +1,6 @@
 //! Which job tasks have made a call that costs money or reaches the user — `createTask`
-//! ([`VideoProvider::submit`]) and `sendVideo` ([`Notifier::send_video`]). Shutdown never aborts
+//! ([`VideoProvider::submit`]) and `sendVideo` ([`Notifier::send_video`], or the offer sent in
+//! its place, [`Notifier::offer_video`]). Shutdown never aborts
 //! such a task: cut off mid-call, or before the job recorded the call's result, the provider
 //! or Telegram may have acted while the job's next claim finds nothing recorded and makes the
 //! call again (a second paid task, a second video). The task is left to finish instead; the
@@ -130,6 +131,15 @@ impl Notifier for MarkedNotifier {
     ) -> Result<SentVideo, NotifyError> {
         let _marked = InCall::enter();
         self.0.send_video(to, video).await
+    }
+
+    async fn offer_video(
+        &self,
+        to: Recipient,
+        video: &VideoMessage,
+    ) -> Result<MessageRef, NotifyError> {
+        let _marked = InCall::enter();
+        self.0.offer_video(to, video).await
     }
 
     async fn send_failure(

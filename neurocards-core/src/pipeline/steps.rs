@@ -13,7 +13,8 @@
 //! (`writes.rs`). A resumed job skips what is recorded. The two calls that cost money or reach
 //! the user (create a task, send the video) start only while this process's heartbeats are
 //! healthy. A create call whose answer was lost leaves its intent behind: the next run adopts
-//! the task the provider's callback names rather than paying for a second one.
+//! the task the provider's callback names rather than paying for a second one; a send of the
+//! video whose outcome is unknown is followed by an offer to send it, never by a second video.
 //!
 //! [`JobQueue::begin_step`]: crate::ports::JobQueue::begin_step
 
@@ -25,7 +26,8 @@ use crate::domain::{
     ClaimedJob, Delivery, ErrorClass, ImageData, JobProgress, JobStep, ProviderTaskRef, StepResult,
 };
 use crate::ports::{
-    GenerationRequest, NotifyError, Product, PromptRequest, Recipient, TaskState, VideoMessage,
+    GenerationRequest, NotifyError, Product, PromptRequest, Recipient, SentVideo, TaskState,
+    VideoMessage,
 };
 use std::time::Duration;
 use tokio::sync::watch;
@@ -312,10 +314,14 @@ pub(super) async fn wait_for_video(
     Ok(())
 }
 
-/// Step 5: sends the video with its buttons; records the Telegram message (or that the user blocked
-/// the bot). The send starts only under healthy heartbeats, and its record is retried through
-/// database blips, so the only way to send twice is a process killed between Telegram's
-/// answer and the record (a few milliseconds).
+/// Step 5: sends the video with its buttons; records the Telegram message (or that the user
+/// blocked the bot). The send starts only under healthy heartbeats, and its record is retried
+/// through database blips.
+///
+/// A job whose earlier run entered this step without recording its result may already have
+/// sent the video (its worker died in the call, or no answer came back): it sends an offer in
+/// its place (a link and a "Send the video" button), never the video a second time. A send
+/// Telegram refused outright withdraws the step's intent, so the retry sends the video itself.
 pub(super) async fn deliver_video(
     inner: &Inner,
     job: &ClaimedJob,
@@ -328,13 +334,11 @@ pub(super) async fn deliver_video(
     let Some(video_url) = st.done.video_url.clone() else {
         return Err(Failure::new(ErrorClass::Unknown, "no video to deliver").into());
     };
+    let unconfirmed = st.done.entered_step == Some(JobStep::Deliver);
     side_effects_allowed(inner, stop).await?;
     begin(inner, job, JobStep::Deliver).await?;
     let t = Instant::now();
     let to = Recipient { user_id: job.user_id, language: job.spec.language };
-    if let Err(e) = inner.deps.notifier.chat_action(to).await {
-        tracing::debug!(error = %e, "chat action not shown");
-    }
     let video = VideoMessage {
         video_url,
         order_id: job.order_id,
@@ -343,7 +347,22 @@ pub(super) async fn deliver_video(
         index: job.index_in_order,
         total: job.order_size,
     };
-    let delivery = match inner.deps.notifier.send_video(to, &video).await {
+    let sent = if unconfirmed {
+        tracing::warn!("an earlier send of this video may have arrived; offering it instead");
+        inner.metrics.provider_call("deliver", "offered");
+        inner
+            .deps
+            .notifier
+            .offer_video(to, &video)
+            .await
+            .map(|m| SentVideo { message_id: m.message_id, file_id: None })
+    } else {
+        if let Err(e) = inner.deps.notifier.chat_action(to).await {
+            tracing::debug!(error = %e, "chat action not shown");
+        }
+        inner.deps.notifier.send_video(to, &video).await
+    };
+    let delivery = match sent {
         Ok(sent) => Delivery::Sent { message_id: sent.message_id, file_id: sent.file_id },
         Err(NotifyError::BotBlocked) => {
             if let Err(e) = inner.deps.accounts.set_bot_blocked(job.user_id, true).await {
@@ -351,7 +370,17 @@ pub(super) async fn deliver_video(
             }
             Delivery::Undeliverable { reason: "the user blocked the bot".to_owned() }
         }
-        Err(e) => return Err(Failure::notify(e).into()),
+        Err(e) => {
+            if !unconfirmed && !e.may_have_been_sent() {
+                // Telegram answered that it sent nothing: the retry may send the video itself.
+                let queue = &inner.deps.queue;
+                retrying(inner, "withdraw_intent", || {
+                    queue.withdraw_intent(job.lease, JobStep::Deliver)
+                })
+                .await?;
+            }
+            return Err(Failure::notify(e).into());
+        }
     };
     record(inner, job, &StepResult::Delivered { delivery: delivery.clone() }).await?;
     inner.metrics.step("deliver", t.elapsed());

@@ -337,7 +337,8 @@ async fn a_generated_job_whose_send_failed_is_delivered_without_generating_again
         provider_task: Some(task()),
         video_url: Some("https://v/1.mp4".into()),
         delivery: None,
-        entered_step: Some(JobStep::Deliver),
+        // The refused send withdrew its intent.
+        entered_step: None,
     };
     assert_eq!(run_job(m.inner(), claimed(progress)).await, JobOutcome::Succeeded);
     assert_eq!(entries(&log), ["send video", "record delivery", "complete"]);
@@ -427,6 +428,7 @@ async fn a_failed_send_is_retried_durably_without_refund() {
     let mut m = Mocks::new();
     m.check_returns(vec![succeeded("https://v/1.mp4")]);
     m.notifier.expect_send_video().returning(|_, _| Err(NotifyError::Temporary("502".into())));
+    m.queue.expect_withdraw_intent().times(1).returning(|_, _| Ok(()));
     m.signals.expect_abandon_task().never();
     m.queue.expect_reschedule().times(1).returning(|_, _, _| Ok(()));
     m.queue.expect_fail().never();
@@ -443,6 +445,7 @@ async fn a_refused_video_download_is_a_technical_failure_refunded_not_the_users_
             "the video URL was refused: 169.254.169.254 is not a public address".into(),
         ))
     });
+    m.queue.expect_withdraw_intent().returning(|_, _| Ok(()));
     m.queue.expect_reschedule().never();
     m.queue.expect_fail().times(1).returning(|_, f| {
         assert_eq!(f.class, ErrorClass::Unknown, "not a user violation");
@@ -716,6 +719,15 @@ impl Notifier for SlowVideoNotifier {
         tokio::time::sleep(Duration::from_secs(60)).await;
         push(&self.log, "send video");
         Ok(SentVideo { message_id: 100, file_id: Some("vid".into()) })
+    }
+
+    async fn offer_video(
+        &self,
+        _to: Recipient,
+        _video: &VideoMessage,
+    ) -> Result<MessageRef, NotifyError> {
+        push(&self.log, "offer video");
+        Ok(MessageRef { chat_id: 42, message_id: 3 })
     }
 
     async fn send_failure(
@@ -1092,4 +1104,71 @@ async fn a_failed_status_check_after_a_wakeup_is_retried_soon_not_at_the_fallbac
     assert_eq!(times.len(), 2, "{times:?}");
     let gap = times[1] - times[0];
     assert!(gap <= Duration::from_secs(5), "retried at the fast interval, not after {gap:?}");
+}
+
+/// A job whose video is recorded as generated, with `entered` as the last step begun.
+fn generated(entered: Option<JobStep>) -> JobProgress {
+    JobProgress {
+        provider_task: Some(task()),
+        video_url: Some("https://files.example/v/7.mp4".into()),
+        entered_step: entered,
+        ..recorded(true)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_video_whose_earlier_send_may_have_arrived_is_offered_never_sent_again() {
+    let mut m = Mocks::new();
+    m.notifier.expect_send_video().never();
+    let l = m.log.clone();
+    m.notifier.expect_offer_video().times(1).returning(move |to, video| {
+        assert_eq!(to.user_id, UserId(42));
+        assert_eq!(video.job_id, JobId(7));
+        assert_eq!(video.video_url, "https://files.example/v/7.mp4");
+        push(&l, "offer video");
+        Ok(MessageRef { chat_id: 42, message_id: 101 })
+    });
+    m.queue.checkpoint();
+    m.queue.expect_begin_step().returning(|_, _| Ok(()));
+    let delivered = Arc::new(Mutex::new(None));
+    let d = delivered.clone();
+    m.queue.expect_record_step().returning(move |_, step| {
+        if let StepResult::Delivered { delivery } = step {
+            *d.lock().expect("lock") = Some(delivery.clone());
+        }
+        Ok(())
+    });
+    m.queue.expect_complete().returning(|leases| Ok(leases.iter().map(|l| l.job_id).collect()));
+    let log = m.log.clone();
+    let outcome = run_job(m.inner(), claimed(generated(Some(JobStep::Deliver)))).await;
+    assert_eq!(outcome, JobOutcome::Succeeded);
+    assert_eq!(entries(&log), ["offer video"]);
+    assert_eq!(
+        delivered.lock().expect("lock").clone(),
+        Some(Delivery::Sent { message_id: 101, file_id: None })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_send_telegram_refused_withdraws_its_intent_and_an_unanswered_one_keeps_it() {
+    for unanswered in [false, true] {
+        let mut m = Mocks::new();
+        m.notifier.expect_offer_video().never();
+        m.notifier.expect_send_video().times(1).returning(move |_, _| {
+            Err(if unanswered {
+                NotifyError::Unanswered("operation timed out".into())
+            } else {
+                NotifyError::Temporary("Bad Gateway".into())
+            })
+        });
+        m.queue
+            .expect_withdraw_intent()
+            .withf(|lease, step| lease.job_id == JobId(7) && *step == JobStep::Deliver)
+            .times(usize::from(!unanswered))
+            .returning(|_, _| Ok(()));
+        m.queue.expect_reschedule().times(1).returning(|_, _, _| Ok(()));
+        m.progress.expect_claim_stage().returning(|_, _| Ok(ProgressSlot::Skip));
+        let outcome = run_job(m.inner(), claimed(generated(Some(JobStep::Wait)))).await;
+        assert_eq!(outcome, JobOutcome::Retried(ErrorClass::Temporary), "unanswered: {unanswered}");
+    }
 }

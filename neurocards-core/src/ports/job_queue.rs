@@ -201,6 +201,12 @@ pub trait JobQueue: Send + Sync {
     /// it, as does the next claim).
     async fn begin_step(&self, lease: Lease, step: JobStep) -> Result<(), QueueError>;
 
+    /// Withdraws the intent record of `step` (fenced like [`JobQueue::begin_step`]) after the
+    /// step's call was refused outright, so that nothing happened: the next claim then makes the
+    /// call again instead of treating its outcome as unknown. Leaves a different step's intent
+    /// as it is.
+    async fn withdraw_intent(&self, lease: Lease, step: JobStep) -> Result<(), QueueError>;
+
     /// Records a step result (fenced).
     async fn record_step(&self, lease: Lease, step: &StepResult) -> Result<(), QueueError>;
 

@@ -72,9 +72,15 @@ pub enum NotifyError {
     /// Telegram asked to wait.
     #[error("rate limited by Telegram, retry after {0:?}")]
     RetryAfter(Duration),
-    /// Network trouble or a Telegram-side error: retrying later can help.
+    /// Network trouble or a Telegram-side error that Telegram answered with, or a request that
+    /// never reached it: nothing was sent, and retrying later can help.
     #[error("temporary send failure: {0}")]
     Temporary(String),
+    /// The request went out but no readable answer came back (a timeout, a connection lost
+    /// mid-call): Telegram may have sent the message. Retrying can help, but repeating the same
+    /// message blindly may show it twice.
+    #[error("no answer to the send: {0}")]
+    Unanswered(String),
     /// The request itself is wrong (bad chat, bad message id): retrying will not help.
     #[error("send failed: {0}")]
     Permanent(String),
@@ -82,7 +88,16 @@ pub enum NotifyError {
 
 impl NotifyError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, NotifyError::RetryAfter(_) | NotifyError::Temporary(_))
+        matches!(
+            self,
+            NotifyError::RetryAfter(_) | NotifyError::Temporary(_) | NotifyError::Unanswered(_)
+        )
+    }
+
+    /// Whether the message may have reached the user despite the error: only when no answer
+    /// came back. Every other error is Telegram's answer that it sent nothing.
+    pub fn may_have_been_sent(&self) -> bool {
+        matches!(self, NotifyError::Unanswered(_))
     }
 }
 
@@ -109,6 +124,16 @@ pub trait Notifier: Send + Sync {
         to: Recipient,
         video: &VideoMessage,
     ) -> Result<SentVideo, NotifyError>;
+
+    /// Sends, in place of the video, a message that the video is ready, with a link to it and a
+    /// "Send the video" button ([`crate::telegram::CallbackData::SendVideo`]). The pipeline sends
+    /// it when an earlier `send_video` of the same job may have reached the user (its worker
+    /// died, or no answer came), so that a video is never sent twice unasked and never lost.
+    async fn offer_video(
+        &self,
+        to: Recipient,
+        video: &VideoMessage,
+    ) -> Result<MessageRef, NotifyError>;
 
     /// Tells the user a job finally failed, with its refund and a "Retry" button.
     async fn send_failure(

@@ -25,8 +25,10 @@ pub fn is_unreachable_user(error: &ApiError) -> bool {
 }
 
 /// Maps a Bot API call's error to [`NotifyError`]:
-/// unreachable user → `BotBlocked`; `retry_after` → `RetryAfter`; network trouble, server-side
-/// errors and unparseable answers → `Temporary`; everything else (a request we built wrong,
+/// unreachable user → `BotBlocked`; `retry_after` → `RetryAfter`; server-side errors, a
+/// connection that could not be made and local I/O errors → `Temporary`; a request that went
+/// out without a readable answer (timeout, connection lost, unparseable answer) →
+/// `Unanswered`; everything else (a request we built wrong,
 /// a chat that does not exist) → `Permanent`.
 pub fn notify_error(error: &RequestError, token: &Secret) -> NotifyError {
     match error {
@@ -40,9 +42,15 @@ pub fn notify_error(error: &RequestError, token: &Secret) -> NotifyError {
         RequestError::Api(_) | RequestError::MigrateToChatId(_) => {
             NotifyError::Permanent(describe_request_error(error, token))
         }
-        RequestError::Network(_) | RequestError::InvalidJson { .. } | RequestError::Io(_) => {
+        // A request that never left (no connection) sent nothing; one that went out and got
+        // no readable answer may have been acted on.
+        RequestError::Network(e) if e.is_connect() || e.is_builder() => {
             NotifyError::Temporary(describe_request_error(error, token))
         }
+        RequestError::Network(_) | RequestError::InvalidJson { .. } => {
+            NotifyError::Unanswered(describe_request_error(error, token))
+        }
+        RequestError::Io(_) => NotifyError::Temporary(describe_request_error(error, token)),
     }
 }
 
@@ -160,12 +168,14 @@ mod tests {
     }
 
     #[test]
-    fn unparseable_answers_are_temporary_and_redacted() {
+    fn unparseable_answers_are_unanswered_retryable_and_redacted() {
         let raw = "<html>bad gateway at /bot123456:SECRET-token/sendMessage</html>";
         let source = serde_json::from_str::<u8>("x").expect_err("not json");
         let e = RequestError::InvalidJson { source: Arc::new(source), raw: raw.into() };
         let mapped = notify_error(&e, &token());
+        assert!(matches!(mapped, NotifyError::Unanswered(_)), "{mapped:?}");
         assert!(mapped.is_retryable());
+        assert!(mapped.may_have_been_sent());
         assert!(!mapped.to_string().contains("SECRET"), "{mapped}");
     }
 
@@ -174,7 +184,9 @@ mod tests {
         let bad = RequestError::Api(ApiError::ChatNotFound);
         assert!(matches!(notify_error(&bad, &token()), NotifyError::Permanent(_)));
         let server = RequestError::Api(ApiError::Unknown("Internal Server Error".into()));
-        assert!(matches!(notify_error(&server, &token()), NotifyError::Temporary(_)));
+        let server = notify_error(&server, &token());
+        assert!(matches!(server, NotifyError::Temporary(_)));
+        assert!(!server.may_have_been_sent(), "Telegram answered: nothing was sent");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 //! deeper in. The wire form is short (`tag` or `tag:id`) because Telegram allows 1–64 bytes.
 
 use super::texts::NotifyTexts;
-use crate::domain::{ErrorClass, Language, OrderId, ProductId};
+use crate::domain::{ErrorClass, JobId, Language, OrderId, ProductId};
 use std::fmt;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
@@ -17,6 +17,9 @@ pub enum CallbackData {
     MainMenu,
     /// "Retry": place the failed order's request again.
     Retry { order_id: OrderId },
+    /// "Send the video": send a finished job's video on request (under a video offer, sent
+    /// when an earlier send's outcome is unknown).
+    SendVideo { job_id: JobId },
 }
 
 /// Callback data that is not one of ours (an old button, or forged data).
@@ -34,6 +37,7 @@ impl CallbackData {
             CallbackData::MakeAnother { product_id } => format!("mk:{product_id}"),
             CallbackData::MainMenu => "menu".to_owned(),
             CallbackData::Retry { order_id } => format!("rt:{order_id}"),
+            CallbackData::SendVideo { job_id } => format!("vid:{job_id}"),
         }
     }
 
@@ -51,6 +55,7 @@ impl CallbackData {
             ("mk", Some(_)) => Ok(CallbackData::MakeAnother { product_id: ProductId(id()?) }),
             ("menu", None) => Ok(CallbackData::MainMenu),
             ("rt", Some(_)) => Ok(CallbackData::Retry { order_id: OrderId(id()?) }),
+            ("vid", Some(_)) => Ok(CallbackData::SendVideo { job_id: JobId(id()?) }),
             _ => Err(invalid()),
         }
     }
@@ -84,6 +89,18 @@ pub fn video_keyboard(
     InlineKeyboardMarkup::new(rows)
 }
 
+/// Under a video offer: "Send the video", then "Main menu".
+pub fn offer_keyboard(
+    texts: &NotifyTexts,
+    language: Language,
+    job_id: JobId,
+) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new(vec![
+        vec![CallbackData::SendVideo { job_id }.button(texts.button(language, "send_video"))],
+        vec![CallbackData::MainMenu.button(texts.button(language, "main_menu"))],
+    ])
+}
+
 /// Under a failure message: "Retry" unless the failure was the user's content (the same
 /// request would fail the same way; the text says what to change), then "Main menu".
 pub fn failure_keyboard(
@@ -110,6 +127,7 @@ mod tests {
             CallbackData::MainMenu,
             CallbackData::Retry { order_id: OrderId(i64::MIN) },
             CallbackData::Retry { order_id: OrderId(42) },
+            CallbackData::SendVideo { job_id: JobId(i64::MAX) },
         ]
     }
 
@@ -124,7 +142,9 @@ mod tests {
 
     #[test]
     fn foreign_data_is_refused() {
-        for wire in ["", "mk", "mk:", "mk:x", "menu:1", "rt", "again:5", "retry:12"] {
+        for wire in
+            ["", "mk", "mk:", "mk:x", "menu:1", "rt", "again:5", "retry:12", "vid", "vid:", "vid:x"]
+        {
             assert!(CallbackData::parse(wire).is_err(), "{wire}");
         }
     }

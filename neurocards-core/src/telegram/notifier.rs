@@ -2,7 +2,7 @@
 
 use super::bot::TgBot;
 use super::errors::{self, notify_error};
-use super::keyboards::{failure_keyboard, video_keyboard};
+use super::keyboards::{failure_keyboard, offer_keyboard, video_keyboard};
 use super::texts::{NotifyTexts, PARSE_MODE};
 use crate::domain::Language;
 use crate::ports::{
@@ -304,6 +304,17 @@ impl Notifier for TelegramNotifier {
             }
             Err(e) => Err(download_error(e)),
         }
+    }
+
+    #[tracing::instrument(skip_all, fields(user_id = %to.user_id, order_id = %video.order_id, job_id = %video.job_id))]
+    async fn offer_video(
+        &self,
+        to: Recipient,
+        video: &VideoMessage,
+    ) -> Result<MessageRef, NotifyError> {
+        let text = self.texts.video_offer(to.language, video.index, video.total, &video.video_url);
+        let keyboard = offer_keyboard(&self.texts, to.language, video.job_id);
+        self.send_html(chat_of(to), &text, Some(keyboard)).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %to.user_id, order_id = %notice.order_id, job_id = %notice.job_id, class = %notice.class))]

@@ -39,7 +39,7 @@ impl NotifyTexts {
         self.texts.render(language, &format!("notify.{key}"), args)
     }
 
-    /// The label of a button (`make_another`, `main_menu`, `retry`).
+    /// The label of a button (`make_another`, `main_menu`, `retry`, `send_video`).
     pub fn button(&self, language: Language, name: &str) -> String {
         self.render(language, &format!("button.{name}"), &[])
     }
@@ -105,6 +105,20 @@ impl NotifyTexts {
     /// The message carrying a link to a video too large to upload.
     pub fn video_link(&self, language: Language, url: &str) -> String {
         self.render(language, "video_link", &[("url", &escape_html(url))])
+    }
+
+    /// The message offering a video whose earlier send may not have arrived, with a link to it.
+    pub fn video_offer(&self, language: Language, index: u32, total: u32, url: &str) -> String {
+        let url = escape_html(url);
+        if total <= 1 {
+            self.render(language, "video_offer", &[("url", &url)])
+        } else {
+            self.render(
+                language,
+                "video_offer_of",
+                &[("index", &index.to_string()), ("total", &total.to_string()), ("url", &url)],
+            )
+        }
     }
 
     /// The failure message: what happened (per class; for a user violation, what to change),

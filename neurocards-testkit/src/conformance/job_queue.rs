@@ -469,6 +469,37 @@ pub async fn entered_step_survives_reclaim<F: QueueFixture>(f: &F) {
     assert_eq!(snap.progress.entered_step, Some(JobStep::Wait));
 }
 
+/// `withdraw_intent` clears the named step's intent only, under the current lease only.
+pub async fn withdraw_intent_clears_only_its_step<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(1).await;
+    f.queue().place_order(&order(user, 1, 1)).await.expect("order");
+    let q = f.queue();
+    let first = q.claim(&WorkerId::new("a"), 1).await.expect("claim").remove(0);
+    let id = first.lease.job_id;
+    q.begin_step(first.lease, JobStep::Deliver).await.expect("begin deliver");
+    q.withdraw_intent(first.lease, JobStep::Submit).await.expect("another step");
+    let snap = q.job(id).await.expect("read").expect("exists");
+    assert_eq!(snap.progress.entered_step, Some(JobStep::Deliver), "another step's intent stays");
+
+    q.release(&[first.lease]).await.expect("release");
+    let second = q.claim(&WorkerId::new("b"), 1).await.expect("claim").remove(0);
+    let err = q.withdraw_intent(first.lease, JobStep::Deliver).await.expect_err("stale token");
+    assert!(matches!(err, QueueError::LeaseLost(j) if j == id), "got {err:?}");
+    let snap = q.job(id).await.expect("read").expect("exists");
+    assert_eq!(snap.progress.entered_step, Some(JobStep::Deliver), "a stale lease changes nothing");
+
+    q.withdraw_intent(second.lease, JobStep::Deliver).await.expect("current lease");
+    let snap = q.job(id).await.expect("read").expect("exists");
+    assert_eq!(snap.progress.entered_step, None, "withdrawn");
+    q.release(&[second.lease]).await.expect("release");
+    let third = q.claim(&WorkerId::new("c"), 1).await.expect("claim").remove(0);
+    assert_eq!(third.progress.entered_step, None, "the next claim finds no intent");
+
+    let missing = Lease { job_id: JobId(i64::MAX), token: LeaseToken(1) };
+    let err = q.withdraw_intent(missing, JobStep::Deliver).await.expect_err("missing job");
+    assert!(matches!(err, QueueError::NotFound(_)), "got {err:?}");
+}
+
 /// Claims `n` jobs of one fresh order each (one per user, so the fair order cannot interfere)
 /// for `worker`, returned in the order given.
 async fn hold_jobs<F: QueueFixture>(f: &F, worker: &WorkerId, n: usize) -> Vec<ClaimedJob> {

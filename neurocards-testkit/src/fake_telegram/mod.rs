@@ -326,6 +326,20 @@ impl FakeTelegram {
             .collect()
     }
 
+    /// The jobs whose video the bot offered in a chat instead of sending it (messages with a
+    /// "Send the video" button, `vid:<job id>`), oldest first.
+    pub fn video_offers_to(&self, chat_id: i64) -> Vec<i64> {
+        self.messages_to(chat_id)
+            .iter()
+            .flat_map(|m| {
+                m.callback_data()
+                    .into_iter()
+                    .filter_map(|d| d.strip_prefix("vid:").and_then(|id| id.parse().ok()))
+                    .collect::<Vec<i64>>()
+            })
+            .collect()
+    }
+
     /// Waits until `condition` holds (checked every 20 ms) or `timeout` passes; returns whether
     /// it held.
     pub async fn wait_until(

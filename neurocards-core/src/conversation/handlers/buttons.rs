@@ -2,7 +2,7 @@
 //! answered exactly once, whatever happens.
 
 use super::order::StartOutcome;
-use super::{account, buy, create, order, start, t, ConversationError, HandlerResult};
+use super::{account, buy, create, order, start, t, videos, ConversationError, HandlerResult};
 use crate::conversation::action::Action;
 use crate::conversation::context::{BotContext, BotCounters};
 use crate::conversation::session::Session;
@@ -121,6 +121,9 @@ async fn run(
         Action::Retry { order_id } => {
             create::retry(bot, ctx, s, order_id).await?;
             Answer::Ack
+        }
+        Action::SendVideo { job_id } => {
+            handled(videos::send_again(bot, ctx, s, job_id, q.message.as_ref()).await?)
         }
     })
 }

@@ -10,6 +10,7 @@ pub(super) mod create;
 pub(super) mod fallback;
 pub(super) mod order;
 pub(super) mod start;
+pub(super) mod videos;
 
 use super::context::BotContext;
 use super::session::Session;

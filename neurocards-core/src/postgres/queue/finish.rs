@@ -30,6 +30,26 @@ pub(super) async fn begin_step(
     Ok(())
 }
 
+pub(super) async fn withdraw_intent(
+    q: &PgJobQueue,
+    lease: Lease,
+    step: JobStep,
+) -> Result<(), QueueError> {
+    let result = sqlx::query(
+        "UPDATE jobs SET current_step = CASE WHEN current_step = $3 THEN NULL ELSE current_step END \
+         WHERE id = $1 AND lease_token = $2 AND state = 'running'",
+    )
+    .bind(lease.job_id.get())
+    .bind(lease.token.0)
+    .bind(step.as_str())
+    .execute(&q.pool)
+    .await?;
+    if result.rows_affected() == 0 {
+        return Err(lease_lost_or_missing(&q.pool, lease.job_id).await);
+    }
+    Ok(())
+}
+
 pub(super) async fn record_step(
     q: &PgJobQueue,
     lease: Lease,

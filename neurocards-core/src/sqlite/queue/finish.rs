@@ -46,6 +46,29 @@ pub(super) async fn begin_step(
     Ok(())
 }
 
+pub(super) async fn withdraw_intent(
+    q: &SqliteJobQueue,
+    lease: Lease,
+    step: JobStep,
+) -> Result<(), QueueError> {
+    let mut conn = q.store.writer().acquire().await.map_err(queue_error)?;
+    let changed = sqlx::query(
+        "UPDATE jobs SET current_step = CASE WHEN current_step = ? THEN NULL ELSE current_step END \
+         WHERE id = ? AND lease_token = ? AND state = 'running'",
+    )
+    .bind(step.as_str())
+    .bind(lease.job_id.get())
+    .bind(lease.token.0)
+    .execute(&mut *conn)
+    .await
+    .map_err(queue_error)?
+    .rows_affected();
+    if changed == 0 {
+        return Err(lease_lost_or_missing(&mut conn, lease.job_id).await);
+    }
+    Ok(())
+}
+
 pub(super) async fn record_step(
     q: &SqliteJobQueue,
     lease: Lease,

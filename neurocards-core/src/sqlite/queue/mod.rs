@@ -118,6 +118,10 @@ impl JobQueue for SqliteJobQueue {
         finish::begin_step(self, lease, step).await
     }
 
+    async fn withdraw_intent(&self, lease: Lease, step: JobStep) -> Result<(), QueueError> {
+        finish::withdraw_intent(self, lease, step).await
+    }
+
     async fn record_step(&self, lease: Lease, step: &StepResult) -> Result<(), QueueError> {
         finish::record_step(self, lease, step).await
     }
