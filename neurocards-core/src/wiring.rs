@@ -259,7 +259,10 @@ impl Adapters {
             stores,
             provider: Arc::new(provider),
             prompts: Arc::new(prompts),
-            notifier: Arc::new(TelegramNotifier::new(bot.clone(), downloads)),
+            notifier: Arc::new(
+                TelegramNotifier::new(bot.clone(), downloads)
+                    .with_support_url(settings.support_url.clone()),
+            ),
             photos: Arc::new(TelegramPhotos::new(bot)),
             templates: Arc::new(templates),
         })

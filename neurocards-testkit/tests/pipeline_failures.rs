@@ -211,3 +211,47 @@ both_stores! {
         sys.assert_invariants().await;
     }
 }
+
+both_stores! {
+    async fn a_photo_the_worker_cannot_use_is_a_photo_problem_not_moderation(store) {
+        use neurocards_core::domain::ImageMime;
+        use neurocards_core::ports::{NewProduct, PhotoRef};
+        let mut sys = TestSystem::start(store).await;
+        // A file that is not an image, and a file id Telegram does not know.
+        let not_an_image = sys.telegram.add_file(None, b"%PDF-1.7 not a photo".to_vec());
+        let mut cases = Vec::new();
+        for (file_id, expected) in [(not_an_image, "not a JPEG, PNG or WebP"), ("gone-file".to_owned(), "no longer available")] {
+            let user = sys.funded_user(5).await;
+            let product = NewProduct {
+                user_id: user,
+                photo: Some(PhotoRef { telegram_file_id: file_id, mime: ImageMime::Jpeg }),
+                marketplace_url: None,
+                description: "A ceramic mug".to_owned(),
+            };
+            let product = sys.products.create(&product).await.expect("product");
+            let order = sys.order(user, product, 1).await;
+            cases.push((user, order, expected));
+        }
+        sys.start_worker();
+        for (user, order, expected) in cases {
+            let jobs = sys.wait_order(&order, WAIT).await;
+            assert_eq!(jobs[0].status, JobStatus::Failed);
+            assert!(
+                sys.telegram.wait_until(Duration::from_secs(5), |t| {
+                    t.texts_to(user.get()).iter().any(|m| m.starts_with('❌'))
+                }).await,
+                "the user is told"
+            );
+            let text = failure_text(&sys, user);
+            assert!(text.contains(expected), "{text}");
+            assert!(!text.contains("moderation"), "not a content violation: {text}");
+            assert!(text.contains("1 credit returned"), "{text}");
+            let notice = sys.telegram.messages_to(user.get()).into_iter()
+                .find(|m| m.text.starts_with('❌')).expect("notice");
+            assert_eq!(notice.callback_data(), ["create", "menu"], "send another photo, not Retry");
+            assert_eq!(sys.balance(user).await, 5, "refunded");
+        }
+        assert!(sys.kie.create_requests().is_empty(), "nothing was generated");
+        sys.assert_invariants().await;
+    }
+}

@@ -222,6 +222,7 @@ async fn blocked_user_is_reported_and_not_retried() {
         refunded: Credits::new(1).expect("valid"),
         product_id: None,
         detail: None,
+        photo_problem: None,
     };
 
     let err = n.send_failure(to(Language::En), &notice).await.expect_err("blocked");
@@ -280,6 +281,7 @@ async fn failure_states_the_refund_and_escapes_the_reason() {
         refunded: Credits::new(1).expect("valid"),
         product_id: Some(ProductId(77)),
         detail: Some("Photo contains <real people> & logos".to_owned()),
+        photo_problem: None,
     };
     n.send_failure(to(Language::Ru), &violation).await.expect("sent");
     let temporary = FailureNotice {
@@ -310,4 +312,38 @@ async fn chat_action_shows_video_upload() {
     assert_eq!(calls.len(), 1);
     assert_eq!(calls[0].chat_id(), Some(CHAT));
     assert_eq!(calls[0].str_param("action"), Some("upload_video"));
+}
+
+#[tokio::test]
+async fn failures_only_we_can_fix_link_to_support_in_both_languages() {
+    let fake = FakeTelegram::start().await;
+    let support = url::Url::parse("https://t.me/neurocards_support?start=failure").expect("url");
+    let n = notifier(&fake, DeliveryLimits::default()).with_support_url(Some(support.clone()));
+    let billing = FailureNotice {
+        order_id: OrderId(5),
+        job_id: JobId(9),
+        class: ErrorClass::Billing,
+        refunded: Credits::new(1).expect("valid"),
+        product_id: None,
+        detail: None,
+        photo_problem: None,
+    };
+    n.send_failure(to(Language::Ru), &billing).await.expect("sent");
+    let unknown = FailureNotice { class: ErrorClass::Unknown, ..billing.clone() };
+    n.send_failure(to(Language::En), &unknown).await.expect("sent");
+    let temporary = FailureNotice { class: ErrorClass::Temporary, ..billing.clone() };
+    n.send_failure(to(Language::En), &temporary).await.expect("sent");
+
+    let seen = fake.messages_to(CHAT);
+    assert_eq!(seen.len(), 3);
+    for (message, label) in [(&seen[0], "Поддержка"), (&seen[1], "Support")] {
+        let link = message.all_buttons().into_iter().find(|b| b.url.is_some()).expect("support");
+        assert_eq!(link.url.as_deref(), Some(support.as_str()), "the link exactly as configured");
+        assert!(link.text.contains(label), "{}", link.text);
+        assert!(message.callback_data().contains(&"rt:5"), "Retry stays");
+    }
+    assert!(
+        seen[2].all_buttons().iter().all(|b| b.url.is_none()),
+        "a temporary failure is ours to retry, not the user's to report"
+    );
 }

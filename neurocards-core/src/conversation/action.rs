@@ -98,6 +98,7 @@ impl Action {
                 CallbackData::SendVideo { job_id } if job_id.get() > 0 => {
                     Some(Action::SendVideo { job_id })
                 }
+                CallbackData::CreateVideo => Some(Action::CreateVideo),
                 _ => None,
             };
         }

@@ -63,6 +63,7 @@ pub(crate) async fn handle(inner: &Inner, job: &ClaimedJob, failure: Failure) ->
         refunded: refund.refunded,
         product_id: job.spec.product_id,
         detail: failure.detail,
+        photo_problem: failure.photo_problem,
     };
     let to = Recipient { user_id: job.user_id, language: job.spec.language };
     notify_failure(inner, to, &notice).await;

@@ -3,8 +3,8 @@
 
 use crate::domain::ErrorClass;
 use crate::ports::{
-    AccountsError, NotifyError, PhotoError, PipelineStoreError, PromptError, ProviderError,
-    QueueError,
+    AccountsError, NotifyError, PhotoError, PhotoProblem, PipelineStoreError, PromptError,
+    ProviderError, QueueError,
 };
 use std::time::Duration;
 
@@ -99,6 +99,8 @@ pub(crate) struct Failure {
     pub abandon_task: bool,
     /// The provider's reason, shown (escaped) to the user for user violations.
     pub detail: Option<String>,
+    /// The product photo could not be used.
+    pub photo_problem: Option<PhotoProblem>,
 }
 
 impl Failure {
@@ -109,6 +111,7 @@ impl Failure {
             retry_after: None,
             abandon_task: false,
             detail: None,
+            photo_problem: None,
         }
     }
 
@@ -121,16 +124,19 @@ impl Failure {
             retry_after: e.retry_after,
             abandon_task: false,
             detail,
+            photo_problem: None,
         }
     }
 
-    /// A photo that cannot be read is the user's to fix; an unreachable one is temporary.
+    /// A photo that cannot be used (too large, not an image, gone) is a technical failure of
+    /// the order, told as a photo problem, never as a content violation; an unreachable one is
+    /// temporary.
     pub(crate) fn photo(e: PhotoError) -> Self {
-        match e {
-            PhotoError::Temporary(m) => Self::new(ErrorClass::Temporary, m),
-            e => {
-                let mut f = Self::new(ErrorClass::UserViolation, e.to_string());
-                f.detail = Some(e.to_string());
+        match PhotoProblem::of(&e) {
+            None => Self::new(ErrorClass::Temporary, e.to_string()),
+            Some(problem) => {
+                let mut f = Self::new(ErrorClass::Unknown, e.to_string());
+                f.photo_problem = Some(problem);
                 f
             }
         }

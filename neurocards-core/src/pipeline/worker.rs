@@ -356,6 +356,7 @@ async fn notify_rescue_failure(inner: &Inner, id: JobId, past_deadline: bool) {
         refunded: if job.refunded { price } else { crate::domain::Credits::ZERO },
         product_id: job.spec.product_id,
         detail: None,
+        photo_problem: None,
     };
     let to = Recipient { user_id: job.user_id, language: job.spec.language };
     super::failure::notify_failure(inner, to, &notice).await;

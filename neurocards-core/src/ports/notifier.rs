@@ -61,6 +61,42 @@ pub struct FailureNotice {
     pub product_id: Option<ProductId>,
     /// The provider's reason, for user violations (escaped by the notifier).
     pub detail: Option<String>,
+    /// Set when the product photo could not be used: told as such, with "Send another photo"
+    /// instead of "Retry" (the same photo would fail again).
+    pub photo_problem: Option<PhotoProblem>,
+}
+
+/// Why the worker could not use a product photo. A technical failure of the order, never
+/// the user's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhotoProblem {
+    /// Over the download limit.
+    TooLarge,
+    /// Not a JPEG, PNG or WebP image.
+    NotAnImage,
+    /// Telegram no longer has the file.
+    Gone,
+}
+
+impl PhotoProblem {
+    /// The problem behind a photo error; `None` for a temporary one (it is retried).
+    pub fn of(error: &PhotoError) -> Option<Self> {
+        match error {
+            PhotoError::TooLarge { .. } => Some(Self::TooLarge),
+            PhotoError::NotAnImage => Some(Self::NotAnImage),
+            PhotoError::Gone(_) => Some(Self::Gone),
+            PhotoError::Temporary(_) => None,
+        }
+    }
+
+    /// The snake-case name, used in text keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::TooLarge => "too_large",
+            Self::NotAnImage => "not_an_image",
+            Self::Gone => "gone",
+        }
+    }
 }
 
 /// Errors of sending to the user.

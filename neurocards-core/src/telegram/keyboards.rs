@@ -5,6 +5,7 @@
 
 use super::texts::NotifyTexts;
 use crate::domain::{ErrorClass, JobId, Language, OrderId, ProductId};
+use crate::ports::FailureNotice;
 use std::fmt;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
 
@@ -17,6 +18,8 @@ pub enum CallbackData {
     MainMenu,
     /// "Retry": place the failed order's request again.
     Retry { order_id: OrderId },
+    /// "Create video" (here: "Send another photo"): start a new order from the photo step.
+    CreateVideo,
     /// "Send the video": send a finished job's video on request (under a video offer, sent
     /// when an earlier send's outcome is unknown).
     SendVideo { job_id: JobId },
@@ -38,6 +41,7 @@ impl CallbackData {
             CallbackData::MainMenu => "menu".to_owned(),
             CallbackData::Retry { order_id } => format!("rt:{order_id}"),
             CallbackData::SendVideo { job_id } => format!("vid:{job_id}"),
+            CallbackData::CreateVideo => "create".to_owned(),
         }
     }
 
@@ -54,6 +58,7 @@ impl CallbackData {
         match (tag, arg) {
             ("mk", Some(_)) => Ok(CallbackData::MakeAnother { product_id: ProductId(id()?) }),
             ("menu", None) => Ok(CallbackData::MainMenu),
+            ("create", None) => Ok(CallbackData::CreateVideo),
             ("rt", Some(_)) => Ok(CallbackData::Retry { order_id: OrderId(id()?) }),
             ("vid", Some(_)) => Ok(CallbackData::SendVideo { job_id: JobId(id()?) }),
             _ => Err(invalid()),
@@ -101,17 +106,27 @@ pub fn offer_keyboard(
     ])
 }
 
-/// Under a failure message: "Retry" unless the failure was the user's content (the same
-/// request would fail the same way; the text says what to change), then "Main menu".
+/// Under a failure message: "Send another photo" when the photo was the problem, else "Retry"
+/// unless the failure was the user's content (the same request would fail the same way; the
+/// text says what to change); "Support" (when a support link is configured) for failures only
+/// we can fix — billing, configuration, unknown; then "Main menu".
 pub fn failure_keyboard(
     texts: &NotifyTexts,
     language: Language,
-    class: ErrorClass,
-    order_id: OrderId,
+    notice: &FailureNotice,
+    support: Option<&url::Url>,
 ) -> InlineKeyboardMarkup {
     let mut rows = Vec::new();
-    if class != ErrorClass::UserViolation {
-        rows.push(vec![CallbackData::Retry { order_id }.button(texts.button(language, "retry"))]);
+    if notice.photo_problem.is_some() {
+        rows.push(vec![CallbackData::CreateVideo.button(texts.button(language, "another_photo"))]);
+    } else if notice.class != ErrorClass::UserViolation {
+        let retry = CallbackData::Retry { order_id: notice.order_id };
+        rows.push(vec![retry.button(texts.button(language, "retry"))]);
+    }
+    let ours =
+        matches!(notice.class, ErrorClass::Billing | ErrorClass::Config | ErrorClass::Unknown);
+    if let Some(url) = support.filter(|_| ours && notice.photo_problem.is_none()) {
+        rows.push(vec![InlineKeyboardButton::url(texts.button(language, "support"), url.clone())]);
     }
     rows.push(vec![CallbackData::MainMenu.button(texts.button(language, "main_menu"))]);
     InlineKeyboardMarkup::new(rows)
@@ -120,6 +135,7 @@ pub fn failure_keyboard(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::PhotoProblem;
 
     fn all_examples() -> Vec<CallbackData> {
         vec![
@@ -128,6 +144,7 @@ mod tests {
             CallbackData::Retry { order_id: OrderId(i64::MIN) },
             CallbackData::Retry { order_id: OrderId(42) },
             CallbackData::SendVideo { job_id: JobId(i64::MAX) },
+            CallbackData::CreateVideo,
         ]
     }
 
@@ -149,12 +166,45 @@ mod tests {
         }
     }
 
+    fn notice(class: ErrorClass, photo_problem: Option<PhotoProblem>) -> FailureNotice {
+        FailureNotice {
+            order_id: OrderId(1),
+            job_id: JobId(2),
+            class,
+            refunded: crate::domain::Credits::ZERO,
+            product_id: None,
+            detail: None,
+            photo_problem,
+        }
+    }
+
+    fn data(kb: &InlineKeyboardMarkup) -> Vec<String> {
+        use teloxide::types::InlineKeyboardButtonKind as Kind;
+        kb.inline_keyboard
+            .iter()
+            .flatten()
+            .map(|b| match &b.kind {
+                Kind::CallbackData(d) => d.clone(),
+                Kind::Url(u) => u.to_string(),
+                other => format!("{other:?}"),
+            })
+            .collect()
+    }
+
     #[test]
-    fn user_violation_offers_no_retry() {
+    fn failure_buttons_follow_the_cause() {
         let texts = NotifyTexts::builtin();
-        let kb = failure_keyboard(&texts, Language::En, ErrorClass::UserViolation, OrderId(1));
-        assert_eq!(kb.inline_keyboard.len(), 1);
-        let kb = failure_keyboard(&texts, Language::En, ErrorClass::Temporary, OrderId(1));
-        assert_eq!(kb.inline_keyboard.len(), 2);
+        let support = url::Url::parse("https://t.me/support_bot?start=help").expect("url");
+        let kb =
+            |n: &FailureNotice| data(&failure_keyboard(&texts, Language::En, n, Some(&support)));
+        assert_eq!(kb(&notice(ErrorClass::UserViolation, None)), ["menu"]);
+        assert_eq!(kb(&notice(ErrorClass::Temporary, None)), ["rt:1", "menu"]);
+        for class in [ErrorClass::Billing, ErrorClass::Config] {
+            assert_eq!(kb(&notice(class, None)), ["rt:1", support.as_str(), "menu"]);
+        }
+        let photo = notice(ErrorClass::Unknown, Some(PhotoProblem::NotAnImage));
+        assert_eq!(kb(&photo), ["create", "menu"]);
+        let none = failure_keyboard(&texts, Language::En, &notice(ErrorClass::Unknown, None), None);
+        assert_eq!(data(&none), ["rt:1", "menu"], "no support link configured");
     }
 }

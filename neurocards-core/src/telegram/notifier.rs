@@ -62,6 +62,7 @@ pub struct TelegramNotifier {
     texts: NotifyTexts,
     fetch: SafeFetch,
     limits: DeliveryLimits,
+    support_url: Option<url::Url>,
 }
 
 impl std::fmt::Debug for TelegramNotifier {
@@ -76,7 +77,20 @@ impl TelegramNotifier {
     /// for 50 MB).
     pub fn new(bot: TgBot, fetch: SafeFetch) -> Self {
         let token = Secret::new(bot.inner().token());
-        Self { bot, token, texts: NotifyTexts::builtin(), fetch, limits: DeliveryLimits::default() }
+        Self {
+            bot,
+            token,
+            texts: NotifyTexts::builtin(),
+            fetch,
+            limits: DeliveryLimits::default(),
+            support_url: None,
+        }
+    }
+
+    /// Links failures only the operator can fix (billing, configuration, unknown) to support.
+    pub fn with_support_url(mut self, url: Option<url::Url>) -> Self {
+        self.support_url = url;
+        self
     }
 
     /// Uses other texts.
@@ -324,7 +338,8 @@ impl Notifier for TelegramNotifier {
         notice: &FailureNotice,
     ) -> Result<MessageRef, NotifyError> {
         let text = self.texts.failure(to.language, notice);
-        let keyboard = failure_keyboard(&self.texts, to.language, notice.class, notice.order_id);
+        let keyboard =
+            failure_keyboard(&self.texts, to.language, notice, self.support_url.as_ref());
         self.send_html(chat_of(to), &text, Some(keyboard)).await
     }
 

@@ -39,7 +39,8 @@ impl NotifyTexts {
         self.texts.render(language, &format!("notify.{key}"), args)
     }
 
-    /// The label of a button (`make_another`, `main_menu`, `retry`, `send_video`).
+    /// The label of a button (`make_another`, `main_menu`, `retry`, `send_video`,
+    /// `another_photo`, `support`).
     pub fn button(&self, language: Language, name: &str) -> String {
         self.render(language, &format!("button.{name}"), &[])
     }
@@ -121,10 +122,15 @@ impl NotifyTexts {
         }
     }
 
-    /// The failure message: what happened (per class; for a user violation, what to change),
+    /// The failure message: what happened (per class, or the photo problem; for a user
+    /// violation, what to change),
     /// the provider's reason when there is one, and the refund.
     pub fn failure(&self, language: Language, notice: &FailureNotice) -> String {
-        let mut parts = vec![self.render(language, &format!("failure.{}", notice.class), &[])];
+        let headline = match notice.photo_problem {
+            Some(problem) => format!("failure_photo.{}", problem.as_str()),
+            None => format!("failure.{}", notice.class),
+        };
+        let mut parts = vec![self.render(language, &headline, &[])];
         if notice.class == ErrorClass::UserViolation {
             if let Some(detail) = notice.detail.as_deref().map(str::trim).filter(|d| !d.is_empty())
             {
@@ -186,6 +192,7 @@ fn truncate_chars(text: &str, max: usize) -> String {
 mod tests {
     use super::*;
     use crate::domain::{JobId, OrderId};
+    use crate::ports::PhotoProblem;
 
     fn notice(class: ErrorClass, refunded: i64, detail: Option<&str>) -> FailureNotice {
         FailureNotice {
@@ -195,6 +202,22 @@ mod tests {
             refunded: Credits::new(refunded).expect("non-negative"),
             product_id: None,
             detail: detail.map(str::to_owned),
+            photo_problem: None,
+        }
+    }
+
+    #[test]
+    fn a_photo_problem_is_told_as_such_never_as_moderation() {
+        let texts = NotifyTexts::builtin();
+        for language in [Language::Ru, Language::En] {
+            for problem in [PhotoProblem::TooLarge, PhotoProblem::NotAnImage, PhotoProblem::Gone] {
+                let mut n = notice(ErrorClass::Unknown, 1, None);
+                n.photo_problem = Some(problem);
+                let text = texts.failure(language, &n);
+                assert!(!text.contains("notify."), "missing key for {problem:?}: {text}");
+                assert!(!text.contains("модерац") && !text.contains("moderation"), "{text}");
+                assert!(text.contains("💰 1 "), "{problem:?}: {text}");
+            }
         }
     }
 
