@@ -446,3 +446,31 @@ both_stores! {
         assert_eq!(errors, 0);
     }
 }
+
+both_stores! {
+    async fn a_photo_at_the_main_menu_starts_a_new_video(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        for (id, lang, asks) in [(70, "en", "describe the product"), (71, "ru", "опиши товар")] {
+            let user = TgUser::new(id).language(lang);
+            // Before consent a photo only brings the terms back.
+            h.say(&user, "/start").await;
+            h.send_photo(&user).await;
+            assert!(
+                h.last(&user).callback_data().contains(&"terms"),
+                "{lang}: consent first: {}",
+                h.last(&user).text
+            );
+            h.press(&user, "terms").await;
+            // Right after /start (consent given, menu shown) and from the main menu.
+            h.send_photo(&user).await;
+            let text = h.last(&user).text.to_lowercase();
+            assert!(text.contains(asks), "{lang}: the photo starts a video: {text}");
+            h.say(&user, "A ceramic mug, 350 ml").await;
+            assert!(h.last(&user).callback_data().iter().any(|d| d.starts_with("tpl:")), "{lang}");
+            h.press(&user, "menu").await;
+            h.send_photo(&user).await;
+            let text = h.last(&user).text.to_lowercase();
+            assert!(text.contains(asks), "{lang}: from the menu too: {text}");
+        }
+    }
+}

@@ -92,6 +92,14 @@ fn handlers() -> UpdateHandler<ConversationError> {
         .branch(dptree::filter(|s: Session| s.banned()).endpoint(fallback::banned_message))
         .branch(dptree::filter_map(commands::parse).endpoint(commands::on_command))
         .branch(dptree::case![State::AwaitingPhoto].endpoint(create::on_picture))
+        // A photo (or image file) sent at the main menu starts a new video with it.
+        .branch(
+            dptree::case![State::Idle]
+                .filter(|msg: Message, s: Session| {
+                    s.consented() && (msg.photo().is_some() || msg.document().is_some())
+                })
+                .endpoint(create::on_picture),
+        )
         .branch(
             dptree::case![State::AwaitingDescription { source }].endpoint(create::on_description),
         )
