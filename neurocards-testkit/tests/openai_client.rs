@@ -132,14 +132,18 @@ async fn a_wrong_key_is_unauthorized_and_never_echoed() {
 }
 
 #[tokio::test]
-async fn malformed_bodies_and_prose_content_are_malformed() {
+async fn malformed_bodies_are_malformed_and_prose_is_the_prompt() {
     let fake = FakeOpenAi::start().await;
     fake.push(OpenAiReply::MalformedBody);
-    fake.push(OpenAiReply::Content("Here is your prompt: a kettle on a table.".into()));
+    fake.push(OpenAiReply::Content(r#"{"video_prompt": "a kettle on a tab"#.into()));
+    fake.push(OpenAiReply::Content("A kettle on a table, slow push-in.".into()));
     for _ in 0..2 {
         let err = ask(&fake.client(), None).await.expect_err("malformed");
         assert!(matches!(err, OpenAiError::Malformed(_)), "{err:?}");
     }
+    // Plain text from an endpoint that ignores `response_format`: the prompt engine validates it.
+    let answer = ask(&fake.client(), None).await.expect("prose is an answer");
+    assert_eq!(answer, "A kettle on a table, slow push-in.");
 }
 
 #[tokio::test]

@@ -249,3 +249,23 @@ fallback_prompt = "{idea} {description}"
     engine.refine_idea("a kettle on the moon", DESCRIPTION, Language::En).await.expect("refined");
     assert!(fake.requests().await[0].system_text().starts_with("OPERATOR INSTRUCTIONS"));
 }
+
+#[tokio::test]
+async fn a_plain_text_answer_that_passes_validation_is_the_prompt() {
+    // An OpenAI-compatible endpoint that ignores `response_format`.
+    let fake = FakeOpenAi::start().await;
+    let prose = "A slow orbit around the mug on white marble, soft morning light, steam rising.";
+    fake.set_default(OpenAiReply::Content(prose.into()));
+    let ugc = template("ugc");
+    let prompt =
+        engine(&fake).build_prompt(&request(&ugc, Some(&photo()), 1)).await.expect("prompt");
+    assert_eq!(prompt.as_str(), format!("{prose} {PRODUCT_FIDELITY}"));
+    assert_ne!(prompt, template_prompt(&ugc, 1).await, "not the bare template");
+
+    // Prose that talks to the asker still falls back.
+    let fake = FakeOpenAi::start().await;
+    fake.set_default(OpenAiReply::Content(format!("Sure! Here it is: {prose}")));
+    let prompt =
+        engine(&fake).build_prompt(&request(&ugc, Some(&photo()), 1)).await.expect("prompt");
+    assert_eq!(prompt, template_prompt(&ugc, 1).await);
+}

@@ -158,8 +158,10 @@ impl OpenAiClient {
     }
 }
 
-/// Reads a 200 answer: refusal, truncation and content filter are errors; the content must be
-/// the JSON object asked for (a fenced ```json block is tolerated, gateways add them).
+/// Reads a 200 answer: refusal, truncation and content filter are errors; the content is the
+/// JSON object asked for (a fenced ```json block is tolerated, gateways add them), or, from an
+/// endpoint that ignores `response_format`, plain text taken as the prompt itself (the prompt
+/// engine validates it). A JSON object that does not parse is malformed.
 fn parse_answer(body: &str) -> Result<PromptAnswer, OpenAiError> {
     let completion: ChatCompletion = serde_json::from_str(body)
         .map_err(|e| OpenAiError::Malformed(format!("not a chat completion: {e}")))?;
@@ -190,6 +192,11 @@ fn parse_answer(body: &str) -> Result<PromptAnswer, OpenAiError> {
         .filter(|c| !c.trim().is_empty())
         .ok_or_else(|| OpenAiError::Malformed("empty content".into()))?;
     let json = strip_fence(&content);
+    if !json.starts_with('{') {
+        // An OpenAI-compatible endpoint that ignores `response_format` answers in prose: the
+        // text is the prompt, and the prompt engine validates it like any other.
+        return Ok(PromptAnswer { video_prompt: json.to_owned(), notes: None });
+    }
     let answer: PromptAnswer = serde_json::from_str(json)
         .map_err(|e| OpenAiError::Malformed(format!("content is not the JSON asked for: {e}")))?;
     if answer.video_prompt.trim().is_empty() {
@@ -241,6 +248,14 @@ mod tests {
     }
 
     #[test]
+    fn a_plain_text_answer_is_the_prompt() {
+        let prose = "A slow orbit around the kettle on white marble, soft morning light.";
+        let a = parse_answer(&completion(prose.into(), "stop", None)).expect("parses");
+        assert_eq!(a.video_prompt, prose);
+        assert_eq!(a.notes, None);
+    }
+
+    #[test]
     fn refusal_length_filter_and_garbage_are_told_apart() {
         let r = parse_answer(&completion(serde_json::Value::Null, "stop", Some("I can't")));
         assert_eq!(r, Err(OpenAiError::Refused("I can't".into())));
@@ -249,7 +264,7 @@ mod tests {
         let r = parse_answer(&completion(serde_json::Value::Null, "content_filter", None));
         assert_eq!(r, Err(OpenAiError::ContentFiltered));
         assert!(matches!(parse_answer("<html>"), Err(OpenAiError::Malformed(_))));
-        let r = parse_answer(&completion("just prose".into(), "stop", None));
+        let r = parse_answer(&completion(r#"{"video_prompt": 5}"#.into(), "stop", None));
         assert!(matches!(r, Err(OpenAiError::Malformed(_))));
         let r =
             parse_answer(&completion(r#"{"video_prompt":" ","notes":""}"#.into(), "stop", None));

@@ -54,6 +54,23 @@ const CHATTER: [&str; 18] = [
     "верни только",
 ];
 
+/// How a model opens a reply addressed to the person asking rather than a prompt ("Sure! Here
+/// is…"); an answer starting with one of these is chatter.
+const OPENERS: [&str; 12] = [
+    "sure",
+    "certainly",
+    "of course",
+    "here is",
+    "here's",
+    "absolutely",
+    "great idea",
+    "конечно",
+    "вот промпт",
+    "вот вариант",
+    "вот ваш",
+    "отличная идея",
+];
+
 /// Section labels of the old three-part answer (voice-over / hero description / mini-prompt).
 const SECTION_LABELS: [&str; 6] = [
     "mini-prompt",
@@ -114,6 +131,10 @@ pub fn clean_llm_prompt(raw: &str, instructions: &[&str]) -> Result<String, Prom
     }
     if let Some(phrase) = CHATTER.iter().find(|p| lower_raw.contains(*p)) {
         return Err(PromptRejection::Chatter(phrase));
+    }
+    let opening = lower_raw.trim_start_matches(|c: char| !c.is_alphanumeric());
+    if let Some(opener) = OPENERS.iter().find(|o| opening.starts_with(*o)) {
+        return Err(PromptRejection::Chatter(opener));
     }
 
     let mut lines = Vec::new();
@@ -217,6 +238,9 @@ mod tests {
             format!("As an AI, I wrote this: {GOOD}"),
             "I'm sorry, but I can't help with that request about this product.".to_owned(),
             format!("Как ИИ, я предлагаю: {GOOD}"),
+            "Sure! Here is a great video idea for you, with a kettle.".to_owned(),
+            format!("Here's your prompt. {GOOD}"),
+            format!("Конечно! {GOOD}"),
         ] {
             assert!(matches!(clean_llm_prompt(&raw, &[]), Err(PromptRejection::Chatter(_))));
         }
