@@ -187,6 +187,7 @@ pub async fn run(
         kie_callback: kie_callback(&settings, stores.signals.clone())?,
         yookassa,
         stats_window: Duration::from_secs(3600),
+        workers_configured: settings.worker_instances,
         metrics_token: settings.metrics_token.clone(),
         limits: http_limits(&settings),
     };

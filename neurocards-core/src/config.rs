@@ -106,6 +106,9 @@ pub struct Settings {
     /// Bearer token required on `/metrics` and `/queue_stats` (bot and worker); `None` leaves
     /// them open (bind them to a private address instead).
     pub metrics_token: Option<Secret>,
+    /// Worker processes the operator runs, reported by `/queue_stats` as `workers_configured`
+    /// (`WORKER_INSTANCES`); `None` reports the processes holding a lease.
+    pub worker_instances: Option<u64>,
     /// Connections the HTTP server serves at once (`HTTP_MAX_CONNECTIONS`); more wait in the
     /// listen backlog.
     pub http_max_connections: u32,
@@ -368,6 +371,10 @@ impl Settings {
             webhook_secret,
             http_addr: env.addr("HTTP_ADDR", "0.0.0.0:10000")?,
             metrics_token,
+            worker_instances: match get("WORKER_INSTANCES") {
+                None => None,
+                Some(_) => Some(env.number_within("WORKER_INSTANCES", 1u64, 1..=100_000)?),
+            },
             http_max_connections: env.number_within("HTTP_MAX_CONNECTIONS", 256, 1..=100_000)?,
             kie_base_url: env.url("KIE_BASE_URL", "https://api.kie.ai")?,
             kie_upload_url: env.url("KIE_UPLOAD_URL", "https://kieai.redpandaai.co")?,

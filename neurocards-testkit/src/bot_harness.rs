@@ -245,6 +245,7 @@ impl BotHarness {
             }),
             kie_callback: kie,
             stats_window: std::time::Duration::from_secs(3600),
+            workers_configured: None,
             metrics_token: metrics_token.map(Secret::new),
             limits,
             yookassa: self.yookassa.clone(),

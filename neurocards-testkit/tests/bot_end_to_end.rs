@@ -94,3 +94,62 @@ async fn the_bot_and_worker_binaries_complete_an_order() {
     let _ = worker.wait().await;
     system.assert_invariants().await;
 }
+
+fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+#[tokio::test]
+async fn queue_stats_keeps_the_previous_shape_in_polling_and_webhook_mode() {
+    let Some(db) = pg_database().await else { return };
+    let pool = db.pool.clone();
+    let system = TestSystem::start(pool).await;
+    // One order of two videos waiting, no worker.
+    let (_user, _order) = system.user_with_order(2, 2).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let http = reqwest::Client::new();
+    for mode in ["polling", "webhook"] {
+        let port = free_port();
+        let mut env = system.env();
+        env.insert("BOT_MODE".into(), mode.into());
+        env.insert("HTTP_ADDR".into(), format!("127.0.0.1:{port}"));
+        env.insert("PUBLIC_BASE_URL".into(), format!("http://127.0.0.1:{port}/"));
+        env.insert("WEBHOOK_SECRET".into(), "queue-stats-webhook-secret".into());
+        env.insert("WORKER_INSTANCES".into(), "4".into());
+        env.remove("METRICS_TOKEN");
+        let mut bot = service_command(&bot_binary(), env).spawn().expect("start neurocards-bot");
+        let url = format!("http://127.0.0.1:{port}/queue_stats");
+        let mut body = None;
+        for _ in 0..300 {
+            if let Ok(r) = http.get(&url).send().await {
+                assert_eq!(r.status(), 200, "{mode}");
+                body = Some(r.json::<serde_json::Value>().await.expect("JSON"));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = bot.start_kill();
+        let _ = bot.wait().await;
+        let b = body.unwrap_or_else(|| panic!("{mode}: /queue_stats never answered"));
+        // The previous system's fields, with their JSON types.
+        assert_eq!(b["status"], "ok", "{mode}: {b}");
+        assert_eq!(b["queue"]["queued"].as_u64(), Some(2), "{mode}: {b}");
+        assert_eq!(b["queue"]["processing"].as_u64(), Some(0), "{mode}: {b}");
+        assert_eq!(b["queue"]["total"].as_u64(), Some(2), "{mode}: {b}");
+        let age = b["avg_wait_minutes"].as_f64().expect("a number");
+        assert!(age > 0.0 && age < 5.0, "{mode}: average age of the waiting jobs: {b}");
+        assert_eq!(b["workers_configured"].as_u64(), Some(4), "{mode}: {b}");
+        let now = chrono::Utc::now().timestamp() as f64;
+        let at = b["timestamp"].as_f64().expect("timestamp is a number");
+        assert!((at - now).abs() < 120.0, "{mode}: {b}");
+        // Our additions.
+        for field in ["ready", "workers", "window_minutes", "succeeded", "failed", "cancelled"] {
+            assert!(b[field].is_u64(), "{mode}: {field} in {b}");
+        }
+        for field in ["avg_claim_wait_minutes", "p95_claim_wait_minutes"] {
+            assert!(b[field].is_f64(), "{mode}: {field} in {b}");
+        }
+    }
+    system.assert_invariants().await;
+}

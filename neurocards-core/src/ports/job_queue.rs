@@ -102,6 +102,9 @@ pub struct QueueStats {
     pub p95_wait_secs: f64,
     /// Distinct workers holding a lease now.
     pub workers: u64,
+    /// Average age, since their order was placed, of the jobs waiting now (seconds; 0 when
+    /// none wait).
+    pub avg_queued_age_secs: f64,
     pub window_secs: u64,
 }
 

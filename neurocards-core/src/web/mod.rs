@@ -163,6 +163,8 @@ pub struct WebDeps {
     pub kie_callback: Option<CallbackRoute>,
     /// The window `/queue_stats` averages waits over.
     pub stats_window: Duration,
+    /// Worker processes the operator runs, as `/queue_stats` reports them (`WORKER_INSTANCES`).
+    pub workers_configured: Option<u64>,
     /// Required as `Authorization: Bearer …` on `/metrics` and `/queue_stats` (`METRICS_TOKEN`).
     pub metrics_token: Option<Secret>,
     /// Body limits and timeouts of the routes.
@@ -292,6 +294,7 @@ mod tests {
             }),
             kie_callback: None,
             stats_window: Duration::from_secs(60),
+            workers_configured: None,
             metrics_token: None,
             limits,
             yookassa: None,

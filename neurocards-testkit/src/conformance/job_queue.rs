@@ -851,8 +851,11 @@ pub async fn release_requeues_without_counting<F: QueueFixture>(f: &F) {
 
 /// Statistics count jobs by state and report waits.
 pub async fn stats_count_by_state<F: QueueFixture>(f: &F) {
+    let empty = f.queue().stats(Duration::from_secs(3600)).await.expect("stats");
+    assert_eq!(empty.avg_queued_age_secs, 0.0, "nothing waits");
     let user = f.funded_user(5).await;
     f.queue().place_order(&order(user, 5, 1)).await.expect("order");
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let w = WorkerId::new("w");
     let jobs = f.queue().claim(&w, 3).await.expect("claim");
     f.queue().complete(&[jobs[0].lease]).await.expect("complete");
@@ -866,6 +869,8 @@ pub async fn stats_count_by_state<F: QueueFixture>(f: &F) {
     assert_eq!(stats.failed_by_class, vec![(ErrorClass::Config, 1)]);
     assert_eq!(stats.workers, 1);
     assert!(stats.avg_wait_secs >= 0.0 && stats.p95_wait_secs >= stats.avg_wait_secs * 0.0);
+    let age = stats.avg_queued_age_secs;
+    assert!((0.15..60.0).contains(&age), "the two waiting jobs are about 0.2 s old: {age}");
 }
 
 /// A waiting worker wakes up when an order is placed, well before its polling timeout.

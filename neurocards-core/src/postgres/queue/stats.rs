@@ -30,11 +30,13 @@ fn count(v: i64) -> u64 {
 
 pub(super) async fn stats(q: &PgJobQueue, window: Duration) -> Result<QueueStats, QueueError> {
     let secs = window.as_secs_f64();
-    let (queued, ready, running, workers): (i64, i64, i64, i64) = sqlx::query_as(
+    let (queued, ready, running, workers, queued_age): (i64, i64, i64, i64, f64) = sqlx::query_as(
         "SELECT count(*) FILTER (WHERE state = 'queued'), \
                 count(*) FILTER (WHERE state = 'queued' AND run_at <= now()), \
                 count(*) FILTER (WHERE state = 'running'), \
-                count(DISTINCT leased_by) \
+                count(DISTINCT leased_by), \
+                coalesce(avg(extract(epoch FROM now() - created_at)) \
+                         FILTER (WHERE state = 'queued'), 0)::float8 \
          FROM jobs WHERE state IN ('queued', 'running')",
     )
     .fetch_one(&q.pool)
@@ -75,6 +77,7 @@ pub(super) async fn stats(q: &PgJobQueue, window: Duration) -> Result<QueueStats
         ready: count(ready),
         running: count(running),
         workers: count(workers),
+        avg_queued_age_secs: queued_age.max(0.0),
         avg_wait_secs: avg_wait,
         p95_wait_secs: p95_wait,
         window_secs: window.as_secs(),

@@ -52,17 +52,19 @@ pub(super) async fn stats(q: &SqliteJobQueue, window: Duration) -> Result<QueueS
     let now = now_ms();
     let since = now.saturating_sub(duration_ms(window));
     let reader = q.store.reader();
-    let (queued, ready, running, workers): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT coalesce(sum(state = 'queued'), 0), \
-                coalesce(sum(state = 'queued' AND run_at <= ?), 0), \
-                coalesce(sum(state = 'running'), 0), \
-                count(DISTINCT leased_by) \
-         FROM jobs WHERE state IN ('queued', 'running')",
-    )
-    .bind(now)
-    .fetch_one(reader)
-    .await
-    .map_err(queue_error)?;
+    let (queued, ready, running, workers, queued_age_ms): (i64, i64, i64, i64, f64) =
+        sqlx::query_as(
+            "SELECT coalesce(sum(state = 'queued'), 0), \
+                    coalesce(sum(state = 'queued' AND run_at <= ?1), 0), \
+                    coalesce(sum(state = 'running'), 0), \
+                    count(DISTINCT leased_by), \
+                    coalesce(avg(CASE WHEN state = 'queued' THEN ?1 - created_at END), 0.0) \
+             FROM jobs WHERE state IN ('queued', 'running')",
+        )
+        .bind(now)
+        .fetch_one(reader)
+        .await
+        .map_err(queue_error)?;
 
     let finished: Vec<(String, Option<String>, i64)> = sqlx::query_as(
         "SELECT state, error_class, count(*) FROM jobs \
@@ -100,6 +102,7 @@ pub(super) async fn stats(q: &SqliteJobQueue, window: Duration) -> Result<QueueS
         ready: count(ready),
         running: count(running),
         workers: count(workers),
+        avg_queued_age_secs: (queued_age_ms / 1000.0).max(0.0),
         avg_wait_secs: avg_wait,
         p95_wait_secs: percentile_cont(&waits, 0.95),
         window_secs: window.as_secs(),
