@@ -190,9 +190,17 @@ impl SqlitePipelineFixture {
         &self.db.store
     }
 
+    /// An order placed through the real queue (so its jobs carry their fair ranks).
     async fn new_order(&self, count: u32) -> (OrderId, Vec<JobId>) {
+        use neurocards_core::ports::JobQueue as _;
         let user = funded_user(&self.accounts, i64::from(count)).await;
-        insert_order(self.store(), user, count, 1).await
+        let queue = neurocards_core::sqlite::SqliteJobQueue::new(
+            &self.db.store,
+            neurocards_core::queue_config::QueueConfig::default(),
+        );
+        let order = crate::conformance::job_queue::order(user, count, 1);
+        let placed = queue.place_order(&order).await.expect("place order");
+        (placed.order_id, placed.jobs)
     }
 }
 

@@ -47,4 +47,5 @@ on_both_stores!(
     only_waiting_recent_orders_are_announced,
     order_status_counts_jobs_by_outcome,
     queue_position_counts_work_ahead,
+    queue_position_follows_the_fair_claim_order,
 );

@@ -168,10 +168,14 @@ impl OrderProgressStore for PgOrderProgress {
 
     async fn queue_position(&self, order: OrderId) -> Result<QueuePosition, PipelineStoreError> {
         let row = sqlx::query(
-            "SELECT \
-                 (SELECT count(*) FROM jobs q WHERE q.state = 'queued' AND q.run_at <= now() \
-                    AND q.order_id <> $1 \
-                    AND q.id < (SELECT min(id) FROM jobs WHERE order_id = $1 AND state = 'queued') \
+            "WITH first AS ( \
+                 SELECT fair_rank, run_at, id FROM jobs WHERE order_id = $1 AND state = 'queued' \
+                 ORDER BY fair_rank, run_at, id LIMIT 1 \
+             ) \
+             SELECT \
+                 (SELECT count(*) FROM jobs q, first f \
+                  WHERE q.state = 'queued' AND q.run_at <= now() AND q.order_id <> $1 \
+                    AND (q.fair_rank, q.run_at, q.id) < (f.fair_rank, f.run_at, f.id) \
                  ) AS ahead, \
                  (SELECT count(*) FROM jobs WHERE state = 'running') AS running",
         )

@@ -164,10 +164,14 @@ impl OrderProgressStore for SqliteOrderProgress {
 
     async fn queue_position(&self, order: OrderId) -> Result<QueuePosition, PipelineStoreError> {
         let (ahead, running): (i64, i64) = sqlx::query_as(
-            "SELECT \
-                 (SELECT count(*) FROM jobs q WHERE q.state = 'queued' AND q.run_at <= ?2 \
-                    AND q.order_id <> ?1 \
-                    AND q.id < (SELECT min(id) FROM jobs WHERE order_id = ?1 AND state = 'queued') \
+            "WITH first AS ( \
+                 SELECT fair_rank, run_at, id FROM jobs WHERE order_id = ?1 AND state = 'queued' \
+                 ORDER BY fair_rank, run_at, id LIMIT 1 \
+             ) \
+             SELECT \
+                 (SELECT count(*) FROM jobs q, first f \
+                  WHERE q.state = 'queued' AND q.run_at <= ?2 AND q.order_id <> ?1 \
+                    AND (q.fair_rank, q.run_at, q.id) < (f.fair_rank, f.run_at, f.id) \
                  ), \
                  (SELECT count(*) FROM jobs WHERE state = 'running')",
         )

@@ -199,18 +199,34 @@ pub async fn order_status_counts_jobs_by_outcome<F: ProgressFixture>(f: &F) {
     assert!(status.is_finished());
 }
 
-/// The queue position counts due queued jobs of other orders placed before the order's first
-/// waiting job, and every running job.
+/// The queue position counts due queued jobs of other orders that the claim order puts before
+/// the order's first waiting job, and every running job.
 pub async fn queue_position_counts_work_ahead<F: ProgressFixture>(f: &F) {
+    // Fair ranks: the first order's jobs 1, 2, 3; the second user's jobs 2, 3 (after the
+    // queue's head). Ties go to the earlier job.
     let first = f.order(3).await;
     let second = f.order(2).await;
     f.set_job_status(first, 1, JobStatus::Running).await;
     f.set_job_status(first, 2, JobStatus::Succeeded).await;
+    // The first order waits with its rank-3 job; the second's rank-2 job is claimed before it.
     let ahead_of_first = f.store().queue_position(first).await.expect("position");
-    assert_eq!((ahead_of_first.ahead, ahead_of_first.running), (0, 1));
+    assert_eq!((ahead_of_first.ahead, ahead_of_first.running), (1, 1));
     let ahead_of_second = f.store().queue_position(second).await.expect("position");
-    assert_eq!((ahead_of_second.ahead, ahead_of_second.running), (1, 1));
+    assert_eq!((ahead_of_second.ahead, ahead_of_second.running), (0, 1));
+    // Now the second waits with its rank-3 job, placed after the first order's rank-3 job.
     f.set_job_status(second, 1, JobStatus::Running).await;
     let ahead_of_second = f.store().queue_position(second).await.expect("position");
     assert_eq!((ahead_of_second.ahead, ahead_of_second.running), (1, 2));
+}
+
+/// The position follows the claim order, which is fair between users, not the arrival order:
+/// a one-video order placed after another user's five-video order is claimed third (after the
+/// first two of the five), so two jobs are ahead of it, not five.
+pub async fn queue_position_follows_the_fair_claim_order<F: ProgressFixture>(f: &F) {
+    let burst = f.order(5).await;
+    let single = f.order(1).await;
+    let position = f.store().queue_position(single).await.expect("position");
+    assert_eq!(position.ahead, 2, "claimed after two of the five, not after all five");
+    let position = f.store().queue_position(burst).await.expect("position");
+    assert_eq!(position.ahead, 0, "the burst's first job is claimed first");
 }
