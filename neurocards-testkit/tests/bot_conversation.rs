@@ -474,3 +474,76 @@ both_stores! {
         }
     }
 }
+
+both_stores! {
+    async fn retry_after_a_failure_orders_the_same_request_again(store) {
+        use neurocards_core::domain::{ErrorClass, WorkerId};
+        use neurocards_core::ports::JobFailure;
+        let h = BotHarness::start(store, test_settings()).await;
+        for (id, lang, asks) in [(80, "en", "How many videos"), (81, "ru", "Сколько видео")] {
+            let user = TgUser::new(id).language(lang);
+            h.onboard(&user).await;
+            h.grant(&user, 2).await;
+            order_with(&h, &user, "ad", 1).await;
+            // The worker failed the job for good and refunded it.
+            let mut claimed = h.queue.claim(&WorkerId::new("w"), 10).await.expect("claim");
+            let at = claimed.iter().position(|j| j.user_id.get() == id).expect("this user's job");
+            let job = claimed.remove(at);
+            let others: Vec<_> = claimed.iter().map(|j| j.lease).collect();
+            h.queue.release(&others).await.expect("release the others");
+            let failure = JobFailure { class: ErrorClass::Temporary, message: "KIE 500".into() };
+            h.queue.fail(job.lease, &failure).await.expect("fail with refund");
+            assert_eq!(h.balance(&user).await, 2, "{lang}: refunded");
+
+            h.press_on(&user, 1, &format!("rt:{}", job.order_id)).await;
+            let question = h.last(&user);
+            assert!(question.text.contains(asks), "{lang}: straight to the count: {}", question.text);
+            h.press(&user, "cnt:1").await;
+            let start = h.last(&user).callback_data().into_iter()
+                .find(|d| d.starts_with("go:")).expect("Start").to_owned();
+            h.press(&user, &start).await;
+            assert_eq!(h.orders_of(&user).await, 2, "{lang}: ordered again");
+            assert_eq!(h.balance(&user).await, 1, "{lang}");
+            let (same,): (i64,) = h.store.row(&format!(
+                "SELECT count(DISTINCT product_id || '/' || template || '/' || coalesce(wishes, '')) \
+                 FROM orders WHERE user_id = {}", user.id)).await;
+            assert_eq!(same, 1, "{lang}: the same product, template and wishes");
+            // Another user's order is not theirs to retry: the menu, not a copy of it.
+            let stranger = TgUser::new(id + 100).language(lang);
+            h.onboard(&stranger).await;
+            h.press_on(&stranger, 1, &format!("rt:{}", job.order_id)).await;
+            assert!(!h.last(&stranger).text.contains(asks), "{lang}: {}", h.last(&stranger).text);
+            assert_eq!(h.orders_of(&stranger).await, 0);
+        }
+    }
+}
+
+both_stores! {
+    async fn add_details_extends_an_own_idea_before_it_is_approved(store) {
+        let h = BotHarness::start(store, test_settings()).await;
+        for (id, lang) in [(90, "en"), (91, "ru")] {
+            let user = TgUser::new(id).language(lang);
+            h.onboard(&user).await;
+            h.grant(&user, 1).await;
+            h.press(&user, "create").await;
+            h.send_photo(&user).await;
+            h.say(&user, "Ceramic mug, 350 ml").await;
+            h.press(&user, "tpl:own_idea").await;
+            h.say(&user, "The mug on a windowsill at sunrise").await;
+            h.press(&user, "idea:more").await;
+            h.say(&user, "with steam rising from fresh coffee").await;
+            let review = h.last(&user);
+            assert!(review.text.contains("windowsill"), "{lang}: the idea kept: {}", review.text);
+            assert!(review.text.contains("steam rising"), "{lang}: the details added: {}", review.text);
+            h.press(&user, "idea:ok").await;
+            h.press(&user, "cnt:1").await;
+            let start = h.last(&user).callback_data().into_iter()
+                .find(|d| d.starts_with("go:")).expect("Start").to_owned();
+            h.press(&user, &start).await;
+            let (prompt,): (Option<String>,) = h.store.row(&format!(
+                "SELECT user_prompt FROM orders WHERE user_id = {}", user.id)).await;
+            let prompt = prompt.expect("the approved idea is the order's prompt");
+            assert!(prompt.contains("windowsill") && prompt.contains("steam rising"), "{lang}: {prompt}");
+        }
+    }
+}
