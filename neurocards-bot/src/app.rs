@@ -112,6 +112,7 @@ pub async fn run(
     .with_session_reader(bot_stores.sessions.clone())
     .with_update_claims(bot_stores.update_claims.clone())
     .with_usage_quota(bot_stores.usage.clone())
+    .with_broadcasts(bot_stores.broadcasts.clone())
     .with_payments(payments.clone());
     if let Some(rail) = &yookassa {
         ctx = ctx.with_external_checkout(rail.clone());
@@ -158,6 +159,8 @@ pub async fn run(
     let reconciler =
         StarsReconciler { bot: bot.clone(), service: payments.clone(), texts: ctx.texts };
     tokio::spawn(reconciler.run(settings.stars_reconcile_interval, stopped()));
+    // Every replica looks for broadcasts a stopped process left unfinished; each is taken once.
+    tokio::spawn(conversation::broadcast::resume_broadcasts(bot.clone(), ctx.clone(), stopped()));
     if let (Some(rail), Some(y)) = (&yookassa, &settings.yookassa) {
         if let Some(username) = &me.user.username {
             rail.set_bot_username(username);

@@ -1,6 +1,7 @@
 //! Moving a seller from the embedded store to PostgreSQL: every durable fact of the SQLite file
 //! — users and their ledger, products, orders, jobs with their recorded steps, dialogue state,
-//! purchases, payment charges, referrals and reconciliation cursors — copied into an empty, migrated PostgreSQL database in one transaction, with the same ids.
+//! purchases, payment charges, referrals, reconciliation cursors and broadcasts (an unfinished
+//! one is resumed by the bot on PostgreSQL) — copied into an empty, migrated PostgreSQL database in one transaction, with the same ids.
 //!
 //! Balances are not copied as numbers: each ledger entry is inserted in order and the
 //! database's own ledger trigger rebuilds every balance, so the destination proves
@@ -198,6 +199,22 @@ const TABLES: &[Table] = &[
         name: "bot_dialogues",
         columns: &[("chat_id", Int), ("state", Json), ("updated_at", Time)],
         identity: false,
+    },
+    Table {
+        name: "broadcasts",
+        columns: &[
+            ("id", Int),
+            ("admin_chat", Int),
+            ("language", Text),
+            ("text", Text),
+            ("cursor_user_id", Int),
+            ("sent", Int),
+            ("blocked", Int),
+            ("failed", Int),
+            ("created_at", Time),
+            ("finished_at", Time),
+        ],
+        identity: true,
     },
 ];
 

@@ -26,7 +26,7 @@ impl std::fmt::Debug for Stores {
 }
 
 /// The ports only the bot uses: dialogue state, the admin's statistics and users' order
-/// history, the once-per-update claims and the per-user usage quota.
+/// history, the once-per-update claims, the per-user usage quota and the admin's broadcasts.
 #[cfg(feature = "telegram")]
 #[derive(Clone)]
 pub struct BotStores {
@@ -36,6 +36,7 @@ pub struct BotStores {
     pub history: Arc<dyn crate::conversation::OrderHistory>,
     pub update_claims: Arc<dyn crate::conversation::UpdateClaims>,
     pub usage: Arc<dyn crate::conversation::UsageQuota>,
+    pub broadcasts: Arc<dyn crate::conversation::broadcast::BroadcastStore>,
 }
 
 #[cfg(feature = "telegram")]

@@ -185,7 +185,8 @@ impl BotHarness {
         .with_stats(bot_stores.stats.clone())
         .with_history(bot_stores.history.clone())
         .with_update_claims(bot_stores.update_claims.clone())
-        .with_usage_quota(bot_stores.usage.clone());
+        .with_usage_quota(bot_stores.usage.clone())
+        .with_broadcasts(bot_stores.broadcasts.clone());
         let payments = Arc::new(PaymentService::new(
             stores.payments.clone(),
             accounts.clone(),

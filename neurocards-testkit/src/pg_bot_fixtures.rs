@@ -220,3 +220,11 @@ impl UsageQuotaFixture for PgBotFixture {
             .expect("counts the uses")
     }
 }
+
+impl crate::conformance::broadcasts::BroadcastsFixture for PgBotFixture {
+    type Broadcasts = neurocards_core::postgres::PgBroadcasts;
+
+    fn broadcasts(&self) -> Self::Broadcasts {
+        neurocards_core::postgres::PgBroadcasts::new(self.pool.clone())
+    }
+}

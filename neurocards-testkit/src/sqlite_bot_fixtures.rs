@@ -260,3 +260,11 @@ macro_rules! bot_store_conformance {
         }
     };
 }
+
+impl crate::conformance::broadcasts::BroadcastsFixture for SqliteBotFixture {
+    type Broadcasts = neurocards_core::sqlite::SqliteBroadcasts;
+
+    fn broadcasts(&self) -> Self::Broadcasts {
+        neurocards_core::sqlite::SqliteBroadcasts::new(&self.store)
+    }
+}

@@ -116,3 +116,88 @@ async fn the_command_list_is_registered() {
     assert!(calls[2].params["commands"].to_string().contains("broadcast"));
     assert!(calls[2].params["commands"].to_string().contains("refund"));
 }
+
+/// Latin words an admin text must not carry into the Russian interface.
+const ENGLISH: [&str; 8] =
+    ["yes", "no", "temporary", "billing", "unknown", "Failed", "error", "stars"];
+
+neurocards_testkit::both_stores! {
+    async fn admin_answers_speak_the_admins_language(store) {
+        use neurocards_core::domain::{ErrorClass, WorkerId};
+        use neurocards_core::ports::JobFailure;
+        let h = BotHarness::start(store, admin_settings()).await;
+        let admin = TgUser::new(ADMIN).language("ru");
+        let user = TgUser::new(510).language("en");
+        h.onboard(&admin).await;
+        h.onboard(&user).await;
+        h.grant(&user, 2).await;
+        h.spend_one(&user).await;
+        let job = h.queue.claim(&WorkerId::new("w"), 1).await.expect("claim").remove(0);
+        let failure = JobFailure { class: ErrorClass::Temporary, message: "KIE 500".into() };
+        h.queue.fail(job.lease, &failure).await.expect("fail");
+
+        h.say(&admin, "/balance 510").await;
+        let balance = h.last(&admin).text;
+        assert!(balance.contains("заблокирован: нет"), "{balance}");
+        h.say(&admin, "/ban 510").await;
+        h.say(&admin, "/balance 510").await;
+        let balance = h.last(&admin).text;
+        assert!(balance.contains("заблокирован: да"), "{balance}");
+        h.say(&admin, "/stats").await;
+        let stats = h.last(&admin).text;
+        assert!(stats.contains("временные сбои: 1"), "{stats}");
+        for text in [&balance, &stats] {
+            let words: Vec<&str> = text.split(|c: char| !c.is_ascii_alphabetic()).collect();
+            for english in ENGLISH {
+                assert!(!words.contains(&english), "{english:?} in: {text}");
+            }
+        }
+    }
+}
+
+neurocards_testkit::both_stores! {
+    async fn a_broadcast_resumes_where_it_stopped_waits_out_flood_control_and_reaches_unblocked_users(store) {
+        use neurocards_core::conversation::broadcast::resume_broadcasts;
+        use neurocards_core::domain::Language;
+        use neurocards_testkit::fake_telegram::Failure;
+        use std::time::Duration;
+        let h = BotHarness::start(store, admin_settings()).await;
+        let admin = TgUser::new(ADMIN).language("ru");
+        h.onboard(&admin).await;
+        let users: Vec<TgUser> = (601..=603).map(|id| TgUser::new(id).language("en")).collect();
+        for u in &users {
+            h.onboard(u).await;
+        }
+        // 603 blocked the bot (a broadcast recorded it), then unblocked it and wrote again.
+        h.accounts.set_bot_blocked(UserId(603), true).await.expect("recorded");
+        h.say(&users[2], "/menu").await;
+        let account = h.accounts.user(UserId(603)).await.expect("read").expect("exists");
+        assert_eq!(account.blocked_bot_at, None, "writing again makes the user reachable");
+
+        // A broadcast a stopped bot process left after reaching 601.
+        let store = h.ctx.broadcasts.clone().expect("broadcasts are stored");
+        let short = Duration::from_millis(50);
+        let mut b = store.start(ADMIN, Language::Ru, "Новость <дня>", "stopped-bot", short)
+            .await.expect("start");
+        b.cursor = Some(UserId(601));
+        b.sent = 1;
+        assert!(store.advance(&b, "stopped-bot", short).await.expect("advance"));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+
+        // Telegram asks the first message to wait: it is sent again, not dropped.
+        h.telegram.fail_next("sendMessage", Failure::RetryAfter(1));
+        resume_broadcasts(h.bot.clone(), h.ctx.clone(), tokio::time::sleep(Duration::from_millis(300))).await;
+        let done = h.telegram.wait_until(Duration::from_secs(15), |tg| {
+            tg.texts_to(ADMIN).iter().any(|t| t.contains("Рассылка завершена"))
+        }).await;
+        assert!(done, "the resumed broadcast reports back: {:?}", h.telegram.texts_to(ADMIN));
+        let got = |id: i64| h.telegram.texts_to(id).iter().filter(|t| t.contains("Новость")).count();
+        assert_eq!(got(601), 0, "not sent again to the user reached before the stop");
+        assert_eq!(got(602), 1, "the flood-controlled message was sent again");
+        assert_eq!(got(603), 1, "the unblocked user gets it");
+        let report = h.telegram.texts_to(ADMIN).into_iter().rev()
+            .find(|t| t.contains("Рассылка завершена")).expect("report");
+        assert!(report.contains("отправлено 3") && report.contains("ошибок 0"), "{report}");
+        assert_eq!(store.take_abandoned("another-bot", short).await.expect("read"), None, "finished");
+    }
+}

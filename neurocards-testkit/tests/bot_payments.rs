@@ -76,7 +76,7 @@ both_stores! {
         admin_h.onboard(&admin).await;
         admin_h.say(&admin, "/stats").await;
         let stats = admin_h.last(&admin).text;
-        assert!(stats.contains("stars · pack10 × 1 = 450 ⭐"), "{stats}");
+        assert!(stats.contains("Telegram Stars · pack10 × 1 = 450 ⭐"), "{stats}");
         assert!(h.ctx_metrics().contains("neurocards_purchases_total{rail=\"stars\",pack=\"pack10\"} 1"));
         h.store.assert_invariants().await;
     }

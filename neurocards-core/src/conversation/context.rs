@@ -215,6 +215,10 @@ pub struct BotContext {
     pub payments: Option<Arc<crate::payments::PaymentService>>,
     /// The YooKassa rail; without it packs are sold for Stars only.
     pub yookassa: Option<Arc<dyn crate::payments::checkout::ExternalCheckout>>,
+    /// Broadcasts and their progress; without it a broadcast is not resumed after a restart.
+    pub broadcasts: Option<Arc<dyn super::broadcast::BroadcastStore>>,
+    /// This process's name, unique across processes and restarts (holds broadcast leases).
+    pub process_name: String,
     /// The bot's username, learnt from the first update (for referral links).
     pub bot_username: std::sync::OnceLock<String>,
     pub counters: BotCounters,
@@ -251,9 +255,17 @@ impl BotContext {
             usage: None,
             payments: None,
             yookassa: None,
+            broadcasts: None,
+            process_name: format!("bot:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             bot_username: std::sync::OnceLock::new(),
             counters: BotCounters::default(),
         }
+    }
+
+    /// Keeps broadcasts in `store`, so that they survive restarts.
+    pub fn with_broadcasts(mut self, store: Arc<dyn super::broadcast::BroadcastStore>) -> Self {
+        self.broadcasts = Some(store);
+        self
     }
 
     /// Adds the source of `/stats` user and order figures.

@@ -10,6 +10,7 @@
 //! - the dialogue state lives behind teloxide's `Storage`, so a restart loses nothing.
 
 mod action;
+pub mod broadcast;
 mod command;
 mod context;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]

@@ -91,6 +91,14 @@ async fn load(
             (state, account)
         }
     };
+    // A user we recorded as having blocked the bot is writing to it again: reachable once more
+    // (broadcasts and notices include them again). Best effort; the next update retries.
+    if account.as_ref().is_some_and(|a| a.blocked_bot_at.is_some()) {
+        match ctx.accounts.set_bot_blocked(user_id, false).await {
+            Ok(()) => tracing::info!(user_id = %user_id, "user unblocked the bot"),
+            Err(e) => tracing::warn!(user_id = %user_id, error = %e, "unblock not recorded"),
+        }
+    }
     let telegram_language = from.language_code.clone();
     let lang = account
         .as_ref()

@@ -48,6 +48,11 @@ mod update_claims;
 #[cfg(feature = "telegram")]
 pub use update_claims::{PgUpdateClaims, PgUsageQuota};
 
+#[cfg(feature = "telegram")]
+mod broadcasts;
+#[cfg(feature = "telegram")]
+pub use broadcasts::PgBroadcasts;
+
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use std::str::FromStr;
@@ -127,5 +132,6 @@ pub fn bot_stores(pool: &PgPool) -> crate::stores::BotStores {
         history: queries,
         update_claims: Arc::new(PgUpdateClaims::new(pool.clone())),
         usage: Arc::new(PgUsageQuota::new(pool.clone())),
+        broadcasts: Arc::new(PgBroadcasts::new(pool.clone())),
     }
 }

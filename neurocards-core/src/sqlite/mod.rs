@@ -55,6 +55,10 @@ pub use products::SqliteProducts;
 pub use task_signals::SqliteTaskSignals;
 #[cfg(feature = "telegram")]
 pub use update_claims::{SqliteUpdateClaims, SqliteUsageQuota};
+#[cfg(feature = "telegram")]
+mod broadcasts;
+#[cfg(feature = "telegram")]
+pub use broadcasts::SqliteBroadcasts;
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::SqlitePool;

@@ -25,7 +25,10 @@ pub fn stores(store: &SqliteStore, config: QueueConfig) -> Stores {
 /// The bot's own storage ports on the embedded store.
 #[cfg(feature = "telegram")]
 pub fn bot_stores(store: &SqliteStore) -> crate::stores::BotStores {
-    use super::{SqliteBotQueries, SqliteDialogueStorage, SqliteUpdateClaims, SqliteUsageQuota};
+    use super::{
+        SqliteBotQueries, SqliteBroadcasts, SqliteDialogueStorage, SqliteUpdateClaims,
+        SqliteUsageQuota,
+    };
     let queries = Arc::new(SqliteBotQueries::new(store));
     crate::stores::BotStores {
         dialogues: SqliteDialogueStorage::erased(store),
@@ -34,5 +37,6 @@ pub fn bot_stores(store: &SqliteStore) -> crate::stores::BotStores {
         history: queries,
         update_claims: Arc::new(SqliteUpdateClaims::new(store)),
         usage: Arc::new(SqliteUsageQuota::new(store)),
+        broadcasts: Arc::new(SqliteBroadcasts::new(store)),
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod bot_queries;
+pub mod broadcasts;
 pub mod dialogues;
 pub mod job_queue;
 pub mod order_progress;

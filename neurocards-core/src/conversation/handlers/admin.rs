@@ -6,12 +6,10 @@ use crate::conversation::command::AdminCommand;
 use crate::conversation::context::{BotContext, DailyStats};
 use crate::conversation::session::Session;
 use crate::domain::{LedgerReason, UserId};
-use crate::i18n::{escape_html, Texts};
+use crate::i18n::escape_html;
 use std::sync::Arc;
 use std::time::Duration;
 use teloxide::prelude::*;
-use teloxide::types::ParseMode;
-use teloxide::ApiError;
 
 pub(super) async fn run(
     bot: Bot,
@@ -54,11 +52,11 @@ pub(super) async fn run(
                                 ],
                             )
                         }
-                        Err(e) => error_text(&ctx, &s, &e.to_string()),
+                        Err(e) => error_text(&ctx, &s, &e),
                     }
                 }
                 Ok(None) => unknown_user(&ctx, &s, user),
-                Err(e) => error_text(&ctx, &s, &e.to_string()),
+                Err(e) => error_text(&ctx, &s, &e),
             }
         }
         AdminCommand::Balance { user } => {
@@ -79,7 +77,14 @@ pub(super) async fn run(
                         ),
                         ("balance", &balance.to_string()),
                         ("language", u.language.as_str()),
-                        ("banned", if u.banned { "yes" } else { "no" }),
+                        (
+                            "banned",
+                            t(
+                                &ctx,
+                                s.lang,
+                                if u.banned { "bot.admin.yes" } else { "bot.admin.no" },
+                            ),
+                        ),
                         (
                             "consent",
                             &u.consent_at.map(|c| c.to_rfc3339()).unwrap_or_else(|| "-".into()),
@@ -87,15 +92,25 @@ pub(super) async fn run(
                     ],
                 ),
                 (Ok(None), _) => unknown_user(&ctx, &s, user),
-                (Err(e), _) | (_, Err(e)) => error_text(&ctx, &s, &e.to_string()),
+                (Err(e), _) | (_, Err(e)) => error_text(&ctx, &s, &e),
             }
         }
         AdminCommand::Ban { user } => set_banned(&ctx, &s, user, true).await,
         AdminCommand::Unban { user } => set_banned(&ctx, &s, user, false).await,
         AdminCommand::Refund { charge_id } => refund(&bot, &ctx, &s, &charge_id).await,
         AdminCommand::Broadcast { text } => {
-            tokio::spawn(broadcast(bot.clone(), ctx.clone(), s.chat, s.lang, text));
-            t(&ctx, s.lang, "bot.admin.broadcast_started").to_owned()
+            let started = crate::conversation::broadcast::start_broadcast(
+                bot.clone(),
+                ctx.clone(),
+                s.chat,
+                s.lang,
+                text,
+            )
+            .await;
+            match started {
+                Ok(()) => t(&ctx, s.lang, "bot.admin.broadcast_started").to_owned(),
+                Err(e) => error_text(&ctx, &s, &e),
+            }
         }
     };
     send(&bot, &s, text, None).await.map(|_| ())
@@ -108,7 +123,7 @@ async fn set_banned(ctx: &BotContext, s: &Session, user: UserId, banned: bool) -
             tr(ctx, s.lang, key, &[("user", &user.to_string())])
         }
         Ok(false) => unknown_user(ctx, s, user),
-        Err(e) => error_text(ctx, s, &e.to_string()),
+        Err(e) => error_text(ctx, s, &e),
     }
 }
 
@@ -173,7 +188,7 @@ async fn refund(bot: &Bot, ctx: &BotContext, s: &Session, charge_id: &str) -> St
             "bot.admin.refund_refused",
             &[("charge", &charge), ("error", &escape_html(&e))],
         ),
-        Err(e) => error_text(ctx, s, &e.to_string()),
+        Err(e) => error_text(ctx, s, &e),
     }
 }
 
@@ -196,11 +211,13 @@ async fn purchases_today(
                     "XTR" => format!("{} ⭐", p.amount),
                     other => format!("{} {}", p.amount, escape_html(other)),
                 };
-                format!("{} · {} × {} = {amount}", p.rail, escape_html(p.pack.as_str()), p.count)
+                let key = format!("bot.admin.rail.{}", p.rail);
+                let rail = t(ctx, s.lang, &key);
+                format!("{rail} · {} × {} = {amount}", escape_html(p.pack.as_str()), p.count)
             })
             .collect::<Vec<_>>()
             .join("\n"),
-        Err(e) => error_text(ctx, s, &e.to_string()),
+        Err(e) => error_text(ctx, s, &e),
     }
 }
 
@@ -208,8 +225,11 @@ fn unknown_user(ctx: &BotContext, s: &Session, user: UserId) -> String {
     tr(ctx, s.lang, "bot.admin.unknown_user", &[("user", &user.to_string())])
 }
 
-fn error_text(ctx: &BotContext, s: &Session, error: &str) -> String {
-    tr(ctx, s.lang, "bot.admin.error", &[("error", &escape_html(error))])
+/// The admin's answer when storage failed: said in the admin's language; the error itself (in
+/// English, for the operator) goes to the log.
+fn error_text(ctx: &BotContext, s: &Session, error: &dyn std::fmt::Display) -> String {
+    tracing::warn!(admin = %s.user_id, error = %error, "admin command failed");
+    t(ctx, s.lang, "bot.admin.error").to_owned()
 }
 
 /// Today's figures (UTC day) from the queue and, when configured, the stats source.
@@ -219,12 +239,12 @@ async fn stats(ctx: &BotContext, s: &Session) -> String {
     let window = (now - midnight).to_std().unwrap_or_default().max(Duration::from_secs(1));
     let queue = match ctx.queue.stats(window).await {
         Ok(q) => q,
-        Err(e) => return error_text(ctx, s, &e.to_string()),
+        Err(e) => return error_text(ctx, s, &e),
     };
     let daily = match &ctx.stats {
         Some(source) => match source.daily(midnight).await {
             Ok(d) => d,
-            Err(e) => return error_text(ctx, s, &e.to_string()),
+            Err(e) => return error_text(ctx, s, &e),
         },
         None => DailyStats::default(),
     };
@@ -236,7 +256,9 @@ async fn stats(ctx: &BotContext, s: &Session) -> String {
         queue
             .failed_by_class
             .iter()
-            .map(|(class, n)| format!("{class}: {n}"))
+            .map(|(class, n)| {
+                format!("{}: {n}", t(ctx, s.lang, &format!("bot.admin.class.{class}")))
+            })
             .collect::<Vec<_>>()
             .join("\n")
     };
@@ -272,69 +294,4 @@ async fn stats(ctx: &BotContext, s: &Session) -> String {
             ("keys", &keys),
         ],
     )
-}
-
-/// Sends `text` to every reachable user, paced to `broadcast_per_second`; users who blocked
-/// the bot are recorded and skipped from then on. Reports the totals to the admin.
-async fn broadcast(
-    bot: Bot,
-    ctx: Arc<BotContext>,
-    admin_chat: ChatId,
-    lang: crate::domain::Language,
-    text: String,
-) {
-    let text = escape_html(&text);
-    let per_second = ctx.settings.broadcast_per_second.max(1);
-    let mut pace = tokio::time::interval(Duration::from_secs(1) / per_second);
-    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let (mut sent, mut blocked, mut failed) = (0u64, 0u64, 0u64);
-    let mut after = None;
-    loop {
-        let page = match ctx.accounts.reachable_users(after, 500).await {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::error!(error = %e, "broadcast stopped: users unreadable");
-                break;
-            }
-        };
-        let Some(last) = page.last().copied() else { break };
-        after = Some(last);
-        for user in page {
-            pace.tick().await;
-            let result = bot
-                .send_message(ChatId(user.get()), text.clone())
-                .parse_mode(ParseMode::Html)
-                .await;
-            match result {
-                Ok(_) => sent += 1,
-                Err(teloxide::RequestError::Api(
-                    ApiError::BotBlocked
-                    | ApiError::UserDeactivated
-                    | ApiError::CantInitiateConversation,
-                )) => {
-                    blocked += 1;
-                    let _ = ctx.accounts.set_bot_blocked(user, true).await;
-                }
-                Err(teloxide::RequestError::RetryAfter(wait)) => {
-                    tokio::time::sleep(crate::domain::cap_retry_after(wait.duration())).await;
-                    failed += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(user_id = %user, error = %e, "broadcast message not sent");
-                    failed += 1;
-                }
-            }
-        }
-    }
-    tracing::info!(sent, blocked, failed, "broadcast finished");
-    let report = Texts::builtin().render(
-        lang,
-        "bot.admin.broadcast_done",
-        &[
-            ("sent", &sent.to_string()),
-            ("blocked", &blocked.to_string()),
-            ("failed", &failed.to_string()),
-        ],
-    );
-    let _ = bot.send_message(admin_chat, report).await;
 }
