@@ -73,6 +73,7 @@ pub async fn run(
             window: Duration::from_secs(60),
         }),
         idea_refines_per_hour: settings.idea_refines_per_hour,
+        updates_per_minute: settings.updates_per_minute,
         ..ConversationSettings::default()
     };
     // Replies go out unthrottled: one per update, to the user who just wrote. The worker's
@@ -113,6 +114,7 @@ pub async fn run(
     .with_update_claims(bot_stores.update_claims.clone())
     .with_usage_quota(bot_stores.usage.clone())
     .with_broadcasts(bot_stores.broadcasts.clone())
+    .with_marketplace(Arc::new(wiring::marketplace_images(&settings)?))
     .with_payments(payments.clone());
     if let Some(rail) = &yookassa {
         ctx = ctx.with_external_checkout(rail.clone());

@@ -150,6 +150,9 @@ pub struct Settings {
     pub price_per_video: Credits,
     /// Orders one user may place per minute.
     pub orders_per_minute: u32,
+    /// Updates one user may send per minute before the bot pauses them
+    /// (`UPDATES_PER_MINUTE`); 0 turns the limit off.
+    pub updates_per_minute: u32,
     /// Own ideas one user may have refined by the LLM per hour (`IDEA_REFINES_PER_HOUR`);
     /// 0 means no limit.
     pub idea_refines_per_hour: u32,
@@ -401,6 +404,7 @@ impl Settings {
             start_credits: env.credits("START_CREDITS", 0)?,
             price_per_video: env.credits("PRICE_PER_VIDEO", 1)?,
             orders_per_minute: env.number_within("ORDERS_PER_MINUTE", 5, 0..=10_000)?,
+            updates_per_minute: env.number_within("UPDATES_PER_MINUTE", 60, 0..=100_000)?,
             idea_refines_per_hour: env.number_within("IDEA_REFINES_PER_HOUR", 10, 0..=10_000)?,
             download_concurrency: env.number_within("DOWNLOAD_CONCURRENCY", 4, 1..=256)?,
             fetch_allow_local: env.flag("FETCH_ALLOW_LOCAL")?,
@@ -901,6 +905,7 @@ mod tests {
             "START_CREDITS",
             "PRICE_PER_VIDEO",
             "ORDERS_PER_MINUTE",
+            "UPDATES_PER_MINUTE",
             "IDEA_REFINES_PER_HOUR",
             "DOWNLOAD_CONCURRENCY",
             "FETCH_ALLOW_LOCAL",

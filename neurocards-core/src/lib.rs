@@ -47,6 +47,9 @@ pub mod yookassa;
 #[cfg(feature = "telegram")]
 pub mod conversation;
 
+#[cfg(feature = "telegram")]
+pub mod marketplace;
+
 #[cfg(feature = "web")]
 pub mod web;
 

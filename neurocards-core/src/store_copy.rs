@@ -49,6 +49,7 @@ const TABLES: &[Table] = &[
             ("language", Text),
             ("consent_at", Time),
             ("banned", Bool),
+            ("ban_reason", Text),
             ("blocked_bot_at", Time),
             ("created_at", Time),
         ],

@@ -200,6 +200,23 @@ pub fn fetch_policy(settings: &Settings) -> FetchPolicy {
     }
 }
 
+/// Product images from marketplace links, fetched under the download policy with a timeout
+/// short enough for a seller waiting in the chat.
+#[cfg(feature = "telegram")]
+pub fn marketplace_images(
+    settings: &Settings,
+) -> Result<crate::marketplace::PageImages, WiringError> {
+    let policy = FetchPolicy {
+        timeouts: crate::http::HttpTimeouts {
+            connect: std::time::Duration::from_secs(5),
+            request: std::time::Duration::from_secs(20),
+        },
+        ..fetch_policy(settings)
+    };
+    let fetch = SafeFetch::new(policy).map_err(|e| WiringError::Http(e.to_string()))?;
+    Ok(crate::marketplace::PageImages::new(fetch))
+}
+
 /// The template catalogue: `TEMPLATES_PATH` when set, the built-in one otherwise.
 pub fn templates(settings: &Settings) -> Result<TemplateCatalogue, WiringError> {
     Ok(TemplateCatalogue::from_env_or_builtin(settings.templates_path.as_deref())?)

@@ -8,6 +8,7 @@ use neurocards_core::conversation::{
     BotContext, Conversation, ConversationSettings, Delivery, DialogueStorage,
 };
 use neurocards_core::domain::{Credits, LedgerReason, UserId};
+use neurocards_core::marketplace::MarketplaceImages;
 use neurocards_core::payments::yookassa_rail::YooKassaRail;
 use neurocards_core::payments::{PackCatalogue, PaymentService};
 use neurocards_core::ports::{Accounts, JobQueue, Products, PromptEngine};
@@ -92,7 +93,7 @@ impl BotHarness {
             neurocards_core::telemetry::init(neurocards_core::telemetry::LogFormat::Text);
         }
         let telegram = FakeTelegram::start().await;
-        Self::on(telegram, store.into(), settings, true, None, PaymentsSetup::default()).await
+        Self::on(telegram, store.into(), settings, true, None, PaymentsSetup::default(), None).await
     }
 
     /// As [`BotHarness::start`], selling packs as `setup` says.
@@ -102,7 +103,7 @@ impl BotHarness {
         setup: PaymentsSetup,
     ) -> Self {
         let telegram = FakeTelegram::start().await;
-        Self::on(telegram, store.into(), settings, true, None, setup).await
+        Self::on(telegram, store.into(), settings, true, None, setup, None).await
     }
 
     /// As [`BotHarness::start`], with a prompt engine of the test's own (the default builds
@@ -113,8 +114,20 @@ impl BotHarness {
         prompts: Arc<dyn PromptEngine>,
     ) -> Self {
         let telegram = FakeTelegram::start().await;
-        Self::on(telegram, store.into(), settings, true, Some(prompts), PaymentsSetup::default())
-            .await
+        let setup = PaymentsSetup::default();
+        Self::on(telegram, store.into(), settings, true, Some(prompts), setup, None).await
+    }
+
+    /// As [`BotHarness::with_telegram`], taking product images from marketplace links through
+    /// `images` (for example [`crate::fake_marketplace::FakeMarketplace::images`]).
+    pub async fn with_marketplace(
+        telegram: FakeTelegram,
+        store: impl Into<StoreUnderTest>,
+        settings: ConversationSettings,
+        images: Arc<dyn MarketplaceImages>,
+    ) -> Self {
+        let setup = PaymentsSetup::default();
+        Self::on(telegram, store.into(), settings, true, None, setup, Some(images)).await
     }
 
     /// A conversation on an existing FakeTelegram (for example a [`crate::system::TestSystem`]'s,
@@ -124,7 +137,7 @@ impl BotHarness {
         store: impl Into<StoreUnderTest>,
         settings: ConversationSettings,
     ) -> Self {
-        Self::on(telegram, store.into(), settings, true, None, PaymentsSetup::default()).await
+        Self::on(telegram, store.into(), settings, true, None, PaymentsSetup::default(), None).await
     }
 
     /// Another bot process on the same FakeTelegram and database: nothing in memory is shared,
@@ -138,6 +151,7 @@ impl BotHarness {
             true,
             prompts,
             self.setup.clone(),
+            self.ctx.marketplace.clone(),
         )
         .await
     }
@@ -154,6 +168,7 @@ impl BotHarness {
             false,
             prompts,
             self.setup.clone(),
+            self.ctx.marketplace.clone(),
         )
         .await
     }
@@ -165,6 +180,7 @@ impl BotHarness {
         combined_reads: bool,
         prompts: Option<Arc<dyn PromptEngine>>,
         setup: PaymentsSetup,
+        marketplace: Option<Arc<dyn MarketplaceImages>>,
     ) -> Self {
         let bot = Bot::new(telegram.token().expose()).set_api_url(telegram.api_url());
         let stores = store.stores(QueueConfig::default());
@@ -187,6 +203,9 @@ impl BotHarness {
         .with_update_claims(bot_stores.update_claims.clone())
         .with_usage_quota(bot_stores.usage.clone())
         .with_broadcasts(bot_stores.broadcasts.clone());
+        if let Some(images) = marketplace {
+            ctx = ctx.with_marketplace(images);
+        }
         let payments = Arc::new(PaymentService::new(
             stores.payments.clone(),
             accounts.clone(),

@@ -7,6 +7,7 @@ pub mod bot_harness;
 pub mod callback_receiver;
 pub mod conformance;
 pub mod fake_kie;
+pub mod fake_marketplace;
 pub mod fake_openai;
 pub mod fake_telegram;
 pub mod fake_yookassa;

@@ -35,6 +35,8 @@ conformance!(
     snooze_counts_nothing,
     fail_refunds_exactly_once,
     cancel_refunds_queued_jobs_only,
+    cancel_queued_takes_only_unstarted_jobs_of_the_scope,
+    cancel_queued_races_claims_without_double_outcomes,
     heartbeat_extends_and_reports_lost,
     rescue_requeues_then_fails_at_cap,
     begin_step_is_fenced,

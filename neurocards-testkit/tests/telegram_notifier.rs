@@ -73,10 +73,12 @@ async fn progress_is_sent_once_then_edited_in_place() {
         .show_progress(
             to(Language::En),
             None,
-            &ProgressStage::Queued { total: 3, position: 2, eta_minutes: 4 },
+            &ProgressStage::Queued { order_id: OrderId(7), total: 3, position: 2, eta_minutes: 4 },
         )
         .await
         .expect("sent");
+    let queued = fake.messages_to(CHAT);
+    assert_eq!(queued[0].callback_data(), vec!["cxl:7"], "a waiting order can be cancelled");
     let second = n
         .show_progress(
             to(Language::En),
@@ -100,6 +102,7 @@ async fn progress_is_sent_once_then_edited_in_place() {
     assert_eq!(seen.len(), 1, "one progress message: {seen:?}");
     assert!(seen[0].text.contains("1 of 3"), "{}", seen[0].text);
     assert_eq!(seen[0].edits, 1);
+    assert!(seen[0].buttons.is_empty(), "generating: no Cancel any more");
     assert_eq!(seen[0].parse_mode.as_deref(), Some("HTML"));
     assert_eq!(fake.calls("sendMessage").len(), 1);
 }

@@ -52,6 +52,12 @@ pub enum Action {
     Retry {
         order_id: OrderId,
     },
+    /// "Cancel": cancel the order's videos that have not started, with refund.
+    CancelOrder {
+        order_id: OrderId,
+    },
+    /// "Yes, this one": the image taken from a marketplace link is the product.
+    ConfirmLinkPhoto,
     /// Send a finished job's video (under an offer sent when an earlier send may have failed).
     SendVideo {
         job_id: JobId,
@@ -72,6 +78,10 @@ impl Action {
             Action::SetLanguage(l) => format!("lang:{}", l.as_str()),
             Action::Template(t) => format!("tpl:{t}"),
             Action::SkipWishes => "skip".into(),
+            Action::ConfirmLinkPhoto => "lnk:ok".into(),
+            Action::CancelOrder { order_id } => {
+                CallbackData::CancelOrder { order_id: *order_id }.encode()
+            }
             Action::ApproveIdea => "idea:ok".into(),
             Action::ExtendIdea => "idea:more".into(),
             Action::Count(c) => format!("cnt:{}", c.get()),
@@ -98,6 +108,9 @@ impl Action {
                 CallbackData::SendVideo { job_id } if job_id.get() > 0 => {
                     Some(Action::SendVideo { job_id })
                 }
+                CallbackData::CancelOrder { order_id } if order_id.get() > 0 => {
+                    Some(Action::CancelOrder { order_id })
+                }
                 CallbackData::CreateVideo => Some(Action::CreateVideo),
                 _ => None,
             };
@@ -115,6 +128,7 @@ impl Action {
             ("lang", Some(l)) => Action::SetLanguage(Language::parse(l)?),
             ("tpl", Some(t)) => Action::Template(TemplateId::parse(t).ok()?),
             ("skip", None) => Action::SkipWishes,
+            ("lnk", Some("ok")) => Action::ConfirmLinkPhoto,
             ("idea", Some("ok")) => Action::ApproveIdea,
             ("idea", Some("more")) => Action::ExtendIdea,
             ("cnt", Some(n)) => Action::Count(VideoCount::parse(n.parse().ok()?).ok()?),
@@ -165,6 +179,8 @@ mod tests {
             Action::SetLanguage(Language::En),
             Action::Template(TemplateId::parse("a_very-long_template_id_32_chars").expect("ok")),
             Action::SkipWishes,
+            Action::ConfirmLinkPhoto,
+            Action::CancelOrder { order_id: OrderId(i64::MAX) },
             Action::ApproveIdea,
             Action::ExtendIdea,
             Action::Count(VideoCount::parse(5).expect("offered")),

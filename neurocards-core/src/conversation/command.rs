@@ -21,6 +21,8 @@ pub enum Command {
     Cancel,
     Help,
     Account,
+    /// The user's recent orders, with a Cancel button on each that still has waiting videos.
+    Orders,
     Language,
     /// An admin command, or the usage text key when its arguments are wrong.
     Admin(Result<AdminCommand, &'static str>),
@@ -40,8 +42,11 @@ pub enum AdminCommand {
     Balance {
         user: UserId,
     },
+    /// Ban with a reason for admins (may be empty); the user's waiting videos are cancelled
+    /// with refund.
     Ban {
         user: UserId,
+        reason: String,
     },
     Unban {
         user: UserId,
@@ -57,10 +62,11 @@ pub enum AdminCommand {
 
 /// The commands registered with Telegram (`setMyCommands`) for everyone, with the locale key of
 /// each description.
-pub const PUBLIC_COMMANDS: [(&str, &str); 8] = [
+pub const PUBLIC_COMMANDS: [(&str, &str); 9] = [
     ("start", "bot.commands.start"),
     ("menu", "bot.commands.menu"),
     ("account", "bot.commands.account"),
+    ("orders", "bot.commands.orders"),
     ("buy", "bot.commands.buy"),
     ("paysupport", "bot.commands.paysupport"),
     ("help", "bot.commands.help"),
@@ -108,15 +114,14 @@ impl Command {
             "cancel" => Command::Cancel,
             "help" => Command::Help,
             "account" | "balance" if args.is_empty() => Command::Account,
+            "orders" => Command::Orders,
             "language" | "lang" => Command::Language,
             "stats" => Command::Admin(Ok(AdminCommand::Stats)),
             "grant" => Command::Admin(parse_grant(args)),
             "balance" => Command::Admin(
                 one_user(args).map(|user| AdminCommand::Balance { user }).ok_or(USAGE_BALANCE),
             ),
-            "ban" => Command::Admin(
-                one_user(args).map(|user| AdminCommand::Ban { user }).ok_or(USAGE_BAN),
-            ),
+            "ban" => Command::Admin(parse_ban(args).ok_or(USAGE_BAN)),
             "unban" => Command::Admin(
                 one_user(args).map(|user| AdminCommand::Unban { user }).ok_or(USAGE_UNBAN),
             ),
@@ -161,6 +166,14 @@ fn one_user(args: &str) -> Option<UserId> {
     it.next().is_none().then_some(user)
 }
 
+fn parse_ban(args: &str) -> Option<AdminCommand> {
+    let (user, reason) = match args.split_once(char::is_whitespace) {
+        Some((user, reason)) => (user, reason.trim()),
+        None => (args, ""),
+    };
+    Some(AdminCommand::Ban { user: parse_user(user)?, reason: reason.to_owned() })
+}
+
 fn parse_grant(args: &str) -> Result<AdminCommand, &'static str> {
     let mut it = args.splitn(3, char::is_whitespace);
     let user = it.next().and_then(parse_user).ok_or(USAGE_GRANT)?;
@@ -189,6 +202,7 @@ mod tests {
         );
         assert_eq!(Command::parse("/start ref_!!", None), start);
         assert_eq!(Command::parse("/buy", None), Some(Command::Buy));
+        assert_eq!(Command::parse("/orders", None), Some(Command::Orders));
         assert_eq!(Command::parse("/paysupport", None), Some(Command::PaySupport));
         assert_eq!(Command::parse("/start@other_bot", Some("neurobot")), None);
         assert_eq!(Command::parse("/CANCEL", None), Some(Command::Cancel));
@@ -223,7 +237,18 @@ mod tests {
             Some(Command::Admin(Ok(AdminCommand::Balance { user: UserId(42) })))
         );
         assert_eq!(Command::parse("/ban", None), Some(Command::Admin(Err(USAGE_BAN))));
-        assert_eq!(Command::parse("/ban 1 2", None), Some(Command::Admin(Err(USAGE_BAN))));
+        assert_eq!(Command::parse("/ban x spam", None), Some(Command::Admin(Err(USAGE_BAN))));
+        assert_eq!(
+            Command::parse("/ban 12  spam, chargebacks ", None),
+            Some(Command::Admin(Ok(AdminCommand::Ban {
+                user: UserId(12),
+                reason: "spam, chargebacks".to_owned()
+            })))
+        );
+        assert_eq!(
+            Command::parse("/ban 12", None),
+            Some(Command::Admin(Ok(AdminCommand::Ban { user: UserId(12), reason: String::new() })))
+        );
         assert_eq!(
             Command::parse("/broadcast Hello\nall", None),
             Some(Command::Admin(Ok(AdminCommand::Broadcast { text: "Hello\nall".into() })))

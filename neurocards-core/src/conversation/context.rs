@@ -68,6 +68,9 @@ pub struct ConversationSettings {
     pub idea_refines_per_hour: u32,
     /// Messages per second a broadcast sends (Telegram allows about 30 overall).
     pub broadcast_per_second: u32,
+    /// Updates one user may send per minute before the bot pauses them (see
+    /// [`super::flood`]); 0 turns the limit off.
+    pub updates_per_minute: u32,
 }
 
 impl Default for ConversationSettings {
@@ -83,6 +86,7 @@ impl Default for ConversationSettings {
             refine_timeout: Duration::from_secs(20),
             idea_refines_per_hour: 10,
             broadcast_per_second: 25,
+            updates_per_minute: 60,
         }
     }
 }
@@ -142,11 +146,17 @@ pub struct BotCounters {
     pub repeated_updates: AtomicU64,
     pub unclaimed_updates: AtomicU64,
     pub refines_limited: AtomicU64,
+    pub jobs_cancelled: AtomicU64,
+    pub flood_ignored: AtomicU64,
 }
 
 impl BotCounters {
     pub(crate) fn inc(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The counters in Prometheus text format.
@@ -179,6 +189,16 @@ impl BotCounters {
                 "neurocards_bot_idea_refines_limited_total",
                 "Own ideas shown unrefined because the user reached the hourly limit.",
                 &self.refines_limited,
+            ),
+            (
+                "neurocards_bot_jobs_cancelled_total",
+                "Waiting videos cancelled with refund (by their owner or by a ban).",
+                &self.jobs_cancelled,
+            ),
+            (
+                "neurocards_bot_flood_updates_total",
+                "Updates over a user's flood limit (the first answered, the rest ignored).",
+                &self.flood_ignored,
             ),
         ];
         let mut out = String::new();
@@ -215,6 +235,9 @@ pub struct BotContext {
     pub payments: Option<Arc<crate::payments::PaymentService>>,
     /// The YooKassa rail; without it packs are sold for Stars only.
     pub yookassa: Option<Arc<dyn crate::payments::checkout::ExternalCheckout>>,
+    /// Finds the product image behind a marketplace link; without it a link is answered with
+    /// a request for a photo.
+    pub marketplace: Option<Arc<dyn crate::marketplace::MarketplaceImages>>,
     /// Broadcasts and their progress; without it a broadcast is not resumed after a restart.
     pub broadcasts: Option<Arc<dyn super::broadcast::BroadcastStore>>,
     /// This process's name, unique across processes and restarts (holds broadcast leases).
@@ -222,6 +245,8 @@ pub struct BotContext {
     /// The bot's username, learnt from the first update (for referral links).
     pub bot_username: std::sync::OnceLock<String>,
     pub counters: BotCounters,
+    /// The per-user flood limit (`None` when `updates_per_minute` is 0).
+    pub flood: Option<super::flood::FloodGuard>,
 }
 
 impl std::fmt::Debug for BotContext {
@@ -240,12 +265,15 @@ impl BotContext {
         templates: Arc<TemplateCatalogue>,
         settings: ConversationSettings,
     ) -> Self {
+        let flood = (settings.updates_per_minute > 0)
+            .then(|| super::flood::FloodGuard::new(settings.updates_per_minute));
         Self {
             accounts,
             products,
             queue,
             prompts,
             templates,
+            flood,
             settings,
             texts: Texts::builtin(),
             stats: None,
@@ -255,11 +283,21 @@ impl BotContext {
             usage: None,
             payments: None,
             yookassa: None,
+            marketplace: None,
             broadcasts: None,
             process_name: format!("bot:{}:{}", std::process::id(), uuid::Uuid::new_v4().simple()),
             bot_username: std::sync::OnceLock::new(),
             counters: BotCounters::default(),
         }
+    }
+
+    /// Takes product images from marketplace links through `images`.
+    pub fn with_marketplace(
+        mut self,
+        images: Arc<dyn crate::marketplace::MarketplaceImages>,
+    ) -> Self {
+        self.marketplace = Some(images);
+        self
     }
 
     /// Keeps broadcasts in `store`, so that they survive restarts.

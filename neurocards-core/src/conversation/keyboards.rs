@@ -3,7 +3,7 @@
 
 use super::action::Action;
 use super::context::ConversationSettings;
-use crate::domain::{Credits, Language, VideoCount};
+use crate::domain::{Credits, Language, OrderId, VideoCount};
 use crate::i18n::Texts;
 use crate::templates::TemplateCatalogue;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
@@ -86,6 +86,15 @@ pub fn wishes(texts: &Texts, lang: Language) -> InlineKeyboardMarkup {
     ])
 }
 
+/// Under the image taken from a marketplace link: "Yes, this one", "Send my own photo", menu.
+pub fn link_photo(texts: &Texts, lang: Language) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![button(texts, lang, "bot.create.link_yes", Action::ConfirmLinkPhoto)],
+        vec![button(texts, lang, "bot.create.link_own_photo", Action::CreateVideo)],
+        menu_row(texts, lang),
+    ])
+}
+
 /// "Approve" / "Add details" for the refined own idea.
 pub fn idea_review(texts: &Texts, lang: Language) -> InlineKeyboardMarkup {
     InlineKeyboardMarkup::new([
@@ -154,6 +163,33 @@ pub fn create_and_menu(texts: &Texts, lang: Language) -> InlineKeyboardMarkup {
     ])
 }
 
+/// Under "Accepted": "Cancel the order", then "Main menu".
+pub fn accepted(texts: &Texts, lang: Language, order_id: OrderId) -> InlineKeyboardMarkup {
+    InlineKeyboardMarkup::new([
+        vec![button(texts, lang, "bot.order.cancel", Action::CancelOrder { order_id })],
+        menu_row(texts, lang),
+    ])
+}
+
+/// Under "My orders": "Cancel №N (k waiting)" for each order with videos still waiting, then
+/// "Main menu".
+pub fn orders(texts: &Texts, lang: Language, waiting: &[(OrderId, u32)]) -> InlineKeyboardMarkup {
+    let mut rows: Vec<Vec<InlineKeyboardButton>> = waiting
+        .iter()
+        .map(|(order_id, n)| {
+            let label = texts.render(
+                lang,
+                "bot.account.cancel_order",
+                &[("order", &order_id.to_string()), ("waiting", &n.to_string())],
+            );
+            let action = Action::CancelOrder { order_id: *order_id };
+            vec![InlineKeyboardButton::callback(label, action.encode())]
+        })
+        .collect();
+    rows.push(menu_row(texts, lang));
+    InlineKeyboardMarkup::new(rows)
+}
+
 /// Every keyboard the conversation can send, for the test that walks them.
 pub fn all(
     texts: &Texts,
@@ -174,6 +210,9 @@ pub fn all(
             topup_and_menu(texts, lang),
             support_and_menu(texts, lang, settings),
             create_and_menu(texts, lang),
+            link_photo(texts, lang),
+            accepted(texts, lang, OrderId(7)),
+            orders(texts, lang, &[(OrderId(7), 2), (OrderId(9), 1)]),
         ]);
     }
     out

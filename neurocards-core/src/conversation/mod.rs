@@ -15,6 +15,7 @@ mod command;
 mod context;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod dialogue_store;
+pub mod flood;
 mod guards;
 mod handlers;
 pub mod input;
@@ -93,6 +94,16 @@ fn handlers() -> UpdateHandler<ConversationError> {
         .branch(dptree::filter(|s: Session| s.banned()).endpoint(fallback::banned_message))
         .branch(dptree::filter_map(commands::parse).endpoint(commands::on_command))
         .branch(dptree::case![State::AwaitingPhoto].endpoint(create::on_picture))
+        // While a link's image waits for "Yes", another photo, file or link replaces it.
+        .branch(
+            dptree::case![State::ConfirmingLinkPhoto { link, file_id, mime }]
+                .filter(|msg: Message| {
+                    msg.photo().is_some()
+                        || msg.document().is_some()
+                        || msg.text().is_some_and(|t| input::find_marketplace_link(t).is_ok())
+                })
+                .endpoint(create::on_picture),
+        )
         // A photo (or image file) sent at the main menu starts a new video with it.
         .branch(
             dptree::case![State::Idle]
@@ -165,6 +176,56 @@ fn handlers() -> UpdateHandler<ConversationError> {
             }
         })
         .branch(pre_checkout)
+        // A flood is answered once, then ignored for a pause (payments never are).
+        .branch(dptree::filter_map(flood_verdict).endpoint(on_flood))
         .branch(messages)
         .branch(buttons)
+}
+
+/// An update over its sender's flood limit.
+#[derive(Debug, Clone, Copy)]
+struct Flooded(flood::Verdict);
+
+fn flood_verdict(update: Update, ctx: Arc<BotContext>) -> Option<Flooded> {
+    let guard = ctx.flood.as_ref()?;
+    if let teloxide::types::UpdateKind::Message(msg) = &update.kind {
+        if msg.successful_payment().is_some() {
+            return None;
+        }
+    }
+    let user = update.from()?;
+    match guard.check(crate::domain::UserId(user.id.0 as i64), std::time::Instant::now()) {
+        flood::Verdict::Pass => None,
+        verdict => Some(Flooded(verdict)),
+    }
+}
+
+/// The one answer to a flood (the rest is ignored without a reply).
+async fn on_flood(
+    bot: Bot,
+    ctx: Arc<BotContext>,
+    update: Update,
+    Flooded(verdict): Flooded,
+) -> Result<(), ConversationError> {
+    BotCounters::inc(&ctx.counters.flood_ignored);
+    if verdict != flood::Verdict::Warn {
+        return Ok(());
+    }
+    let user = update.from();
+    tracing::info!(user_id = ?user.map(|u| u.id.0), "update flood: pausing the user");
+    let lang =
+        crate::domain::Language::from_telegram_code(user.and_then(|u| u.language_code.as_deref()));
+    let seconds = flood::PAUSE.as_secs().to_string();
+    let text = ctx.texts.render(lang, "bot.flood", &[("seconds", &seconds)]);
+    match &update.kind {
+        teloxide::types::UpdateKind::CallbackQuery(q) => {
+            bot.answer_callback_query(q.id.clone()).text(text).show_alert(true).await?;
+        }
+        _ => {
+            if let Some(chat) = update.chat() {
+                bot.send_message(chat.id, text).await?;
+            }
+        }
+    }
+    Ok(())
 }

@@ -8,9 +8,16 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum ProductSource {
-    /// A photo or an image file, re-fetchable by its Telegram file id.
-    Photo { file_id: String, mime: ImageMime },
-    /// A product page on a supported marketplace.
+    /// A photo or an image file, re-fetchable by its Telegram file id; `link` is the product
+    /// page it was taken from, when the seller sent a link and confirmed its image.
+    Photo {
+        file_id: String,
+        mime: ImageMime,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        link: Option<String>,
+    },
+    /// A product page on a supported marketplace, without its image: left by dialogues of an
+    /// earlier version; the seller is asked for a photo (nothing is ordered without one).
     Link { url: String },
 }
 
@@ -40,6 +47,8 @@ pub enum State {
     AwaitingConsent,
     /// "Create video" was pressed: waiting for a photo, an image file or a marketplace link.
     AwaitingPhoto,
+    /// A marketplace link's main image is shown: waiting for "Yes, this one" (or a photo).
+    ConfirmingLinkPhoto { link: String, file_id: String, mime: ImageMime },
     /// The picture arrived: waiting for the product description.
     AwaitingDescription { source: ProductSource },
     /// The product is stored: waiting for a template button.
@@ -63,6 +72,7 @@ impl State {
             State::Idle => "bot.hint.idle",
             State::AwaitingConsent => "bot.hint.consent",
             State::AwaitingPhoto => "bot.hint.photo",
+            State::ConfirmingLinkPhoto { .. } => "bot.hint.link_photo",
             State::AwaitingDescription { .. } => "bot.hint.description",
             State::ChoosingTemplate { .. } => "bot.hint.template",
             State::AwaitingWishes { .. } => "bot.hint.wishes",
@@ -117,7 +127,11 @@ mod tests {
             State::AwaitingConsent,
             State::AwaitingPhoto,
             State::AwaitingDescription {
-                source: ProductSource::Photo { file_id: "f1".into(), mime: ImageMime::Png },
+                source: ProductSource::Photo {
+                    file_id: "f1".into(),
+                    mime: ImageMime::Png,
+                    link: None,
+                },
             },
             State::AwaitingDescription {
                 source: ProductSource::Link { url: "https://www.ozon.ru/product/1".into() },

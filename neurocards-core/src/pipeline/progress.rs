@@ -129,6 +129,7 @@ pub(crate) async fn announce_new_orders(inner: &Inner, limit: u32) -> usize {
     for order in &orders {
         let position = inner.deps.progress.queue_position(order.order_id).await.unwrap_or_default();
         let stage = ProgressStage::Queued {
+            order_id: order.order_id,
             total: order.total,
             position: position.ahead,
             eta_minutes: eta_minutes(position, inner.config.typical_generation),
@@ -146,7 +147,12 @@ mod tests {
     #[test]
     fn stages_rank_in_the_order_the_user_sees_them() {
         let ranks = [
-            rank(&ProgressStage::Queued { total: 3, position: 9, eta_minutes: 5 }),
+            rank(&ProgressStage::Queued {
+                order_id: OrderId(1),
+                total: 3,
+                position: 9,
+                eta_minutes: 5,
+            }),
             rank(&ProgressStage::Generating { done: 0, total: 3 }),
             rank(&ProgressStage::Retrying { done: 0, total: 3, class: ErrorClass::Temporary }),
             rank(&ProgressStage::Generating { done: 1, total: 3 }),

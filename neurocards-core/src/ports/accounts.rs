@@ -31,6 +31,15 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+/// The longest ban reason kept (longer ones are cut at a character boundary).
+pub const MAX_BAN_REASON_CHARS: usize = 500;
+
+/// A ban reason as stored: trimmed, cut to [`MAX_BAN_REASON_CHARS`], `None` when empty.
+pub fn ban_reason_to_store(reason: &str) -> Option<String> {
+    let reason: String = reason.trim().chars().take(MAX_BAN_REASON_CHARS).collect();
+    (!reason.is_empty()).then_some(reason)
+}
+
 /// One ledger entry. The ledger is append-only; the balance is the sum of `delta`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LedgerEntry {
@@ -106,8 +115,17 @@ pub trait Accounts: Send + Sync {
 
     async fn set_language(&self, id: UserId, language: Language) -> Result<(), AccountsError>;
 
-    /// Bans or unbans; returns `false` when the user does not exist.
-    async fn set_banned(&self, id: UserId, banned: bool) -> Result<bool, AccountsError>;
+    /// Bans (keeping `reason`, at most [`MAX_BAN_REASON_CHARS`] characters, for admins) or
+    /// unbans (clearing the reason); returns `false` when the user does not exist.
+    async fn set_banned(
+        &self,
+        id: UserId,
+        banned: bool,
+        reason: &str,
+    ) -> Result<bool, AccountsError>;
+
+    /// Why the user was banned; `None` when not banned (or banned without a reason).
+    async fn ban_reason(&self, id: UserId) -> Result<Option<String>, AccountsError>;
 
     /// Records that the user blocked the bot (or clears it when they come back).
     async fn set_bot_blocked(&self, id: UserId, blocked: bool) -> Result<(), AccountsError>;

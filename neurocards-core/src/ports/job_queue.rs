@@ -62,6 +62,28 @@ pub struct Refund {
     pub balance_after: Credits,
 }
 
+/// Whose waiting jobs a cancellation takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelScope {
+    /// The jobs of one order, only when `user` placed it (a user cancels their own order).
+    Order { order: OrderId, user: UserId },
+    /// Every waiting job of the user (an admin bans them).
+    User(UserId),
+}
+
+/// What a cancellation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancelled {
+    /// The jobs cancelled by this call (each refunded by it).
+    pub jobs: Vec<JobId>,
+    /// Credits returned by this call.
+    pub refunded: Credits,
+    /// The user's balance after the refunds.
+    pub balance_after: Credits,
+    /// Jobs of the scope that go on: running, or waiting after their generation started.
+    pub still_running: u32,
+}
+
 /// What a rescue sweep did. Every rescued job is in exactly one of `requeued`, `failed` and
 /// `completed`; `blamed` and `past_deadline` say why, for logs and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -246,6 +268,14 @@ pub trait JobQueue: Send + Sync {
 
     /// Cancels a queued job with refund. Returns `false` when the job is running or finished.
     async fn cancel_job(&self, job: JobId) -> Result<bool, QueueError>;
+
+    /// Cancels, with refund, the jobs of `scope` that have not started generating: waiting in
+    /// the queue with no provider task submitted (a job waiting for a retry after its
+    /// generation began is left to finish, since its video may already be paid for). All in
+    /// one transaction; each job is cancelled and refunded at most once, and a job is either
+    /// claimed by a worker or cancelled, never both, however the two race. An order of another
+    /// user, or an unknown one, cancels nothing.
+    async fn cancel_queued(&self, scope: CancelScope) -> Result<Cancelled, QueueError>;
 
     /// Queue figures; terminal counts and waits over the last `window`.
     async fn stats(&self, window: Duration) -> Result<QueueStats, QueueError>;

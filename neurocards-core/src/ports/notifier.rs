@@ -20,8 +20,9 @@ pub struct MessageRef {
 /// The stage an order's single progress message shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProgressStage {
-    /// Waiting in the queue: `position` jobs ahead, roughly `eta_minutes`.
-    Queued { total: u32, position: u64, eta_minutes: u32 },
+    /// Waiting in the queue: `position` jobs ahead, roughly `eta_minutes`; shown with a
+    /// button to cancel `order_id`.
+    Queued { order_id: OrderId, total: u32, position: u64, eta_minutes: u32 },
     /// Videos being generated: `done` of `total` finished.
     Generating { done: u32, total: u32 },
     /// Still working after a rate-limit or temporary failure ("busy, still working").

@@ -4,7 +4,9 @@
 
 use super::codec::parse_language;
 use crate::domain::{Credits, JobId, JobStatus, Language, LedgerReason, OrderId, UserId};
-use crate::ports::{Accounts, AccountsError, LedgerEntry, NewUser, OrderSummary, User};
+use crate::ports::{
+    ban_reason_to_store, Accounts, AccountsError, LedgerEntry, NewUser, OrderSummary, User,
+};
 use anyhow::anyhow;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -192,14 +194,30 @@ impl Accounts for PgAccounts {
         require_user(updated, id)
     }
 
-    async fn set_banned(&self, id: UserId, banned: bool) -> Result<bool, AccountsError> {
-        let updated = sqlx::query("UPDATE users SET banned = $2 WHERE id = $1")
+    async fn set_banned(
+        &self,
+        id: UserId,
+        banned: bool,
+        reason: &str,
+    ) -> Result<bool, AccountsError> {
+        let reason = if banned { ban_reason_to_store(reason) } else { None };
+        let updated = sqlx::query("UPDATE users SET banned = $2, ban_reason = $3 WHERE id = $1")
             .bind(id.get())
             .bind(banned)
+            .bind(reason)
             .execute(&self.pool)
             .await?
             .rows_affected();
         Ok(updated > 0)
+    }
+
+    async fn ban_reason(&self, id: UserId) -> Result<Option<String>, AccountsError> {
+        let reason: Option<Option<String>> =
+            sqlx::query_scalar("SELECT ban_reason FROM users WHERE id = $1 AND banned")
+                .bind(id.get())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(reason.flatten())
     }
 
     async fn set_bot_blocked(&self, id: UserId, blocked: bool) -> Result<(), AccountsError> {

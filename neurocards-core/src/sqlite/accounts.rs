@@ -6,7 +6,9 @@ use super::error::accounts_error;
 use super::time::{from_ms, now_ms};
 use super::SqliteStore;
 use crate::domain::{Credits, JobId, JobStatus, Language, LedgerReason, OrderId, UserId};
-use crate::ports::{Accounts, AccountsError, LedgerEntry, NewUser, OrderSummary, User};
+use crate::ports::{
+    ban_reason_to_store, Accounts, AccountsError, LedgerEntry, NewUser, OrderSummary, User,
+};
 use anyhow::anyhow;
 
 /// One user by id, as a [`UserRow`].
@@ -210,15 +212,32 @@ impl Accounts for SqliteAccounts {
         require_user(updated, id)
     }
 
-    async fn set_banned(&self, id: UserId, banned: bool) -> Result<bool, AccountsError> {
-        let updated = sqlx::query("UPDATE users SET banned = ?2 WHERE id = ?1")
+    async fn set_banned(
+        &self,
+        id: UserId,
+        banned: bool,
+        reason: &str,
+    ) -> Result<bool, AccountsError> {
+        let reason = if banned { ban_reason_to_store(reason) } else { None };
+        let updated = sqlx::query("UPDATE users SET banned = ?2, ban_reason = ?3 WHERE id = ?1")
             .bind(id.get())
             .bind(banned)
+            .bind(reason)
             .execute(self.store.writer())
             .await
             .map_err(accounts_error)?
             .rows_affected();
         Ok(updated > 0)
+    }
+
+    async fn ban_reason(&self, id: UserId) -> Result<Option<String>, AccountsError> {
+        let reason: Option<Option<String>> =
+            sqlx::query_scalar("SELECT ban_reason FROM users WHERE id = ?1 AND banned")
+                .bind(id.get())
+                .fetch_optional(self.store.reader())
+                .await
+                .map_err(accounts_error)?;
+        Ok(reason.flatten())
     }
 
     async fn set_bot_blocked(&self, id: UserId, blocked: bool) -> Result<(), AccountsError> {

@@ -23,6 +23,8 @@ pub enum CallbackData {
     /// "Send the video": send a finished job's video on request (under a video offer, sent
     /// when an earlier send's outcome is unknown).
     SendVideo { job_id: JobId },
+    /// "Cancel the order": cancel the order's videos that have not started, with refund.
+    CancelOrder { order_id: OrderId },
 }
 
 /// Callback data that is not one of ours (an old button, or forged data).
@@ -42,6 +44,7 @@ impl CallbackData {
             CallbackData::Retry { order_id } => format!("rt:{order_id}"),
             CallbackData::SendVideo { job_id } => format!("vid:{job_id}"),
             CallbackData::CreateVideo => "create".to_owned(),
+            CallbackData::CancelOrder { order_id } => format!("cxl:{order_id}"),
         }
     }
 
@@ -61,6 +64,7 @@ impl CallbackData {
             ("create", None) => Ok(CallbackData::CreateVideo),
             ("rt", Some(_)) => Ok(CallbackData::Retry { order_id: OrderId(id()?) }),
             ("vid", Some(_)) => Ok(CallbackData::SendVideo { job_id: JobId(id()?) }),
+            ("cxl", Some(_)) => Ok(CallbackData::CancelOrder { order_id: OrderId(id()?) }),
             _ => Err(invalid()),
         }
     }
@@ -106,6 +110,16 @@ pub fn offer_keyboard(
     ])
 }
 
+/// Under the "queued" progress message: "Cancel the order".
+pub fn queued_keyboard(
+    texts: &NotifyTexts,
+    language: Language,
+    order_id: OrderId,
+) -> InlineKeyboardMarkup {
+    let cancel = CallbackData::CancelOrder { order_id };
+    InlineKeyboardMarkup::new(vec![vec![cancel.button(texts.button(language, "cancel"))]])
+}
+
 /// Under a failure message: "Send another photo" when the photo was the problem, else "Retry"
 /// unless the failure was the user's content (the same request would fail the same way; the
 /// text says what to change); "Support" (when a support link is configured) for failures only
@@ -144,6 +158,7 @@ mod tests {
             CallbackData::Retry { order_id: OrderId(i64::MIN) },
             CallbackData::Retry { order_id: OrderId(42) },
             CallbackData::SendVideo { job_id: JobId(i64::MAX) },
+            CallbackData::CancelOrder { order_id: OrderId(i64::MAX) },
             CallbackData::CreateVideo,
         ]
     }

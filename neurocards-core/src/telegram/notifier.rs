@@ -2,7 +2,7 @@
 
 use super::bot::TgBot;
 use super::errors::{self, notify_error};
-use super::keyboards::{failure_keyboard, offer_keyboard, video_keyboard};
+use super::keyboards::{failure_keyboard, offer_keyboard, queued_keyboard, video_keyboard};
 use super::texts::{NotifyTexts, PARSE_MODE};
 use crate::domain::Language;
 use crate::ports::{
@@ -249,17 +249,28 @@ impl Notifier for TelegramNotifier {
         stage: &ProgressStage,
     ) -> Result<MessageRef, NotifyError> {
         let text = self.texts.progress(to.language, stage);
+        // Only a waiting order can be cancelled; a later stage's edit drops the button.
+        let keyboard = match stage {
+            ProgressStage::Queued { order_id, .. } => {
+                Some(queued_keyboard(&self.texts, to.language, *order_id))
+            }
+            _ => None,
+        };
         if let Some(existing) = existing {
             let edited = self
                 .call("editMessageText", || {
-                    self.bot
+                    let mut edit = self
+                        .bot
                         .edit_message_text(
                             ChatId(existing.chat_id),
                             MessageId(existing.message_id),
                             &text,
                         )
-                        .parse_mode(PARSE_MODE)
-                        .send()
+                        .parse_mode(PARSE_MODE);
+                    if let Some(kb) = keyboard.clone() {
+                        edit = edit.reply_markup(kb);
+                    }
+                    edit.send()
                 })
                 .await;
             match edited {
@@ -277,7 +288,7 @@ impl Notifier for TelegramNotifier {
                 Err(e) => return Err(self.map(&e)),
             }
         }
-        self.send_html(chat_of(to), &text, None).await
+        self.send_html(chat_of(to), &text, keyboard).await
     }
 
     #[tracing::instrument(skip_all, fields(user_id = %to.user_id, order_id = %video.order_id, job_id = %video.job_id))]

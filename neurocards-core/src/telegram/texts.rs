@@ -48,7 +48,7 @@ impl NotifyTexts {
     /// The progress message for `stage`.
     pub fn progress(&self, language: Language, stage: &ProgressStage) -> String {
         match *stage {
-            ProgressStage::Queued { total, position, eta_minutes } => {
+            ProgressStage::Queued { total, position, eta_minutes, .. } => {
                 let videos = self.counted(language, "videos", i64::from(total));
                 if position == 0 {
                     self.render(language, "progress_queued_next", &[("total_videos", &videos)])
@@ -260,8 +260,8 @@ mod tests {
     fn every_progress_stage_renders_without_gaps() {
         let texts = NotifyTexts::builtin();
         let stages = [
-            ProgressStage::Queued { total: 3, position: 4, eta_minutes: 0 },
-            ProgressStage::Queued { total: 1, position: 0, eta_minutes: 0 },
+            ProgressStage::Queued { order_id: OrderId(1), total: 3, position: 4, eta_minutes: 0 },
+            ProgressStage::Queued { order_id: OrderId(1), total: 1, position: 0, eta_minutes: 0 },
             ProgressStage::Generating { done: 1, total: 3 },
             ProgressStage::Retrying { done: 0, total: 1, class: ErrorClass::RateLimit },
             ProgressStage::Finished { delivered: 3, failed: 0, total: 3 },

@@ -200,7 +200,7 @@ pub async fn unknown_users_are_typed_errors<F: AccountsFixture>(f: &F) {
         Err(AccountsError::UnknownUser(_))
     ));
     assert!(matches!(accounts.set_bot_blocked(id, true).await, Err(AccountsError::UnknownUser(_))));
-    assert!(!accounts.set_banned(id, true).await.expect("ban unknown"));
+    assert!(!accounts.set_banned(id, true, "spam").await.expect("ban unknown"));
     assert!(accounts.user(id).await.expect("read").is_none(), "nothing was created");
     assert!(accounts.ledger(id).await.expect("ledger").is_empty());
     assert!(accounts.recent_orders(id, 10).await.expect("orders").is_empty());
@@ -233,16 +233,22 @@ pub async fn language_survives_registration<F: AccountsFixture>(f: &F) {
 pub async fn ban_and_unban<F: AccountsFixture>(f: &F) {
     let accounts = f.accounts();
     let id = registered(accounts).await;
-    assert!(accounts.set_banned(id, true).await.expect("ban"));
+    assert_eq!(accounts.ban_reason(id).await.expect("no reason yet"), None);
+    assert!(accounts.set_banned(id, true, "  chargebacks ").await.expect("ban"));
     assert!(accounts.user(id).await.expect("read").expect("exists").banned);
+    assert_eq!(accounts.ban_reason(id).await.expect("reason").as_deref(), Some("chargebacks"));
     assert!(!accounts
         .reachable_users(Some(UserId(id.get() - 1)), 10)
         .await
         .expect("page")
         .contains(&id));
-    assert!(accounts.set_banned(id, true).await.expect("ban twice"), "the user exists");
-    assert!(accounts.set_banned(id, false).await.expect("unban"));
+    let long = "я".repeat(600);
+    assert!(accounts.set_banned(id, true, &long).await.expect("ban twice"), "the user exists");
+    let kept = accounts.ban_reason(id).await.expect("reason").expect("kept");
+    assert_eq!(kept.chars().count(), 500, "cut at 500 characters");
+    assert!(accounts.set_banned(id, false, "").await.expect("unban"));
     assert!(!accounts.user(id).await.expect("read").expect("exists").banned);
+    assert_eq!(accounts.ban_reason(id).await.expect("cleared"), None);
     assert!(accounts
         .reachable_users(Some(UserId(id.get() - 1)), 10)
         .await
@@ -273,7 +279,7 @@ pub async fn reachable_users_page_in_id_order<F: AccountsFixture>(f: &F) {
         ids.push(registered(accounts).await);
     }
     accounts.set_bot_blocked(ids[1], true).await.expect("blocked");
-    accounts.set_banned(ids[3], true).await.expect("banned");
+    accounts.set_banned(ids[3], true, "").await.expect("banned");
     let before_all = Some(UserId(ids[0].get() - 1));
     let page = accounts.reachable_users(before_all, 100).await.expect("page");
     let mine: Vec<UserId> = page.into_iter().filter(|u| ids.contains(u)).collect();

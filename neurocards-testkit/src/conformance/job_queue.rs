@@ -6,7 +6,7 @@ use neurocards_core::domain::{
     JobStep, Language, Lease, LeaseToken, OrderKey, Prompt, ProviderTaskRef, StepResult,
     TemplateId, UserId, VideoCount, WorkerId,
 };
-use neurocards_core::ports::{JobFailure, JobQueue, NewOrder, QueueError, Reschedule};
+use neurocards_core::ports::{CancelScope, JobFailure, JobQueue, NewOrder, QueueError, Reschedule};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -361,6 +361,123 @@ pub async fn cancel_refunds_queued_jobs_only<F: QueueFixture>(f: &F) {
     assert_eq!(snap.status, JobStatus::Cancelled);
     assert!(snap.refunded);
     assert!(matches!(f.queue().cancel_job(JobId(i64::MAX)).await, Err(QueueError::NotFound(_))));
+}
+
+/// Cancelling an order takes its jobs that have not started generating, refunds each once,
+/// leaves running jobs and jobs whose paid generation began, and touches no other order or
+/// user; an order of another user cancels nothing.
+pub async fn cancel_queued_takes_only_unstarted_jobs_of_the_scope<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let user = f.funded_user(20).await;
+    let other = f.funded_user(5).await;
+    let placed = q.place_order(&order(user, 4, 2)).await.expect("order");
+    let second = q.place_order(&order(user, 1, 2)).await.expect("second order");
+    let foreign = q.place_order(&order(other, 1, 1)).await.expect("other user's order");
+    let w = WorkerId::new("w");
+    // One job runs; another began generating (a task submitted) and waits for a retry.
+    let (mut claimed, others): (Vec<_>, Vec<_>) =
+        claim_all(q, &w).await.into_iter().partition(|j| j.order_id == placed.order_id);
+    let (running, submitted) = (claimed.remove(0), claimed.remove(0));
+    let task = ProviderTaskRef {
+        task_id: "task-1".to_owned(),
+        model: "m".to_owned(),
+        key_id: "key-1".to_owned(),
+        submitted_at: chrono::Utc::now(),
+    };
+    q.record_step(submitted.lease, &StepResult::Submitted { task }).await.expect("submitted");
+    let retry = Reschedule::Retry(failure(ErrorClass::Temporary, "HTTP 503"));
+    q.reschedule(submitted.lease, &retry, Duration::ZERO).await.expect("retry");
+    // The rest go back to the queue unstarted.
+    let back: Vec<_> = claimed.iter().chain(&others).map(|j| j.lease).collect();
+    assert_eq!(back.len(), 4);
+    q.release(&back).await.expect("release");
+
+    let refused = CancelScope::Order { order: placed.order_id, user: other };
+    let nothing = q.cancel_queued(refused).await.expect("another user's order");
+    assert!(nothing.jobs.is_empty() && nothing.refunded == credits(0), "{nothing:?}");
+
+    let scope = CancelScope::Order { order: placed.order_id, user };
+    let cancelled = q.cancel_queued(scope).await.expect("cancel");
+    assert_eq!(cancelled.jobs.len(), 2, "{cancelled:?}");
+    assert!(!cancelled.jobs.contains(&running.lease.job_id));
+    assert!(!cancelled.jobs.contains(&submitted.lease.job_id));
+    assert_eq!(cancelled.refunded, credits(4));
+    assert_eq!(cancelled.still_running, 2);
+    assert_eq!(cancelled.balance_after, credits(20 - 10 + 4));
+    assert_eq!(f.balance(user).await, credits(14));
+    for job in &cancelled.jobs {
+        let snap = q.job(*job).await.expect("read").expect("exists");
+        assert_eq!(snap.status, JobStatus::Cancelled);
+        assert!(snap.refunded);
+    }
+    let again = q.cancel_queued(scope).await.expect("cancel again");
+    assert!(again.jobs.is_empty() && again.refunded == credits(0), "refunded once: {again:?}");
+    assert_eq!(f.balance(user).await, credits(14));
+    let snap = q.job(second.jobs[0]).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Queued, "another order of the user stays");
+    let snap = q.job(foreign.jobs[0]).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Queued, "another user's order stays");
+
+    // The whole user: the second order goes too; the other user is untouched.
+    let all = q.cancel_queued(CancelScope::User(user)).await.expect("cancel the user's jobs");
+    assert_eq!(all.jobs, second.jobs);
+    assert_eq!(all.balance_after, credits(16));
+    assert_eq!(f.balance(other).await, credits(4));
+}
+
+/// Cancels racing with claims: every job ends up either claimed or cancelled, never both and
+/// never neither, and every cancelled job is refunded exactly once.
+pub async fn cancel_queued_races_claims_without_double_outcomes<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let users = 6;
+    let mut orders = Vec::new();
+    for _ in 0..users {
+        let user = f.funded_user(30).await;
+        let placed = q.place_order(&order(user, 5, 3)).await.expect("order");
+        orders.push((user, placed));
+    }
+    let claimers = (0..3).map(|i| async move {
+        let w = WorkerId::new(format!("w{i}"));
+        let mut claimed = Vec::new();
+        for _ in 0..20 {
+            let batch = q.claim(&w, 2).await.expect("claim");
+            claimed.extend(batch.into_iter().map(|j| j.lease.job_id));
+            tokio::task::yield_now().await;
+        }
+        claimed
+    });
+    let cancels = orders.iter().map(|(user, placed)| async move {
+        let scope = CancelScope::Order { order: placed.order_id, user: *user };
+        let mut cancelled = Vec::new();
+        for _ in 0..3 {
+            cancelled.extend(q.cancel_queued(scope).await.expect("cancel").jobs);
+            tokio::task::yield_now().await;
+        }
+        cancelled
+    });
+    let (claimed, cancelled) =
+        tokio::join!(futures::future::join_all(claimers), futures::future::join_all(cancels));
+    let claimed: HashSet<JobId> = claimed.into_iter().flatten().collect();
+    let cancelled: Vec<JobId> = cancelled.into_iter().flatten().collect();
+    let cancelled_set: HashSet<JobId> = cancelled.iter().copied().collect();
+    assert_eq!(cancelled.len(), cancelled_set.len(), "each job cancelled once");
+    assert!(claimed.is_disjoint(&cancelled_set), "a claimed job was cancelled");
+    for (user, placed) in &orders {
+        let mut cancelled_here = 0;
+        for job in &placed.jobs {
+            let snap = q.job(*job).await.expect("read").expect("exists");
+            if cancelled_set.contains(job) {
+                assert_eq!(snap.status, JobStatus::Cancelled);
+                assert!(snap.refunded);
+                cancelled_here += 1;
+            } else {
+                assert!(claimed.contains(job), "job {job} neither claimed nor cancelled");
+                assert_eq!(snap.status, JobStatus::Running);
+                assert!(!snap.refunded);
+            }
+        }
+        assert_eq!(f.balance(*user).await, credits(30 - 15 + 3 * cancelled_here));
+    }
 }
 
 /// A heartbeat extends the leases still held and reports the lost ones.

@@ -279,7 +279,7 @@ impl State {
         &mut self,
         value: &Value,
         parts: &[Part],
-    ) -> Result<(MediaSource, u64), Answer> {
+    ) -> Result<(MediaSource, u64, Option<bytes::Bytes>), Answer> {
         let Some(s) = value.as_str() else {
             return Err(Answer::error(400, "Bad Request: there is no file in the request"));
         };
@@ -292,14 +292,15 @@ impl State {
                 return Err(Answer::error(400, "Bad Request: file must be non-empty"));
             }
             let size = part.body.len();
-            Ok((MediaSource::Upload { file_name: part.file_name.clone(), size }, size as u64))
+            let source = MediaSource::Upload { file_name: part.file_name.clone(), size };
+            Ok((source, size as u64, Some(part.body.clone())))
         } else if s.starts_with("http://") || s.starts_with("https://") {
             if self.refuse_video_urls {
                 return Err(Answer::error(400, "Bad Request: failed to get HTTP URL content"));
             }
-            Ok((MediaSource::Url(s.to_owned()), 1_000_000))
+            Ok((MediaSource::Url(s.to_owned()), 1_000_000, None))
         } else {
-            Ok((MediaSource::FileId(s.to_owned()), 1_000_000))
+            Ok((MediaSource::FileId(s.to_owned()), 1_000_000, None))
         }
     }
 
@@ -307,7 +308,7 @@ impl State {
         let Some(chat_id) = params.get("chat_id").and_then(as_i64) else {
             return Answer::error(400, "Bad Request: chat_id is empty");
         };
-        let (source, size) = match self.media_source(&params[field], parts) {
+        let (source, size, upload) = match self.media_source(&params[field], parts) {
             Ok(s) => s,
             Err(answer) => return answer,
         };
@@ -315,6 +316,17 @@ impl State {
         let n = self.next_file;
         let file_id = format!("{field}-{n}");
         let unique = format!("uniq-{n}");
+        // An uploaded file can be downloaded again by its new id, as from Telegram.
+        if let Some(bytes) = upload {
+            let entry = FileEntry {
+                file_id: file_id.clone(),
+                unique_id: unique.clone(),
+                path: format!("{field}s/file_{n}"),
+                declared_size: size,
+                bytes,
+            };
+            self.files.insert(file_id.clone(), entry);
+        }
         let caption = params["caption"].as_str().unwrap_or_default().to_owned();
         let mut extra = json!({});
         let kind = match field {

@@ -4,7 +4,7 @@ use super::{balance, send, t, tr, HandlerResult};
 use crate::conversation::context::BotContext;
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
-use crate::domain::{JobStatus, Language};
+use crate::domain::{JobStatus, Language, OrderId};
 use crate::i18n::escape_html;
 use crate::ports::OrderSummary;
 use teloxide::prelude::*;
@@ -41,6 +41,41 @@ pub(super) async fn show(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerRes
         ],
     );
     send(bot, s, text, Some(keyboards::topup_and_menu(ctx.texts, s.lang))).await.map(|_| ())
+}
+
+/// "My orders": the recent orders with their statuses, and a Cancel button for each order
+/// with videos still waiting in the queue.
+pub(super) async fn orders(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
+    let (text, waiting) = match ctx.accounts.recent_orders(s.user_id, RECENT_ORDERS).await {
+        Ok(list) if list.is_empty() => (t(ctx, s.lang, "bot.account.no_orders").to_owned(), vec![]),
+        Ok(list) => {
+            let lines = list.iter().map(|o| order_line(ctx, s.lang, o)).collect::<Vec<_>>();
+            let waiting: Vec<(OrderId, u32)> = list
+                .iter()
+                .filter_map(|o| {
+                    let queued: u32 = o
+                        .jobs
+                        .iter()
+                        .filter(|(status, _)| *status == JobStatus::Queued)
+                        .map(|(_, n)| *n)
+                        .sum();
+                    (queued > 0).then_some((o.order_id, queued))
+                })
+                .collect();
+            (lines.join("\n"), waiting)
+        }
+        Err(e) => {
+            tracing::warn!(user_id = %s.user_id, error = %e, "recent orders unreadable");
+            (t(ctx, s.lang, "bot.account.orders_error").to_owned(), vec![])
+        }
+    };
+    let mut text = tr(ctx, s.lang, "bot.account.orders_title", &[("orders", &text)]);
+    if !waiting.is_empty() {
+        text.push_str("\n\n");
+        text.push_str(t(ctx, s.lang, "bot.account.orders_hint"));
+    }
+    let kb = keyboards::orders(ctx.texts, s.lang, &waiting);
+    send(bot, s, text, Some(kb)).await.map(|_| ())
 }
 
 /// The user's referral link and how many friends came and paid; empty without payments or

@@ -3,10 +3,11 @@
 
 use super::{send, t, tr, HandlerResult};
 use crate::conversation::command::AdminCommand;
-use crate::conversation::context::{BotContext, DailyStats};
+use crate::conversation::context::{BotContext, BotCounters, DailyStats};
 use crate::conversation::session::Session;
 use crate::domain::{LedgerReason, UserId};
 use crate::i18n::escape_html;
+use crate::ports::CancelScope;
 use std::sync::Arc;
 use std::time::Duration;
 use teloxide::prelude::*;
@@ -60,8 +61,11 @@ pub(super) async fn run(
             }
         }
         AdminCommand::Balance { user } => {
-            let (account, balance) =
-                tokio::join!(ctx.accounts.user(user), ctx.accounts.balance(user));
+            let (account, balance, reason) = tokio::join!(
+                ctx.accounts.user(user),
+                ctx.accounts.balance(user),
+                ctx.accounts.ban_reason(user)
+            );
             match (account, balance) {
                 (Ok(Some(u)), Ok(balance)) => tr(
                     &ctx,
@@ -77,14 +81,7 @@ pub(super) async fn run(
                         ),
                         ("balance", &balance.to_string()),
                         ("language", u.language.as_str()),
-                        (
-                            "banned",
-                            t(
-                                &ctx,
-                                s.lang,
-                                if u.banned { "bot.admin.yes" } else { "bot.admin.no" },
-                            ),
-                        ),
+                        ("banned", &banned_text(&ctx, &s, u.banned, reason)),
                         (
                             "consent",
                             &u.consent_at.map(|c| c.to_rfc3339()).unwrap_or_else(|| "-".into()),
@@ -95,8 +92,8 @@ pub(super) async fn run(
                 (Err(e), _) | (_, Err(e)) => error_text(&ctx, &s, &e),
             }
         }
-        AdminCommand::Ban { user } => set_banned(&ctx, &s, user, true).await,
-        AdminCommand::Unban { user } => set_banned(&ctx, &s, user, false).await,
+        AdminCommand::Ban { user, reason } => ban(&ctx, &s, user, &reason).await,
+        AdminCommand::Unban { user } => unban(&ctx, &s, user).await,
         AdminCommand::Refund { charge_id } => refund(&bot, &ctx, &s, &charge_id).await,
         AdminCommand::Broadcast { text } => {
             let started = crate::conversation::broadcast::start_broadcast(
@@ -116,12 +113,67 @@ pub(super) async fn run(
     send(&bot, &s, text, None).await.map(|_| ())
 }
 
-async fn set_banned(ctx: &BotContext, s: &Session, user: UserId, banned: bool) -> String {
-    match ctx.accounts.set_banned(user, banned).await {
-        Ok(true) => {
-            let key = if banned { "bot.admin.banned" } else { "bot.admin.unbanned" };
-            tr(ctx, s.lang, key, &[("user", &user.to_string())])
+/// "no", or "yes, reason: …" (the reason unreadable or not given reads as "not given").
+fn banned_text(
+    ctx: &BotContext,
+    s: &Session,
+    banned: bool,
+    reason: Result<Option<String>, crate::ports::AccountsError>,
+) -> String {
+    if !banned {
+        return t(ctx, s.lang, "bot.admin.no").to_owned();
+    }
+    let reason = match reason {
+        Ok(Some(r)) => escape_html(&r),
+        Ok(None) | Err(_) => t(ctx, s.lang, "bot.admin.no_reason").to_owned(),
+    };
+    tr(ctx, s.lang, "bot.admin.banned_because", &[("reason", &reason)])
+}
+
+/// `/ban <user> [reason]`: the ban and its reason are stored first (the user is stopped at
+/// once), then the user's waiting videos are cancelled with refund; running ones finish.
+async fn ban(ctx: &BotContext, s: &Session, user: UserId, reason: &str) -> String {
+    match ctx.accounts.set_banned(user, true, reason).await {
+        Ok(true) => {}
+        Ok(false) => return unknown_user(ctx, s, user),
+        Err(e) => return error_text(ctx, s, &e),
+    }
+    let shown = match crate::ports::ban_reason_to_store(reason) {
+        Some(r) => escape_html(&r),
+        None => t(ctx, s.lang, "bot.admin.no_reason").to_owned(),
+    };
+    let user_text = user.to_string();
+    match ctx.queue.cancel_queued(CancelScope::User(user)).await {
+        Ok(cancelled) => {
+            BotCounters::add(&ctx.counters.jobs_cancelled, cancelled.jobs.len() as u64);
+            tr(
+                ctx,
+                s.lang,
+                "bot.admin.banned",
+                &[
+                    ("user", &user_text),
+                    ("reason", &shown),
+                    ("cancelled", &cancelled.jobs.len().to_string()),
+                    ("refunded", &cancelled.refunded.to_string()),
+                    ("running", &cancelled.still_running.to_string()),
+                ],
+            )
         }
+        Err(e) => {
+            tracing::warn!(admin = %s.user_id, user_id = %user, error = %e, "waiting jobs of a banned user not cancelled");
+            tr(
+                ctx,
+                s.lang,
+                "bot.admin.banned_cancel_failed",
+                &[("user", &user_text), ("reason", &shown)],
+            )
+        }
+    }
+}
+
+async fn unban(ctx: &BotContext, s: &Session, user: UserId) -> String {
+    match ctx.accounts.set_banned(user, false, "").await {
+        Ok(true) => tr(ctx, s.lang, "bot.admin.unbanned", &[("user", &user.to_string())]),
         Ok(false) => unknown_user(ctx, s, user),
         Err(e) => error_text(ctx, s, &e),
     }

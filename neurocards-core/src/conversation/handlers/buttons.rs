@@ -105,6 +105,21 @@ async fn run(
         }
         Action::Template(id) => handled(create::on_template(bot, ctx, s, state, id).await?),
         Action::SkipWishes => handled(create::skip_wishes(bot, ctx, s, state).await?),
+        Action::CancelOrder { order_id } => {
+            let pressed = q.message.as_ref();
+            match order::on_cancel_order(bot, ctx, s, order_id, pressed).await? {
+                order::CancelOutcome::Cancelled => Answer::Ack,
+                order::CancelOutcome::Nothing => {
+                    Answer::Toast(t(ctx, s.lang, "bot.order.nothing_to_cancel").to_owned())
+                }
+                order::CancelOutcome::Unavailable => {
+                    Answer::Toast(t(ctx, s.lang, "bot.order.cancel_unavailable").to_owned())
+                }
+            }
+        }
+        Action::ConfirmLinkPhoto => {
+            handled(create::on_link_photo_confirmed(bot, ctx, s, state.clone()).await?)
+        }
         Action::ApproveIdea => handled(create::on_idea_button(bot, ctx, s, state, true).await?),
         Action::ExtendIdea => handled(create::on_idea_button(bot, ctx, s, state, false).await?),
         Action::Count(count) => handled(create::on_count(bot, ctx, s, state, count).await?),

@@ -32,6 +32,7 @@ pub(in crate::conversation) async fn on_command(
         }
         Command::Help => account::help(&bot, &ctx, &s).await,
         Command::Account => account::show(&bot, &ctx, &s).await,
+        Command::Orders => account::orders(&bot, &ctx, &s).await,
         Command::Language => {
             let other = match s.lang {
                 crate::domain::Language::Ru => crate::domain::Language::En,

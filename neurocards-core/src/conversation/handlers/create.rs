@@ -8,14 +8,14 @@ use crate::conversation::input::{self, PictureRejection, TextRejection};
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
 use crate::conversation::state::{Draft, ProductSource, State};
-use crate::domain::{OrderId, ProductId, TemplateId, VideoCount};
+use crate::domain::{ImageMime, OrderId, ProductId, TemplateId, VideoCount};
 use crate::i18n::escape_html;
 use crate::ports::{NewProduct, PhotoRef};
 use crate::templates::TemplateKind;
 use std::sync::Arc;
 use std::time::Duration;
 use teloxide::prelude::*;
-use teloxide::types::ChatAction;
+use teloxide::types::{ChatAction, InputFile, ParseMode};
 
 /// "Create video": consent first, then the photo question with its rules.
 pub(super) async fn begin(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
@@ -38,12 +38,12 @@ fn picture_of(msg: &Message) -> Result<ProductSource, PictureRejection> {
         let largest = sizes.iter().max_by_key(|p| u64::from(p.width) * u64::from(p.height));
         let photo = largest.ok_or(PictureRejection::NotAPicture)?;
         let mime = input::check_photo(u64::from(photo.file.size))?;
-        return Ok(ProductSource::Photo { file_id: photo.file.id.0.clone(), mime });
+        return Ok(ProductSource::Photo { file_id: photo.file.id.0.clone(), mime, link: None });
     }
     if let Some(doc) = msg.document() {
         let mime = doc.mime_type.as_ref().map(|m| m.essence_str().to_owned());
         let mime = input::check_image_file(mime.as_deref(), u64::from(doc.file.size))?;
-        return Ok(ProductSource::Photo { file_id: doc.file.id.0.clone(), mime });
+        return Ok(ProductSource::Photo { file_id: doc.file.id.0.clone(), mime, link: None });
     }
     if let Some(text) = msg.text() {
         let url = input::find_marketplace_link(text)?;
@@ -61,17 +61,8 @@ pub(in crate::conversation) async fn on_picture(
     msg: Message,
 ) -> HandlerResult {
     match picture_of(&msg) {
-        Ok(source) => {
-            let linked = matches!(source, ProductSource::Link { .. });
-            set_state(&s, State::AwaitingDescription { source }).await?;
-            let mut text = String::new();
-            if linked {
-                text.push_str(t(&ctx, s.lang, "bot.create.link_accepted"));
-                text.push_str("\n\n");
-            }
-            text.push_str(t(&ctx, s.lang, "bot.create.ask_description"));
-            send(&bot, &s, text, Some(keyboards::menu_only(ctx.texts, s.lang))).await.map(|_| ())
-        }
+        Ok(ProductSource::Link { url }) => from_link(&bot, &ctx, &s, url).await,
+        Ok(source) => ask_description(&bot, &ctx, &s, source).await,
         Err(rejection) => {
             let text = match rejection {
                 PictureRejection::WrongType { mime } => {
@@ -93,6 +84,88 @@ pub(in crate::conversation) async fn on_picture(
             ask_photo(&bot, &ctx, &s).await
         }
     }
+}
+
+/// Stores the picture in the dialogue and asks for the description.
+async fn ask_description(
+    bot: &Bot,
+    ctx: &BotContext,
+    s: &Session,
+    source: ProductSource,
+) -> HandlerResult {
+    let linked = matches!(source, ProductSource::Photo { link: Some(_), .. });
+    set_state(s, State::AwaitingDescription { source }).await?;
+    let mut text = String::new();
+    if linked {
+        text.push_str(t(ctx, s.lang, "bot.create.link_accepted"));
+        text.push_str("\n\n");
+    }
+    text.push_str(t(ctx, s.lang, "bot.create.ask_description"));
+    send(bot, s, text, Some(keyboards::menu_only(ctx.texts, s.lang))).await.map(|_| ())
+}
+
+/// A marketplace link: its main product image is fetched and shown for confirmation; nothing
+/// is stored or charged until the seller accepts it. Without an image the seller is asked for
+/// a photo.
+async fn from_link(bot: &Bot, ctx: &BotContext, s: &Session, link: String) -> HandlerResult {
+    let image = match (&ctx.marketplace, url::Url::parse(&link)) {
+        (Some(marketplace), Ok(url)) => {
+            // Only a hint to the user; the fetch goes on whatever this answers.
+            let _ = bot.send_chat_action(s.chat, ChatAction::UploadPhoto).await;
+            marketplace.product_image(&url).await.map_err(|e| {
+                tracing::warn!(user_id = %s.user_id, error = %e, "no product image from a link");
+            })
+        }
+        _ => Err(()),
+    };
+    let shown = match image {
+        Ok(image) => {
+            let ext = image.mime.extension();
+            let file = InputFile::memory(image.bytes).file_name(format!("product.{ext}"));
+            let sent = bot
+                .send_photo(s.chat, file)
+                .caption(t(ctx, s.lang, "bot.create.link_confirm"))
+                .parse_mode(ParseMode::Html)
+                .reply_markup(keyboards::link_photo(ctx.texts, s.lang))
+                .await;
+            match sent {
+                // Telegram keeps photos as JPEG; the largest size is the one to animate.
+                Ok(sent) => sent
+                    .photo()
+                    .and_then(|sizes| {
+                        sizes.iter().max_by_key(|p| u64::from(p.width) * u64::from(p.height))
+                    })
+                    .map(|p| p.file.id.0.clone()),
+                Err(e) => {
+                    tracing::warn!(user_id = %s.user_id, error = %e, "product image not shown");
+                    None
+                }
+            }
+        }
+        Err(()) => None,
+    };
+    let Some(file_id) = shown else {
+        set_state(s, State::AwaitingPhoto).await?;
+        let kb = keyboards::menu_only(ctx.texts, s.lang);
+        return send(bot, s, t(ctx, s.lang, "bot.create.link_no_image"), Some(kb))
+            .await
+            .map(|_| ());
+    };
+    set_state(s, State::ConfirmingLinkPhoto { link, file_id, mime: ImageMime::Jpeg }).await
+}
+
+/// "Yes, use this image": the confirmed image is the product's picture. Returns `false` when
+/// no image is waiting for confirmation (a stale button).
+pub(super) async fn on_link_photo_confirmed(
+    bot: &Bot,
+    ctx: &BotContext,
+    s: &Session,
+    state: State,
+) -> Result<bool, super::ConversationError> {
+    let State::ConfirmingLinkPhoto { link, file_id, mime } = state else { return Ok(false) };
+    let source = ProductSource::Photo { file_id, mime, link: Some(link) };
+    ask_description(bot, ctx, s, source).await?;
+    Ok(true)
 }
 
 /// Tells the user why a free text was refused.
@@ -133,12 +206,19 @@ pub(in crate::conversation) async fn on_description(
             Err(why) => return reject_text(&bot, &ctx, &s, why).await,
         };
     let (photo, marketplace_url) = match source {
-        ProductSource::Photo { file_id, mime } => {
-            (Some(PhotoRef { telegram_file_id: file_id, mime }), None)
+        ProductSource::Photo { file_id, mime, link } => {
+            (PhotoRef { telegram_file_id: file_id, mime }, link)
         }
-        ProductSource::Link { url } => (None, Some(url)),
+        // A link without its image (a dialogue from an earlier version) cannot make a video:
+        // ask for the picture again rather than take an order that would fail.
+        ProductSource::Link { .. } => {
+            set_state(&s, State::AwaitingPhoto).await?;
+            send(&bot, &s, t(&ctx, s.lang, "bot.create.link_no_image"), None).await?;
+            return ask_photo(&bot, &ctx, &s).await;
+        }
     };
-    let product = NewProduct { user_id: s.user_id, photo, marketplace_url, description };
+    let product =
+        NewProduct { user_id: s.user_id, photo: Some(photo), marketplace_url, description };
     let product_id = match ctx.products.create(&product).await {
         Ok(id) => id,
         Err(e) => {

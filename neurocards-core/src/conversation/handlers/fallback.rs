@@ -16,6 +16,7 @@ fn step_keyboard(ctx: &BotContext, s: &Session, state: &State) -> InlineKeyboard
     match state {
         State::Idle => keyboards::main_menu(texts, lang, &ctx.settings),
         State::AwaitingConsent => keyboards::consent(texts, lang),
+        State::ConfirmingLinkPhoto { .. } => keyboards::link_photo(texts, lang),
         State::ChoosingTemplate { .. } => keyboards::templates(texts, lang, &ctx.templates),
         State::AwaitingWishes { .. } => keyboards::wishes(texts, lang),
         State::ApprovingIdea { .. } => keyboards::idea_review(texts, lang),

@@ -6,8 +6,8 @@ use crate::conversation::context::{BotContext, BotCounters};
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
 use crate::conversation::state::State;
-use crate::domain::{JobSpec, OrderKey};
-use crate::ports::{NewOrder, QueueError};
+use crate::domain::{JobSpec, OrderId, OrderKey};
+use crate::ports::{CancelScope, NewOrder, QueueError};
 use teloxide::prelude::*;
 use teloxide::types::MaybeInaccessibleMessage;
 
@@ -100,7 +100,8 @@ pub(super) async fn on_start_order(
                     ("balance", &placed.balance_after.to_string()),
                 ],
             );
-            send(bot, s, text, Some(keyboards::menu_only(ctx.texts, s.lang))).await?;
+            let kb = keyboards::accepted(ctx.texts, s.lang, placed.order_id);
+            send(bot, s, text, Some(kb)).await?;
         }
         Err(QueueError::InsufficientCredits { needed, available }) => {
             BotCounters::inc(&ctx.counters.orders_insufficient);
@@ -123,4 +124,61 @@ pub(super) async fn on_start_order(
         }
     }
     Ok(StartOutcome::Done)
+}
+
+/// What a Cancel press came to.
+pub(super) enum CancelOutcome {
+    /// Videos were cancelled and refunded; the answer is in the chat.
+    Cancelled,
+    /// Nothing was waiting (already started, finished, cancelled, or not the user's order).
+    Nothing,
+    /// The queue could not be reached; nothing changed.
+    Unavailable,
+}
+
+/// "Cancel the order": the order's videos that have not started are cancelled and refunded
+/// at once, exactly once however often the button is pressed or a worker claims them at the
+/// same moment (the queue decides each job one way). Videos already in the works go on.
+#[tracing::instrument(skip_all, fields(user_id = %s.user_id, order_id = %order_id))]
+pub(super) async fn on_cancel_order(
+    bot: &Bot,
+    ctx: &BotContext,
+    s: &Session,
+    order_id: OrderId,
+    pressed: Option<&MaybeInaccessibleMessage>,
+) -> Result<CancelOutcome, super::ConversationError> {
+    let scope = CancelScope::Order { order: order_id, user: s.user_id };
+    let cancelled = match ctx.queue.cancel_queued(scope).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "order not cancelled");
+            return Ok(CancelOutcome::Unavailable);
+        }
+    };
+    if cancelled.jobs.is_empty() {
+        return Ok(CancelOutcome::Nothing);
+    }
+    BotCounters::add(&ctx.counters.jobs_cancelled, cancelled.jobs.len() as u64);
+    if let Some(message) = pressed {
+        // The pressed button must not invite a second tap (an answer would be "nothing").
+        let _ = bot.edit_message_reply_markup(message.chat().id, message.id()).await;
+    }
+    let mut text = tr(
+        ctx,
+        s.lang,
+        "bot.order.cancelled",
+        &[
+            ("order", &order_id.to_string()),
+            ("count", &cancelled.jobs.len().to_string()),
+            ("refunded", &cancelled.refunded.to_string()),
+            ("balance", &cancelled.balance_after.to_string()),
+        ],
+    );
+    if cancelled.still_running > 0 {
+        text.push('\n');
+        let running = cancelled.still_running.to_string();
+        text.push_str(&tr(ctx, s.lang, "bot.order.cancelled_rest", &[("running", &running)]));
+    }
+    send(bot, s, text, Some(keyboards::menu_only(ctx.texts, s.lang))).await?;
+    Ok(CancelOutcome::Cancelled)
 }

@@ -4,7 +4,7 @@
 use super::place::credits;
 use super::{clip, lease_arrays, lease_lost_or_missing, PgJobQueue};
 use crate::domain::{Delivery, JobId, JobStep, Lease, StepResult};
-use crate::ports::{JobFailure, QueueError, Refund, Reschedule};
+use crate::ports::{CancelScope, Cancelled, JobFailure, QueueError, Refund, Reschedule};
 use sqlx::PgConnection;
 use std::time::Duration;
 
@@ -262,6 +262,62 @@ pub(super) async fn cancel_job(q: &PgJobQueue, job: JobId) -> Result<bool, Queue
         "job cancelled"
     );
     Ok(true)
+}
+
+/// A job has not started generating while it waits with no provider task and no paid step
+/// begun (a submit whose answer was lost may have created a task).
+const NOT_STARTED: &str = "state = 'queued' AND provider_task_id IS NULL \
+     AND (current_step IS NULL OR current_step IN ('upload', 'prompt'))";
+
+pub(super) async fn cancel_queued(
+    q: &PgJobQueue,
+    scope: CancelScope,
+) -> Result<Cancelled, QueueError> {
+    let (user, order) = match scope {
+        CancelScope::Order { order, user } => (user, Some(order.get())),
+        CancelScope::User(user) => (user, None),
+    };
+    let mut tx = q.pool.begin().await?;
+    // Row locks make this and a claim take turns: whichever comes second sees the other's
+    // state and leaves the job alone.
+    let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "UPDATE jobs SET state = 'cancelled', finished_at = now() \
+         WHERE user_id = $1 AND ($2::bigint IS NULL OR order_id = $2) AND {NOT_STARTED} \
+         RETURNING id, order_id"
+    ))
+    .bind(user.get())
+    .bind(order)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut refunded = 0i64;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for (job, order) in rows {
+        let refund = refund_job(&mut tx, JobId(job), user.get(), order).await?;
+        refunded += refund.refunded.get();
+        jobs.push(JobId(job));
+    }
+    let still_running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE user_id = $1 AND ($2::bigint IS NULL OR order_id = $2) \
+         AND state IN ('queued', 'running')",
+    )
+    .bind(user.get())
+    .bind(order)
+    .fetch_one(&mut *tx)
+    .await?;
+    let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM users WHERE id = $1")
+        .bind(user.get())
+        .fetch_optional(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    if !jobs.is_empty() {
+        tracing::info!(user_id = %user, order_id = ?order, jobs = jobs.len(), refunded, "jobs cancelled");
+    }
+    Ok(Cancelled {
+        jobs,
+        refunded: credits(refunded)?,
+        balance_after: credits(balance.unwrap_or(0))?,
+        still_running: u32::try_from(still_running).unwrap_or(u32::MAX),
+    })
 }
 
 /// Fails, inside the claim's transaction, claimed jobs whose stored row no longer decodes

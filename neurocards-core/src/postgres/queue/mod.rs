@@ -24,8 +24,8 @@ mod stats;
 use crate::domain::{ClaimedJob, JobId, Lease, WorkerId};
 use crate::domain::{JobStep, StepResult};
 use crate::ports::{
-    JobFailure, JobQueue, JobSnapshot, NewOrder, PlacedOrder, QueueError, QueueStats, Refund,
-    Reschedule, RescueReport,
+    CancelScope, Cancelled, JobFailure, JobQueue, JobSnapshot, NewOrder, PlacedOrder, QueueError,
+    QueueStats, Refund, Reschedule, RescueReport,
 };
 use listener::Listener;
 use sqlx::PgPool;
@@ -154,6 +154,10 @@ impl JobQueue for PgJobQueue {
 
     async fn cancel_job(&self, job: JobId) -> Result<bool, QueueError> {
         finish::cancel_job(self, job).await
+    }
+
+    async fn cancel_queued(&self, scope: CancelScope) -> Result<Cancelled, QueueError> {
+        finish::cancel_queued(self, scope).await
     }
 
     async fn stats(&self, window: Duration) -> Result<QueueStats, QueueError> {

@@ -4,7 +4,7 @@
 use super::place::credits;
 use super::{clip, lease_lost_or_missing, SqliteJobQueue};
 use crate::domain::{Delivery, JobId, JobStep, Lease, StepResult};
-use crate::ports::{JobFailure, QueueError, Refund, Reschedule};
+use crate::ports::{CancelScope, Cancelled, JobFailure, QueueError, Refund, Reschedule};
 use crate::sqlite::error::queue_error;
 use crate::sqlite::time::{duration_ms, now_ms, to_ms};
 use sqlx::SqliteConnection;
@@ -313,6 +313,65 @@ pub(super) async fn cancel_job(q: &SqliteJobQueue, job: JobId) -> Result<bool, Q
         "job cancelled"
     );
     Ok(true)
+}
+
+/// A job has not started generating while it waits with no provider task and no paid step
+/// begun (a submit whose answer was lost may have created a task).
+const NOT_STARTED: &str = "state = 'queued' AND provider_task_id IS NULL \
+     AND (current_step IS NULL OR current_step IN ('upload', 'prompt'))";
+
+pub(super) async fn cancel_queued(
+    q: &SqliteJobQueue,
+    scope: CancelScope,
+) -> Result<Cancelled, QueueError> {
+    let (user, order) = match scope {
+        CancelScope::Order { order, user } => (user, Some(order.get())),
+        CancelScope::User(user) => (user, None),
+    };
+    // One writer at a time: a claim and this never interleave.
+    let mut tx = q.store.writer().begin().await.map_err(queue_error)?;
+    let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
+        "UPDATE jobs SET state = 'cancelled', finished_at = ?1 \
+         WHERE user_id = ?2 AND (?3 IS NULL OR order_id = ?3) AND {NOT_STARTED} \
+         RETURNING id, order_id"
+    ))
+    .bind(now_ms())
+    .bind(user.get())
+    .bind(order)
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(queue_error)?;
+    let mut refunded = 0i64;
+    let mut jobs = Vec::with_capacity(rows.len());
+    for (job, order) in rows {
+        let refund = refund_job(&mut tx, JobId(job), user.get(), order, None).await?;
+        refunded += refund.refunded.get();
+        jobs.push(JobId(job));
+    }
+    let still_running: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM jobs WHERE user_id = ?1 AND (?2 IS NULL OR order_id = ?2) \
+         AND state IN ('queued', 'running')",
+    )
+    .bind(user.get())
+    .bind(order)
+    .fetch_one(&mut *tx)
+    .await
+    .map_err(queue_error)?;
+    let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM users WHERE id = ?")
+        .bind(user.get())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(queue_error)?;
+    tx.commit().await.map_err(queue_error)?;
+    if !jobs.is_empty() {
+        tracing::info!(user_id = %user, order_id = ?order, jobs = jobs.len(), refunded, "jobs cancelled");
+    }
+    Ok(Cancelled {
+        jobs,
+        refunded: credits(refunded)?,
+        balance_after: credits(balance.unwrap_or(0))?,
+        still_running: u32::try_from(still_running).unwrap_or(u32::MAX),
+    })
 }
 
 /// Fails, inside the claim's transaction, claimed jobs whose stored row no longer decodes

@@ -30,8 +30,8 @@ use super::error::queue_error;
 use super::SqliteStore;
 use crate::domain::{ClaimedJob, JobId, JobStep, Lease, StepResult, WorkerId};
 use crate::ports::{
-    JobFailure, JobQueue, JobSnapshot, NewOrder, PlacedOrder, QueueError, QueueStats, Refund,
-    Reschedule, RescueReport,
+    CancelScope, Cancelled, JobFailure, JobQueue, JobSnapshot, NewOrder, PlacedOrder, QueueError,
+    QueueStats, Refund, Reschedule, RescueReport,
 };
 use crate::queue_config::QueueConfig;
 use sqlx::SqliteConnection;
@@ -153,6 +153,10 @@ impl JobQueue for SqliteJobQueue {
 
     async fn cancel_job(&self, job: JobId) -> Result<bool, QueueError> {
         finish::cancel_job(self, job).await
+    }
+
+    async fn cancel_queued(&self, scope: CancelScope) -> Result<Cancelled, QueueError> {
+        finish::cancel_queued(self, scope).await
     }
 
     async fn stats(&self, window: Duration) -> Result<QueueStats, QueueError> {
