@@ -84,6 +84,21 @@ impl DialogueFixture for PgBotFixture {
 impl BotQueriesFixture for PgBotFixture {
     type Queries = PgBotQueries;
 
+    async fn deliver(&self, order: OrderId, file_id: &str, age: Duration) {
+        sqlx::query(
+            "UPDATE jobs SET state = 'succeeded', delivered_message_id = 1, \
+                 delivered_file_id = $2, finished_at = now() - make_interval(secs => $3) \
+             WHERE id = (SELECT min(id) FROM jobs \
+                         WHERE order_id = $1 AND delivered_file_id IS NULL)",
+        )
+        .bind(order.get())
+        .bind(file_id)
+        .bind(secs(age))
+        .execute(&self.pool)
+        .await
+        .expect("delivers a job");
+    }
+
     fn queries(&self) -> &PgBotQueries {
         &self.queries
     }

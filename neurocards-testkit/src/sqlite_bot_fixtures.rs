@@ -156,6 +156,21 @@ impl BotQueriesFixture for SqliteBotFixture {
         tx.commit().await.expect("commits");
         OrderId(order)
     }
+
+    async fn deliver(&self, order: OrderId, file_id: &str, age: Duration) {
+        sqlx::query(
+            "UPDATE jobs SET state = 'succeeded', delivered_message_id = 1, \
+                 delivered_file_id = ?2, finished_at = ?3 \
+             WHERE id = (SELECT min(id) FROM jobs \
+                         WHERE order_id = ?1 AND delivered_file_id IS NULL)",
+        )
+        .bind(order.get())
+        .bind(file_id)
+        .bind(now_ms() - ms(age))
+        .execute(self.store.writer())
+        .await
+        .expect("delivers a job");
+    }
 }
 
 #[async_trait::async_trait]

@@ -111,7 +111,18 @@ async fn the_command_list_is_registered() {
         .collect();
     assert_eq!(
         names,
-        ["start", "menu", "account", "orders", "buy", "paysupport", "help", "language", "cancel"]
+        [
+            "start",
+            "menu",
+            "account",
+            "orders",
+            "videos",
+            "buy",
+            "paysupport",
+            "help",
+            "language",
+            "cancel"
+        ]
     );
     assert!(calls[2].params["commands"].to_string().contains("broadcast"));
     assert!(calls[2].params["commands"].to_string().contains("refund"));

@@ -4,7 +4,7 @@
 use neurocards_testkit::binaries::service_command;
 use neurocards_testkit::bot_harness::{bot_binary, test_settings, BotHarness};
 use neurocards_testkit::both_stores;
-use neurocards_testkit::fake_telegram::TgUser;
+use neurocards_testkit::fake_telegram::{Failure, MediaSource, TgUser};
 use neurocards_testkit::first_order::{place_first_order, wait_for_videos};
 use neurocards_testkit::stores::pg_database;
 use neurocards_testkit::system::TestSystem;
@@ -66,6 +66,85 @@ both_stores! {
         h.press_on(&user, video.message_id, &again).await;
         assert!(h.last(&user).callback_data().contains(&"tpl:ugc"));
         system.wait_all_terminal(Duration::from_secs(30)).await;
+        system.assert_invariants().await;
+    }
+}
+
+both_stores! {
+    async fn my_videos_pages_the_delivered_videos_by_file_id_and_repeats_an_order(store) {
+        let mut system = TestSystem::start(store).await;
+        system.start_worker();
+        let telegram = system.telegram.clone();
+        let h = BotHarness::with_telegram(telegram, system.store.clone(), test_settings()).await;
+        let user = TgUser::new(71_001).language("en");
+        h.onboard(&user).await;
+        h.grant(&user, 10).await;
+        h.say(&user, "/videos").await;
+        assert!(h.last(&user).text.contains("No videos yet"), "{}", h.last(&user).text);
+        order(&h, &user, "ugc", 3).await;
+        order(&h, &user, "ad", 1).await;
+        let delivered = system
+            .telegram
+            .wait_until(Duration::from_secs(60), |tg| tg.videos_to(user.id).len() >= 4)
+            .await;
+        assert!(delivered, "{:?}", system.telegram.texts_to(user.id));
+        system.wait_all_terminal(Duration::from_secs(30)).await;
+        let file_ids: Vec<String> = system
+            .telegram
+            .videos_to(user.id)
+            .iter()
+            .filter_map(|v| v.file_id.clone())
+            .collect();
+        assert_eq!(file_ids.len(), 4);
+
+        // Page 1: three videos, re-sent by file id, newest first, each with its buttons.
+        let before = system.telegram.videos_to(user.id).len();
+        h.press(&user, "gal:0").await;
+        let page = h.last(&user);
+        assert!(page.text.contains("1–3 of 4"), "{}", page.text);
+        assert!(page.callback_data().contains(&"gal:1") && !page.callback_data().contains(&"gal:-1"));
+        let shown = system.telegram.videos_to(user.id).split_off(before);
+        assert_eq!(shown.len(), 3);
+        let mut seen = std::collections::HashSet::new();
+        for video in &shown {
+            let MediaSource::FileId(id) = &video.source else {
+                panic!("re-sent by file id, no download, no URL: {:?}", video.source)
+            };
+            assert!(file_ids.contains(id) && seen.insert(id.clone()), "{id} among {file_ids:?}");
+            let data: Vec<&str> =
+                video.buttons.iter().flatten().filter_map(|b| b.callback_data.as_deref()).collect();
+            assert!(data.iter().any(|d| d.starts_with("rt:")), "{data:?}");
+            assert!(data.iter().any(|d| d.starts_with("mk:")), "{data:?}");
+        }
+        let template = ["UGC blogger", "Product ad"]
+            .into_iter()
+            .find(|t| shown[0].caption.contains(t))
+            .unwrap_or_else(|| panic!("the caption names the template: {}", shown[0].caption));
+
+        // Page 2: the oldest one; a video Telegram no longer has is said to be gone.
+        h.telegram.fail_next("sendVideo", Failure::bad_request("wrong file identifier/HTTP URL specified"));
+        h.press(&user, "gal:1").await;
+        let texts = h.telegram.texts_to(user.id);
+        assert!(texts[texts.len() - 2].contains("can no longer be sent"), "{texts:?}");
+        let page = h.last(&user);
+        assert!(page.text.contains("4–4 of 4"), "{}", page.text);
+        assert!(page.callback_data().contains(&"gal:0"));
+        assert!(!page.callback_data().contains(&"gal:2"));
+        // A forged page past the end shows the newest page.
+        h.press_on(&user, page.message_id, "gal:99").await;
+        assert!(h.last(&user).text.contains("1–3 of 4"));
+
+        // "Repeat this order" on the newest: the same template, straight to the count.
+        let repeat = shown[0]
+            .buttons
+            .iter()
+            .flatten()
+            .find_map(|b| b.callback_data.clone().filter(|d| d.starts_with("rt:")))
+            .expect("repeat");
+        h.press_on(&user, shown[0].message_id, &repeat).await;
+        assert!(h.last(&user).callback_data().contains(&"cnt:1"), "{}", h.last(&user).text);
+        h.press(&user, "cnt:1").await;
+        assert!(h.last(&user).text.contains(template), "{}", h.last(&user).text);
         system.assert_invariants().await;
     }
 }

@@ -53,6 +53,8 @@ fn command() -> impl Strategy<Value = String> {
         "/stats",
         "/ban",
         "/broadcast",
+        "/orders",
+        "/videos",
         "/nope",
     ]);
     (name, "[ a-z0-9_-]{0,20}").prop_map(|(n, args)| format!("{n}{args}"))
@@ -61,7 +63,7 @@ fn command() -> impl Strategy<Value = String> {
 fn callback_data() -> impl Strategy<Value = String> {
     let prefix = prop::sample::select(vec![
         "create", "terms", "menu", "tpl:", "cnt:", "go:", "idea:", "skip", "lang:", "more:",
-        "retry:", "topup", "account", "",
+        "retry:", "topup", "account", "cxl:", "gal:", "lnk:", "vid:", "",
     ]);
     (prefix, "[a-z0-9:_-]{0,20}").prop_map(|(p, rest)| format!("{p}{rest}"))
 }

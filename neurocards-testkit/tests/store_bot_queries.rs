@@ -9,4 +9,5 @@ neurocards_testkit::bot_store_conformance!(
     order_request_returns_what_the_order_asked_for,
     order_request_is_only_for_the_owner,
     an_order_that_cannot_be_repeated_reads_as_nothing,
+    delivered_videos_are_paged_newest_first_and_only_the_owners,
 );

@@ -9,6 +9,9 @@ use crate::telegram::keyboards::CallbackData;
 /// Telegram's limit on `callback_data`, in bytes.
 pub const MAX_CALLBACK_BYTES: usize = 64;
 
+/// The last gallery page a button may ask for (a bound on forged data).
+pub const MAX_GALLERY_PAGE: u32 = 100_000;
+
 /// What a button asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -56,6 +59,10 @@ pub enum Action {
     CancelOrder {
         order_id: OrderId,
     },
+    /// "My videos", or another page of it (0 is the newest).
+    MyVideos {
+        page: u32,
+    },
     /// "Yes, this one": the image taken from a marketplace link is the product.
     ConfirmLinkPhoto,
     /// Send a finished job's video (under an offer sent when an earlier send may have failed).
@@ -79,6 +86,7 @@ impl Action {
             Action::Template(t) => format!("tpl:{t}"),
             Action::SkipWishes => "skip".into(),
             Action::ConfirmLinkPhoto => "lnk:ok".into(),
+            Action::MyVideos { page } => format!("gal:{page}"),
             Action::CancelOrder { order_id } => {
                 CallbackData::CancelOrder { order_id: *order_id }.encode()
             }
@@ -129,6 +137,9 @@ impl Action {
             ("tpl", Some(t)) => Action::Template(TemplateId::parse(t).ok()?),
             ("skip", None) => Action::SkipWishes,
             ("lnk", Some("ok")) => Action::ConfirmLinkPhoto,
+            ("gal", Some(p)) => {
+                Action::MyVideos { page: p.parse().ok().filter(|p| *p <= MAX_GALLERY_PAGE)? }
+            }
             ("idea", Some("ok")) => Action::ApproveIdea,
             ("idea", Some("more")) => Action::ExtendIdea,
             ("cnt", Some(n)) => Action::Count(VideoCount::parse(n.parse().ok()?).ok()?),
@@ -180,6 +191,7 @@ mod tests {
             Action::Template(TemplateId::parse("a_very-long_template_id_32_chars").expect("ok")),
             Action::SkipWishes,
             Action::ConfirmLinkPhoto,
+            Action::MyVideos { page: MAX_GALLERY_PAGE },
             Action::CancelOrder { order_id: OrderId(i64::MAX) },
             Action::ApproveIdea,
             Action::ExtendIdea,

@@ -23,6 +23,8 @@ pub enum Command {
     Account,
     /// The user's recent orders, with a Cancel button on each that still has waiting videos.
     Orders,
+    /// The gallery of delivered videos.
+    Videos,
     Language,
     /// An admin command, or the usage text key when its arguments are wrong.
     Admin(Result<AdminCommand, &'static str>),
@@ -62,11 +64,12 @@ pub enum AdminCommand {
 
 /// The commands registered with Telegram (`setMyCommands`) for everyone, with the locale key of
 /// each description.
-pub const PUBLIC_COMMANDS: [(&str, &str); 9] = [
+pub const PUBLIC_COMMANDS: [(&str, &str); 10] = [
     ("start", "bot.commands.start"),
     ("menu", "bot.commands.menu"),
     ("account", "bot.commands.account"),
     ("orders", "bot.commands.orders"),
+    ("videos", "bot.commands.videos"),
     ("buy", "bot.commands.buy"),
     ("paysupport", "bot.commands.paysupport"),
     ("help", "bot.commands.help"),
@@ -115,6 +118,7 @@ impl Command {
             "help" => Command::Help,
             "account" | "balance" if args.is_empty() => Command::Account,
             "orders" => Command::Orders,
+            "videos" | "gallery" => Command::Videos,
             "language" | "lang" => Command::Language,
             "stats" => Command::Admin(Ok(AdminCommand::Stats)),
             "grant" => Command::Admin(parse_grant(args)),

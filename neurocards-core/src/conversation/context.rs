@@ -3,7 +3,7 @@
 
 use super::guards::{UpdateClaims, UsageQuota};
 use super::state::{Draft, State};
-use crate::domain::{Credits, OrderId, UserId};
+use crate::domain::{Credits, JobId, OrderId, ProductId, UserId};
 use crate::i18n::Texts;
 use crate::ports::{Accounts, AccountsError, JobQueue, Products, PromptEngine, User};
 use crate::templates::TemplateCatalogue;
@@ -108,7 +108,32 @@ pub trait StatsSource: Send + Sync {
     async fn daily(&self, since: DateTime<Utc>) -> Result<DailyStats, AccountsError>;
 }
 
-/// Reads back what a past order asked for, so "Retry" can order it again.
+/// A video the user received, as "My videos" shows it again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveredVideo {
+    pub job_id: JobId,
+    pub order_id: OrderId,
+    /// The order's product, when it is still stored.
+    pub product_id: Option<ProductId>,
+    /// The order's template id, as stored.
+    pub template: String,
+    /// The Telegram file id the video was delivered with (re-sent without any download, so a
+    /// provider's expired link does not matter).
+    pub file_id: String,
+    pub delivered_at: DateTime<Utc>,
+}
+
+/// One page of a user's delivered videos.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VideoPage {
+    /// Newest first.
+    pub videos: Vec<DeliveredVideo>,
+    /// All the user's delivered videos, on every page.
+    pub total: u64,
+}
+
+/// Reads back past orders: what an order asked for, so "Retry" and "Repeat" can order it
+/// again, and the videos delivered, for "My videos".
 #[async_trait::async_trait]
 pub trait OrderHistory: Send + Sync {
     /// The order's product, template, wishes and prompt, if the order exists and belongs to
@@ -118,6 +143,15 @@ pub trait OrderHistory: Send + Sync {
         order: OrderId,
         owner: UserId,
     ) -> Result<Option<Draft>, AccountsError>;
+
+    /// `owner`'s videos delivered with a Telegram file id, newest first: at most `limit` of
+    /// them from `offset`, and how many there are in all. Only the owner's.
+    async fn delivered_videos(
+        &self,
+        owner: UserId,
+        offset: u32,
+        limit: u32,
+    ) -> Result<VideoPage, AccountsError>;
 }
 
 /// Reads what every update needs before a handler runs — the chat's stored dialogue state and

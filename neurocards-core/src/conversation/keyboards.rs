@@ -3,7 +3,7 @@
 
 use super::action::Action;
 use super::context::ConversationSettings;
-use crate::domain::{Credits, Language, OrderId, VideoCount};
+use crate::domain::{Credits, Language, OrderId, ProductId, VideoCount};
 use crate::i18n::Texts;
 use crate::templates::TemplateCatalogue;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
@@ -50,9 +50,10 @@ pub fn main_menu(
     let mut rows = vec![
         vec![button(texts, lang, "bot.menu.create", Action::CreateVideo)],
         vec![
+            button(texts, lang, "bot.menu.videos", Action::MyVideos { page: 0 }),
             button(texts, lang, "bot.menu.account", Action::Account),
-            button(texts, lang, "bot.menu.help", Action::Help),
         ],
+        vec![button(texts, lang, "bot.menu.help", Action::Help)],
     ];
     rows.extend(support_row(texts, lang, settings));
     rows.push(vec![button(texts, lang, "bot.menu.language", Action::SetLanguage(other))]);
@@ -190,6 +191,45 @@ pub fn orders(texts: &Texts, lang: Language, waiting: &[(OrderId, u32)]) -> Inli
     InlineKeyboardMarkup::new(rows)
 }
 
+/// Under a gallery video: "Repeat this order", and "New video with this product" while the
+/// product is stored.
+pub fn gallery_video(
+    texts: &Texts,
+    lang: Language,
+    order_id: OrderId,
+    product_id: Option<ProductId>,
+) -> InlineKeyboardMarkup {
+    let mut rows = vec![vec![button(texts, lang, "bot.videos.repeat", Action::Retry { order_id })]];
+    if let Some(product_id) = product_id {
+        let action = Action::MakeAnother { product_id };
+        rows.push(vec![button(texts, lang, "bot.videos.new_with_product", action)]);
+    }
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// Under a gallery page: "Newer" and "Older" where there are such pages, then "Main menu".
+pub fn gallery_pages(
+    texts: &Texts,
+    lang: Language,
+    page: u32,
+    has_older: bool,
+) -> InlineKeyboardMarkup {
+    let mut nav = Vec::new();
+    if let Some(newer) = page.checked_sub(1) {
+        nav.push(button(texts, lang, "bot.videos.newer", Action::MyVideos { page: newer }));
+    }
+    if has_older {
+        let older = Action::MyVideos { page: page.saturating_add(1) };
+        nav.push(button(texts, lang, "bot.videos.older", older));
+    }
+    let mut rows = vec![];
+    if !nav.is_empty() {
+        rows.push(nav);
+    }
+    rows.push(menu_row(texts, lang));
+    InlineKeyboardMarkup::new(rows)
+}
+
 /// Every keyboard the conversation can send, for the test that walks them.
 pub fn all(
     texts: &Texts,
@@ -213,6 +253,8 @@ pub fn all(
             link_photo(texts, lang),
             accepted(texts, lang, OrderId(7)),
             orders(texts, lang, &[(OrderId(7), 2), (OrderId(9), 1)]),
+            gallery_video(texts, lang, OrderId(7), Some(ProductId(3))),
+            gallery_pages(texts, lang, 1, true),
         ]);
     }
     out

@@ -1,8 +1,10 @@
 //! The bot's read-only queries beside the ports: `/stats` figures and a past order's request
 //! for "Retry".
 
-use crate::conversation::{DailyStats, Draft, OrderHistory, StatsSource};
-use crate::domain::{OrderId, ProductId, TemplateId, UserId};
+use crate::conversation::{
+    DailyStats, DeliveredVideo, Draft, OrderHistory, StatsSource, VideoPage,
+};
+use crate::domain::{JobId, OrderId, ProductId, TemplateId, UserId};
 use crate::ports::AccountsError;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -74,5 +76,47 @@ impl OrderHistory for PgBotQueries {
                 user_prompt,
             })
         }))
+    }
+
+    async fn delivered_videos(
+        &self,
+        owner: UserId,
+        offset: u32,
+        limit: u32,
+    ) -> Result<VideoPage, AccountsError> {
+        type Row = (i64, i64, Option<i64>, String, String, DateTime<Utc>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT j.id, j.order_id, o.product_id, o.template, j.delivered_file_id, \
+                    j.finished_at \
+             FROM jobs j JOIN orders o ON o.id = j.order_id \
+             WHERE j.user_id = $1 AND j.state = 'succeeded' AND j.delivered_file_id IS NOT NULL \
+             ORDER BY j.finished_at DESC, j.id DESC LIMIT $2 OFFSET $3",
+        )
+        .bind(owner.get())
+        .bind(i64::from(limit))
+        .bind(i64::from(offset))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let total: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM jobs \
+             WHERE user_id = $1 AND state = 'succeeded' AND delivered_file_id IS NOT NULL",
+        )
+        .bind(owner.get())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(unavailable)?;
+        let videos = rows
+            .into_iter()
+            .map(|(job, order, product, template, file_id, at)| DeliveredVideo {
+                job_id: JobId(job),
+                order_id: OrderId(order),
+                product_id: product.map(ProductId),
+                template,
+                file_id,
+                delivered_at: at,
+            })
+            .collect();
+        Ok(VideoPage { videos, total: count(total) })
     }
 }

@@ -39,6 +39,9 @@ pub trait BotQueriesFixture: Send + Sync {
         jobs: u32,
         age: Duration,
     ) -> OrderId;
+
+    /// Marks the order's next undelivered job delivered with `file_id`, finished `age` ago.
+    async fn deliver(&self, order: OrderId, file_id: &str, age: Duration);
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -118,6 +121,43 @@ pub async fn order_request_returns_what_the_order_asked_for<F: BotQueriesFixture
             user_prompt: Some("A slow pan over the mug, steam rising".to_owned()),
         })
     );
+}
+
+/// "My videos": the owner's delivered videos, newest first, paged, with how many there are;
+/// undelivered and other users' videos never appear.
+pub async fn delivered_videos_are_paged_newest_first_and_only_the_owners<F: BotQueriesFixture>(
+    f: &F,
+) {
+    let (owner, stranger) = (UserId(601), UserId(602));
+    f.user(owner, DAY).await;
+    f.user(stranger, DAY).await;
+    let product = f.product(owner).await;
+    let old = f.order(owner, &request(Some(product)), 2, DAY).await;
+    let new = f.order(owner, &request(None), 3, HOUR).await;
+    let theirs = f.order(stranger, &request(None), 1, HOUR).await;
+    f.deliver(old, "file-old-1", Duration::from_secs(3 * 3600)).await;
+    f.deliver(old, "file-old-2", Duration::from_secs(2 * 3600)).await;
+    f.deliver(new, "file-new-1", Duration::from_secs(60)).await;
+    f.deliver(theirs, "file-theirs", Duration::ZERO).await;
+    // One job of `new` is still waiting, one never delivered: not in the gallery.
+
+    let q = f.queries();
+    let first = q.delivered_videos(owner, 0, 2).await.expect("first page");
+    assert_eq!(first.total, 3);
+    let files: Vec<&str> = first.videos.iter().map(|v| v.file_id.as_str()).collect();
+    assert_eq!(files, ["file-new-1", "file-old-2"]);
+    assert_eq!(first.videos[0].order_id, new);
+    assert_eq!(first.videos[0].product_id, None);
+    assert_eq!(first.videos[1].product_id, Some(product));
+    assert_eq!(first.videos[1].template, "ugc");
+    assert!(first.videos[0].delivered_at > first.videos[1].delivered_at);
+    let second = q.delivered_videos(owner, 2, 2).await.expect("second page");
+    let files: Vec<&str> = second.videos.iter().map(|v| v.file_id.as_str()).collect();
+    assert_eq!((files, second.total), (vec!["file-old-1"], 3));
+    let past = q.delivered_videos(owner, 10, 2).await.expect("past the end");
+    assert!(past.videos.is_empty());
+    let none = q.delivered_videos(UserId(603), 0, 5).await.expect("a user without videos");
+    assert_eq!(none, neurocards_core::conversation::VideoPage::default());
 }
 
 /// Only the order's owner gets it back; another user, or an order id that does not exist,

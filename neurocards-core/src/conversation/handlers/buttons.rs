@@ -87,6 +87,10 @@ async fn run(
             account::show(bot, ctx, s).await?;
             Answer::Ack
         }
+        Action::MyVideos { page } => {
+            videos::gallery(bot, ctx, s, page).await?;
+            Answer::Ack
+        }
         Action::Help => {
             account::help(bot, ctx, s).await?;
             Answer::Ack

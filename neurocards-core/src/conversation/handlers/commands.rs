@@ -1,7 +1,7 @@
 //! Slash commands. `/start`, `/menu`, `/cancel` work from any step; admin commands answer
 //! non-admins exactly like an unknown command.
 
-use super::{account, admin, buy, send, start, t, HandlerResult};
+use super::{account, admin, buy, send, start, t, videos, HandlerResult};
 use crate::conversation::command::Command;
 use crate::conversation::context::BotContext;
 use crate::conversation::keyboards;
@@ -33,6 +33,7 @@ pub(in crate::conversation) async fn on_command(
         Command::Help => account::help(&bot, &ctx, &s).await,
         Command::Account => account::show(&bot, &ctx, &s).await,
         Command::Orders => account::orders(&bot, &ctx, &s).await,
+        Command::Videos => videos::gallery(&bot, &ctx, &s, 0).await,
         Command::Language => {
             let other = match s.lang {
                 crate::domain::Language::Ru => crate::domain::Language::En,

@@ -1,10 +1,13 @@
-//! "Send the video" under a video offer: the worker sends an offer instead of the video when an
-//! earlier send of it may already have arrived; the user asks for the video with this button.
+//! The user's videos: "Send the video" under a video offer (the worker sends an offer instead
+//! of the video when an earlier send of it may already have arrived), and "My videos", a paged
+//! gallery of the videos delivered, re-sent by their Telegram file ids.
 
-use super::{unavailable, ConversationError};
+use super::{send, t, tr, unavailable, ConversationError};
 use crate::conversation::context::BotContext;
+use crate::conversation::keyboards;
 use crate::conversation::session::Session;
 use crate::domain::JobId;
+use crate::i18n::escape_html;
 use crate::telegram::keyboards::video_keyboard;
 use crate::telegram::{NotifyTexts, PARSE_MODE};
 use teloxide::prelude::*;
@@ -61,4 +64,90 @@ pub(super) async fn send_again(
     }
     tracing::info!(user_id = %s.user_id, job_id = %job_id, "video sent on request");
     Ok(true)
+}
+
+/// Videos per gallery page.
+pub(crate) const GALLERY_PAGE_SIZE: u32 = 3;
+
+/// "My videos", page `page` (0 is the newest): each video re-sent by the file id Telegram gave
+/// it at delivery (no download, no expired links), with "Repeat this order" and "New video
+/// with this product"; then where the page is, with "Newer" / "Older" and the menu.
+#[tracing::instrument(skip_all, fields(user_id = %s.user_id, page))]
+pub(super) async fn gallery(
+    bot: &Bot,
+    ctx: &BotContext,
+    s: &Session,
+    page: u32,
+) -> Result<(), ConversationError> {
+    let Some(history) = &ctx.history else { return unavailable(bot, ctx, s).await };
+    let mut page = page;
+    let found = loop {
+        let offset = page.saturating_mul(GALLERY_PAGE_SIZE);
+        match history.delivered_videos(s.user_id, offset, GALLERY_PAGE_SIZE).await {
+            // A page past the end (fewer videos than the button assumed): the newest instead.
+            Ok(found) if found.videos.is_empty() && found.total > 0 && page > 0 => page = 0,
+            Ok(found) => break found,
+            Err(e) => {
+                tracing::warn!(error = %e, "gallery unreadable");
+                return unavailable(bot, ctx, s).await;
+            }
+        }
+    };
+    if found.videos.is_empty() {
+        let kb = keyboards::create_and_menu(ctx.texts, s.lang);
+        send(bot, s, t(ctx, s.lang, "bot.videos.empty"), Some(kb)).await?;
+        return Ok(());
+    }
+    let offset = page.saturating_mul(GALLERY_PAGE_SIZE);
+    for video in &found.videos {
+        let template = ctx
+            .templates
+            .iter()
+            .find(|t| t.id.as_str() == video.template)
+            .map(|t| t.name.get(s.lang).to_owned())
+            .unwrap_or_else(|| video.template.clone());
+        let caption = tr(
+            ctx,
+            s.lang,
+            "bot.videos.caption",
+            &[
+                ("order", &video.order_id.to_string()),
+                ("date", &video.delivered_at.format("%d.%m.%Y").to_string()),
+                ("template", &escape_html(&template)),
+            ],
+        );
+        let kb = keyboards::gallery_video(ctx.texts, s.lang, video.order_id, video.product_id);
+        let sent = bot
+            .send_video(s.chat, InputFile::file_id(teloxide::types::FileId(video.file_id.clone())))
+            .caption(caption)
+            .parse_mode(PARSE_MODE)
+            .reply_markup(kb.clone())
+            .await;
+        match sent {
+            Ok(_) => {}
+            Err(RequestError::Api(e)) => {
+                // The file is gone or no longer ours to send: say so, keep the buttons.
+                tracing::warn!(job_id = %video.job_id, error = %e, "gallery video not sent");
+                let order = video.order_id.to_string();
+                let text = tr(ctx, s.lang, "bot.videos.gone", &[("order", &order)]);
+                send(bot, s, text, Some(kb)).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let from = u64::from(offset) + 1;
+    let to = u64::from(offset) + found.videos.len() as u64;
+    let text = tr(
+        ctx,
+        s.lang,
+        "bot.videos.page",
+        &[
+            ("from", &from.to_string()),
+            ("to", &to.to_string()),
+            ("total", &found.total.to_string()),
+        ],
+    );
+    let kb = keyboards::gallery_pages(ctx.texts, s.lang, page, to < found.total);
+    send(bot, s, text, Some(kb)).await?;
+    Ok(())
 }
