@@ -193,6 +193,7 @@ async fn main() -> anyhow::Result<()> {
                 template: TemplateId::parse("ad")?,
                 wishes: Some("morning light, a wooden table".into()),
                 user_prompt: None,
+                model: None,
                 options: GenerationOptions::default(),
                 language: Language::En,
             },

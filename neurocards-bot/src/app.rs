@@ -74,6 +74,7 @@ pub async fn run(
         }),
         idea_refines_per_hour: settings.idea_refines_per_hour,
         updates_per_minute: settings.updates_per_minute,
+        video_choices: wiring::video_choices(&settings),
         ..ConversationSettings::default()
     };
     // Replies go out unthrottled: one per update, to the user who just wrote. The worker's

@@ -20,6 +20,36 @@ pub enum ConfigError {
     Invalid { var: &'static str, reason: String },
 }
 
+/// One `VIDEO_PRICES` entry: a video of `model` lasting `duration_secs` costs `credits`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfiguredPrice {
+    pub model: String,
+    pub duration_secs: u32,
+    pub credits: Credits,
+}
+
+/// `model:seconds=credits`, the model one of `models`.
+fn parse_video_price(entry: &str, models: &[String]) -> Result<ConfiguredPrice, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid { var: "VIDEO_PRICES", reason };
+    let shape = || invalid(format!("{entry:?} is not model:seconds=credits"));
+    let (key, credits) = entry.split_once('=').ok_or_else(shape)?;
+    let (model, secs) = key.rsplit_once(':').ok_or_else(shape)?;
+    let model = model.trim();
+    if !models.iter().any(|m| m == model) {
+        return Err(invalid(format!(
+            "{model:?} is not a configured model (KIE_MODEL, KIE_FALLBACK_MODELS)"
+        )));
+    }
+    let duration_secs = secs.trim().parse::<u32>().ok().filter(|s| (1..=600).contains(s));
+    let credits = credits.trim().parse::<i64>().ok().filter(|c| (1..=1_000_000).contains(c));
+    match (duration_secs, credits.and_then(|c| Credits::new(c).ok())) {
+        (Some(duration_secs), Some(credits)) => {
+            Ok(ConfiguredPrice { model: model.to_owned(), duration_secs, credits })
+        }
+        _ => Err(shape()),
+    }
+}
+
 /// How the bot receives updates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BotMode {
@@ -116,6 +146,9 @@ pub struct Settings {
     pub kie_upload_url: Url,
     /// The primary model first, then the fallbacks (`KIE_MODEL`, `KIE_FALLBACK_MODELS`).
     pub kie_models: Vec<String>,
+    /// Prices of (model, length) other than `PRICE_PER_VIDEO` (`VIDEO_PRICES`,
+    /// `model:seconds=credits,…`); each names a configured model.
+    pub video_prices: Vec<ConfiguredPrice>,
     /// Optional HMAC key for verifying KIE callbacks (`KIE_WEBHOOK_HMAC_KEY`).
     pub kie_callback_hmac_key: Option<Secret>,
     /// Whole-request timeout of every KIE call (`KIE_REQUEST_TIMEOUT`, default 60 s); a worker
@@ -275,6 +308,12 @@ impl Settings {
             }
         }
 
+        let video_prices = env
+            .list("VIDEO_PRICES")
+            .iter()
+            .map(|entry| parse_video_price(entry, &kie_models))
+            .collect::<Result<Vec<_>, _>>()?;
+
         let admin_ids = env
             .list("ADMIN_IDS")
             .into_iter()
@@ -382,6 +421,7 @@ impl Settings {
             kie_base_url: env.url("KIE_BASE_URL", "https://api.kie.ai")?,
             kie_upload_url: env.url("KIE_UPLOAD_URL", "https://kieai.redpandaai.co")?,
             kie_models,
+            video_prices,
             kie_callback_hmac_key: get("KIE_WEBHOOK_HMAC_KEY").map(Secret::new),
             kie_request_timeout: env.duration("KIE_REQUEST_TIMEOUT", "60s", ms(1000)..=hours(1))?,
             lost_task_wait: env.duration("LOST_TASK_WAIT", "10m", Duration::ZERO..=hours(24))?,
@@ -823,6 +863,11 @@ mod tests {
             ("LOG_FORMAT", "xml"),
             ("WEBHOOK_SECRET", "has spaces"),
             ("JOB_DEADLINE", "soon"),
+            ("VIDEO_PRICES", "sora-2-image-to-video=2"),
+            ("VIDEO_PRICES", "sora-2-image-to-video:15"),
+            ("VIDEO_PRICES", "veo-3:15=2"),
+            ("VIDEO_PRICES", "sora-2-image-to-video:0=2"),
+            ("VIDEO_PRICES", "sora-2-image-to-video:15=-1"),
             ("JOB_DEADLINE", "0s"),
             ("WEBHOOK_SECRET", "has spaces but is long enough"),
             ("WEBHOOK_SECRET", "short_secret"),
@@ -871,6 +916,18 @@ mod tests {
             vec!["sora-2-image-to-video", "kling-3.0/video", "bytedance/seedance-2"]
         );
         assert_eq!(s.retry.temporary, vec![Duration::from_millis(100), Duration::from_millis(200)]);
+
+        pairs.push(("VIDEO_PRICES", "sora-2-image-to-video:15=2, kling-3.0/video:5 = 1"));
+        let s = settings(&pairs).expect("valid");
+        let price = |model: &str, duration_secs, credits| ConfiguredPrice {
+            model: model.to_owned(),
+            duration_secs,
+            credits: Credits::new(credits).expect("credits"),
+        };
+        assert_eq!(
+            s.video_prices,
+            vec![price("sora-2-image-to-video", 15, 2), price("kling-3.0/video", 5, 1)]
+        );
     }
 
     #[test]
@@ -906,6 +963,7 @@ mod tests {
             "PRICE_PER_VIDEO",
             "ORDERS_PER_MINUTE",
             "UPDATES_PER_MINUTE",
+            "VIDEO_PRICES",
             "IDEA_REFINES_PER_HOUR",
             "DOWNLOAD_CONCURRENCY",
             "FETCH_ALLOW_LOCAL",

@@ -150,6 +150,7 @@ const TABLES: &[Table] = &[
             ("aspect", Text),
             ("duration_secs", Int),
             ("language", Text),
+            ("model", Text),
             ("progress_chat_id", Int),
             ("progress_message_id", Int),
             ("progress_rank", Int),

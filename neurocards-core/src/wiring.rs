@@ -200,6 +200,33 @@ pub fn fetch_policy(settings: &Settings) -> FetchPolicy {
     }
 }
 
+/// The models, lengths and prices a seller chooses from: the configured KIE models (primary
+/// first; a slug the KIE adapter does not know is left out) and `VIDEO_PRICES`.
+#[cfg(feature = "telegram")]
+pub fn video_choices(settings: &Settings) -> crate::conversation::formats::VideoChoices {
+    use crate::conversation::formats::{ModelChoice, VideoChoices, VideoPrice};
+    let models = settings
+        .kie_models
+        .iter()
+        .filter_map(|slug| crate::kie::VideoModel::parse(slug).ok())
+        .map(|m| ModelChoice {
+            slug: m.slug().to_owned(),
+            name: m.display_name(),
+            durations: m.durations().to_vec(),
+        })
+        .collect();
+    let prices = settings
+        .video_prices
+        .iter()
+        .map(|p| VideoPrice {
+            model: p.model.clone(),
+            duration_secs: p.duration_secs,
+            credits: p.credits,
+        })
+        .collect();
+    VideoChoices { models, prices }
+}
+
 /// Product images from marketplace links, fetched under the download policy with a timeout
 /// short enough for a seller waiting in the chat.
 #[cfg(feature = "telegram")]

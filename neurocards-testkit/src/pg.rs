@@ -48,6 +48,7 @@ pub async fn placed_order(
             template: TemplateId::parse("ugc").expect("template"),
             wishes: None,
             user_prompt: None,
+            model: None,
             options: GenerationOptions::default(),
             language: Language::En,
         },

@@ -278,6 +278,7 @@ impl TestSystem {
                 template: TemplateId::parse("ugc").expect("template id"),
                 wishes: None,
                 user_prompt: None,
+                model: None,
                 options: GenerationOptions::default(),
                 language: Language::En,
             },

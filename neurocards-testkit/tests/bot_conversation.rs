@@ -547,3 +547,108 @@ both_stores! {
         }
     }
 }
+
+fn with_choices() -> ConversationSettings {
+    use neurocards_core::conversation::formats::{ModelChoice, VideoChoices, VideoPrice};
+    let model = |slug: &str, name: &str, durations: Vec<u32>| ModelChoice {
+        slug: slug.into(),
+        name: name.into(),
+        durations,
+    };
+    let price = |model: &str, duration_secs, credits| VideoPrice {
+        model: model.into(),
+        duration_secs,
+        credits: Credits::new(credits).expect("credits"),
+    };
+    ConversationSettings {
+        video_choices: VideoChoices {
+            models: vec![
+                model("sora-2-image-to-video", "Sora 2", vec![10, 15]),
+                model("kling-3.0/video", "Kling 3.0", vec![5, 10, 15]),
+            ],
+            prices: vec![price("sora-2-image-to-video", 15, 2), price("kling-3.0/video", 15, 3)],
+        },
+        ..test_settings()
+    }
+}
+
+both_stores! {
+    async fn the_summary_offers_model_aspect_and_length_and_charges_the_choice(store) {
+        let h = BotHarness::start(store, with_choices()).await;
+        let user = TgUser::new(3_001).language("en");
+        h.onboard(&user).await;
+        h.grant(&user, 20).await;
+        h.press(&user, "create").await;
+        h.send_photo(&user).await;
+        h.say(&user, "Ceramic mug, 350 ml").await;
+        h.press(&user, "tpl:ugc").await;
+        h.press(&user, "skip").await;
+        // The default: the template's 15 s vertical on the primary model, at its price.
+        assert!(h.last(&user).all_buttons()[1].text.contains("6 cr."), "3 × 2 credits");
+        h.press(&user, "cnt:3").await;
+        let summary = h.last(&user);
+        assert!(summary.text.contains("Sora 2 · 9:16 vertical, 15 s, 2 cr. per video"), "{}", summary.text);
+        assert!(summary.text.contains("Cost: 6 credits"), "{}", summary.text);
+        assert!(summary.text.contains("one video costs 2"), "{}", summary.text);
+        let labels: Vec<String> = summary.all_buttons().iter().map(|b| b.text.clone()).collect();
+        assert!(labels.contains(&"✅ 9:16 vertical".to_owned()), "{labels:?}");
+        assert!(labels.contains(&"✅ 15 s — 2 cr.".to_owned()), "{labels:?}");
+        assert!(labels.contains(&"10 s — 1 cr.".to_owned()), "{labels:?}");
+        assert!(labels.contains(&"✅ Sora 2".to_owned()) && labels.contains(&"Kling 3.0".to_owned()));
+        let old_start = h.button_data(&user, "🚀");
+
+        // Kling, horizontal, 5 s: each change shows the summary again with a new total.
+        h.press(&user, "fm:1").await;
+        assert!(h.last(&user).text.contains("Kling 3.0 · 9:16 vertical, 15 s, 3 cr."), "{}", h.last(&user).text);
+        h.press(&user, "fa:h").await;
+        h.press(&user, "fd:5").await;
+        let summary = h.last(&user);
+        assert!(summary.text.contains("Kling 3.0 · 16:9 horizontal, 5 s, 1 cr. per video"), "{}", summary.text);
+        assert!(summary.text.contains("Cost: 3 credits"), "{}", summary.text);
+        // A length the model does not make, or the old Start with the old total: refused.
+        let last = h.last(&user).message_id;
+        h.press_on(&user, last, "fd:7").await;
+        assert!(h.last(&user).text.contains("5 s, 1 cr."), "nothing changed");
+        assert!(h.last(&user).text.contains("one video costs 1"), "{}", h.last(&user).text);
+        let before = h.orders_of(&user).await;
+        h.press(&user, &old_start).await;
+        assert_eq!(h.orders_of(&user).await, before, "the old Start places nothing");
+        assert_eq!(h.balance(&user).await, 20);
+
+        let start = h.button_data(&user, "🚀");
+        assert!(start.starts_with("go:") && start != old_start);
+        h.press(&user, &start).await;
+        assert_eq!(h.balance(&user).await, 17, "3 videos at the chosen 1 credit");
+        let jobs = h.queue.claim(&neurocards_core::domain::WorkerId::new("w"), 3).await.expect("claim");
+        assert_eq!(jobs.len(), 3);
+        for job in &jobs {
+            assert_eq!(job.spec.model.as_deref(), Some("kling-3.0/video"));
+            assert_eq!(job.spec.options.aspect, neurocards_core::domain::AspectRatio::Landscape);
+            assert_eq!(job.spec.options.duration_secs, 5);
+        }
+        h.store.assert_invariants().await;
+    }
+
+    async fn russian_sellers_see_the_format_in_russian_and_one_tap_still_works(store) {
+        let h = BotHarness::start(store, with_choices()).await;
+        let user = TgUser::new(3_002).language("ru");
+        h.onboard(&user).await;
+        h.grant(&user, 5).await;
+        h.press(&user, "create").await;
+        h.send_photo(&user).await;
+        h.say(&user, "Кружка керамическая, 350 мл").await;
+        h.press(&user, "tpl:ugc").await;
+        h.press(&user, "skip").await;
+        h.press(&user, "cnt:1").await;
+        let summary = h.last(&user);
+        assert!(summary.text.contains("Формат: Sora 2 · 9:16 вертикальное, 15 с, 2 кр. за видео"), "{}", summary.text);
+        assert!(summary.all_buttons().iter().any(|b| b.text == "16:9 горизонтальное"));
+        // Start right away: the default format at its price.
+        let start = h.button_data(&user, "🚀");
+        h.press(&user, &start).await;
+        assert_eq!(h.balance(&user).await, 3);
+        let job = h.queue.claim(&neurocards_core::domain::WorkerId::new("w"), 1).await.expect("claim");
+        assert_eq!(job[0].spec.model.as_deref(), Some("sora-2-image-to-video"));
+        assert_eq!(job[0].spec.options.duration_secs, 15);
+    }
+}

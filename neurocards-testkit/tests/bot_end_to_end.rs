@@ -183,6 +183,8 @@ fn free_port() -> u16 {
 async fn queue_stats_keeps_the_previous_shape_in_polling_and_webhook_mode() {
     let Some(db) = pg_database().await else { return };
     let pool = db.pool.clone();
+    // Built first: a build after the order would age its jobs by minutes.
+    let bin = bot_binary();
     let system = TestSystem::start(pool).await;
     // One order of two videos waiting, no worker.
     let (_user, _order) = system.user_with_order(2, 2).await;
@@ -197,7 +199,7 @@ async fn queue_stats_keeps_the_previous_shape_in_polling_and_webhook_mode() {
         env.insert("WEBHOOK_SECRET".into(), "queue-stats-webhook-secret".into());
         env.insert("WORKER_INSTANCES".into(), "4".into());
         env.remove("METRICS_TOKEN");
-        let mut bot = service_command(&bot_binary(), env).spawn().expect("start neurocards-bot");
+        let mut bot = service_command(&bin, env).spawn().expect("start neurocards-bot");
         let url = format!("http://127.0.0.1:{port}/queue_stats");
         let mut body = None;
         for _ in 0..300 {

@@ -3,9 +3,9 @@
 mod kie_support;
 
 use kie_support::*;
-use neurocards_core::domain::ErrorClass;
+use neurocards_core::domain::{AspectRatio, ErrorClass, GenerationOptions};
 use neurocards_core::kie::{key_id, KeyState, KieProvider};
-use neurocards_core::ports::VideoProvider;
+use neurocards_core::ports::{GenerationRequest, VideoProvider};
 use neurocards_core::secret::Secret;
 use neurocards_testkit::fake_kie::{Endpoint, Failure, FakeKie};
 use std::sync::Arc;
@@ -149,6 +149,33 @@ async fn paused_primary_model_falls_back_to_the_next_model() {
         KeyState::Healthy,
         "a paused model is not the key's fault"
     );
+}
+
+#[tokio::test]
+async fn the_sellers_model_goes_first_with_its_format_and_the_others_stay_fallbacks() {
+    let fake = FakeKie::start().await;
+    let kie = provider(&fake, &[KEY_A], &[SORA, KLING, SEEDANCE]);
+    let chosen = GenerationRequest {
+        model: Some(KLING.to_owned()),
+        options: GenerationOptions { aspect: AspectRatio::Landscape, duration_secs: 5 },
+        ..request(&fake)
+    };
+
+    let task = kie.submit(&chosen).await.expect("created");
+    assert_eq!(task.model, KLING);
+    let input = &fake.create_requests()[0].body["input"];
+    assert_eq!(
+        (input["duration"].as_str(), input["aspect_ratio"].as_str()),
+        (Some("5"), Some("16:9"))
+    );
+
+    // The chosen model paused: the configured order takes over, primary first.
+    fake.pause_model(KLING);
+    let task = kie.submit(&chosen).await.expect("a fallback takes it");
+    assert_eq!(task.model, SORA);
+    // A model that is not configured (an order from before a configuration change) is ignored.
+    let unknown = GenerationRequest { model: Some("veo-9".to_owned()), ..request(&fake) };
+    assert_eq!(kie.submit(&unknown).await.expect("created").model, SORA);
 }
 
 #[tokio::test]

@@ -33,6 +33,7 @@ conformance!(
     snooze_counts_nothing,
     fail_refunds_exactly_once,
     cancel_refunds_queued_jobs_only,
+    chosen_format_reaches_the_worker,
     cancel_queued_takes_only_unstarted_jobs_of_the_scope,
     cancel_queued_races_claims_without_double_outcomes,
     heartbeat_extends_and_reports_lost,

@@ -189,6 +189,7 @@ async fn a_poison_job_is_failed_with_refund_and_its_workers_other_jobs_are_deliv
             template: TemplateId::parse("ugc").expect("template"),
             wishes: Some(format!("with a {POISON_MARKER} sticker on the lid")),
             user_prompt: None,
+            model: None,
             options: GenerationOptions::default(),
             language: Language::En,
         },

@@ -3,7 +3,10 @@
 //! worker sends ([`CallbackData`]: make another, main menu, retry, send the video) keep their own wire forms and
 //! parse into the same enum, so one tree handles every button the bot ever sends.
 
-use crate::domain::{JobId, Language, OrderId, PackId, ProductId, Rail, TemplateId, VideoCount};
+use super::formats::FormatChange;
+use crate::domain::{
+    AspectRatio, JobId, Language, OrderId, PackId, ProductId, Rail, TemplateId, VideoCount,
+};
 use crate::telegram::keyboards::CallbackData;
 
 /// Telegram's limit on `callback_data`, in bytes.
@@ -59,6 +62,8 @@ pub enum Action {
     CancelOrder {
         order_id: OrderId,
     },
+    /// A change of the model, aspect or length on the summary.
+    Format(FormatChange),
     /// "My videos", or another page of it (0 is the newest).
     MyVideos {
         page: u32,
@@ -87,6 +92,10 @@ impl Action {
             Action::SkipWishes => "skip".into(),
             Action::ConfirmLinkPhoto => "lnk:ok".into(),
             Action::MyVideos { page } => format!("gal:{page}"),
+            Action::Format(FormatChange::Aspect(AspectRatio::Landscape)) => "fa:h".into(),
+            Action::Format(FormatChange::Aspect(_)) => "fa:v".into(),
+            Action::Format(FormatChange::Duration(secs)) => format!("fd:{secs}"),
+            Action::Format(FormatChange::Model(index)) => format!("fm:{index}"),
             Action::CancelOrder { order_id } => {
                 CallbackData::CancelOrder { order_id: *order_id }.encode()
             }
@@ -137,6 +146,14 @@ impl Action {
             ("tpl", Some(t)) => Action::Template(TemplateId::parse(t).ok()?),
             ("skip", None) => Action::SkipWishes,
             ("lnk", Some("ok")) => Action::ConfirmLinkPhoto,
+            ("fa", Some("v")) => Action::Format(FormatChange::Aspect(AspectRatio::Portrait)),
+            ("fa", Some("h")) => Action::Format(FormatChange::Aspect(AspectRatio::Landscape)),
+            ("fd", Some(s)) => {
+                Action::Format(FormatChange::Duration(s.parse().ok().filter(|s| *s <= 600)?))
+            }
+            ("fm", Some(i)) => {
+                Action::Format(FormatChange::Model(i.parse().ok().filter(|i| *i < 100)?))
+            }
             ("gal", Some(p)) => {
                 Action::MyVideos { page: p.parse().ok().filter(|p| *p <= MAX_GALLERY_PAGE)? }
             }
@@ -191,6 +208,10 @@ mod tests {
             Action::Template(TemplateId::parse("a_very-long_template_id_32_chars").expect("ok")),
             Action::SkipWishes,
             Action::ConfirmLinkPhoto,
+            Action::Format(FormatChange::Aspect(AspectRatio::Portrait)),
+            Action::Format(FormatChange::Aspect(AspectRatio::Landscape)),
+            Action::Format(FormatChange::Duration(600)),
+            Action::Format(FormatChange::Model(99)),
             Action::MyVideos { page: MAX_GALLERY_PAGE },
             Action::CancelOrder { order_id: OrderId(i64::MAX) },
             Action::ApproveIdea,

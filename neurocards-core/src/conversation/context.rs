@@ -71,6 +71,8 @@ pub struct ConversationSettings {
     /// Updates one user may send per minute before the bot pauses them (see
     /// [`super::flood`]); 0 turns the limit off.
     pub updates_per_minute: u32,
+    /// The models, aspects and lengths on offer and their prices (see [`super::formats`]).
+    pub video_choices: super::formats::VideoChoices,
 }
 
 impl Default for ConversationSettings {
@@ -87,6 +89,7 @@ impl Default for ConversationSettings {
             idea_refines_per_hour: 10,
             broadcast_per_second: 25,
             updates_per_minute: 60,
+            video_choices: super::formats::VideoChoices::default(),
         }
     }
 }

@@ -3,7 +3,10 @@
 
 use super::action::Action;
 use super::context::ConversationSettings;
-use crate::domain::{Credits, Language, OrderId, ProductId, VideoCount};
+use super::formats::{self, FormatChange, VideoChoices};
+use crate::domain::{
+    AspectRatio, Credits, GenerationOptions, Language, OrderId, ProductId, VideoCount, VideoFormat,
+};
 use crate::i18n::Texts;
 use crate::templates::TemplateCatalogue;
 use teloxide::types::{InlineKeyboardButton, InlineKeyboardMarkup};
@@ -127,13 +130,92 @@ pub fn counts(texts: &Texts, lang: Language, price: Credits) -> InlineKeyboardMa
     InlineKeyboardMarkup::new([buttons, menu_row(texts, lang)])
 }
 
-/// "Start (N credits)" for the summary.
-pub fn summary(texts: &Texts, lang: Language, key: &str, total: Credits) -> InlineKeyboardMarkup {
+/// The summary's buttons: "Start (N credits)"; the aspects, the chosen model's lengths (with
+/// their price per video) and the models, the chosen ones marked; "Main menu".
+pub fn summary(
+    texts: &Texts,
+    lang: Language,
+    key: &str,
+    total: Credits,
+    format: &FormatOffer<'_>,
+) -> InlineKeyboardMarkup {
     let label = texts.render(lang, "bot.create.start_button", &[("total", &total.to_string())]);
-    InlineKeyboardMarkup::new([
-        vec![InlineKeyboardButton::callback(label, Action::Start { key: key.to_owned() }.encode())],
-        menu_row(texts, lang),
-    ])
+    let mark = |chosen: bool, label: String| if chosen { format!("✅ {label}") } else { label };
+    let mut rows = vec![vec![InlineKeyboardButton::callback(
+        label,
+        Action::Start { key: key.to_owned() }.encode(),
+    )]];
+    let aspects = formats::ASPECTS
+        .iter()
+        .map(|aspect| {
+            let label =
+                mark(*aspect == format.chosen.options.aspect, aspect_label(texts, lang, *aspect));
+            InlineKeyboardButton::callback(
+                label,
+                Action::Format(FormatChange::Aspect(*aspect)).encode(),
+            )
+        })
+        .collect();
+    rows.push(aspects);
+    let choices = format.choices;
+    if let Some(model) = choices.model(format.chosen.model.as_deref()) {
+        let lengths = model
+            .durations
+            .iter()
+            .map(|secs| {
+                let option = VideoFormat {
+                    model: Some(model.slug.clone()),
+                    options: GenerationOptions { duration_secs: *secs, ..format.chosen.options },
+                };
+                let price = choices.price(&option, format.base_price).to_string();
+                let label = texts.render(
+                    lang,
+                    "bot.create.seconds_button",
+                    &[("seconds", &secs.to_string()), ("price", &price)],
+                );
+                let label = mark(*secs == format.chosen.options.duration_secs, label);
+                InlineKeyboardButton::callback(
+                    label,
+                    Action::Format(FormatChange::Duration(*secs)).encode(),
+                )
+            })
+            .collect();
+        rows.push(lengths);
+    }
+    if choices.models.len() > 1 {
+        let models = choices
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let label = mark(Some(&m.slug) == format.chosen.model.as_ref(), m.name.clone());
+                InlineKeyboardButton::callback(
+                    label,
+                    Action::Format(FormatChange::Model(i)).encode(),
+                )
+            })
+            .collect();
+        rows.push(models);
+    }
+    rows.push(menu_row(texts, lang));
+    InlineKeyboardMarkup::new(rows)
+}
+
+/// What the summary offers for the format: the choices, the chosen format, the base price.
+#[derive(Debug, Clone, Copy)]
+pub struct FormatOffer<'a> {
+    pub choices: &'a VideoChoices,
+    pub chosen: &'a VideoFormat,
+    pub base_price: Credits,
+}
+
+/// "9:16 vertical" / "16:9 horizontal".
+pub fn aspect_label(texts: &Texts, lang: Language, aspect: AspectRatio) -> String {
+    let key = match aspect {
+        AspectRatio::Landscape => "bot.create.horizontal",
+        AspectRatio::Portrait | AspectRatio::Square => "bot.create.vertical",
+    };
+    texts.get(lang, key).to_owned()
 }
 
 /// "Top up" and "Main menu" (not enough credits; the account page).
@@ -246,7 +328,17 @@ pub fn all(
             wishes(texts, lang),
             idea_review(texts, lang),
             counts(texts, lang, settings.price_per_video),
-            summary(texts, lang, &super::action::new_order_token(), settings.price_per_video),
+            summary(
+                texts,
+                lang,
+                &super::action::new_order_token(),
+                settings.price_per_video,
+                &FormatOffer {
+                    choices: &settings.video_choices,
+                    chosen: &settings.video_choices.default_format(GenerationOptions::default()),
+                    base_price: settings.price_per_video,
+                },
+            ),
             topup_and_menu(texts, lang),
             support_and_menu(texts, lang, settings),
             create_and_menu(texts, lang),
@@ -268,8 +360,17 @@ mod tests {
     #[test]
     fn every_callback_button_parses_and_every_label_is_translated() {
         let texts = Texts::builtin();
+        let model = |slug: &str, durations: Vec<u32>| formats::ModelChoice {
+            slug: slug.into(),
+            name: slug.into(),
+            durations,
+        };
         let settings = ConversationSettings {
             support_url: Some(url::Url::parse("https://t.me/support").expect("url")),
+            video_choices: VideoChoices {
+                models: vec![model("sora", vec![10, 15]), model("kling", vec![5, 10, 15])],
+                prices: vec![],
+            },
             ..ConversationSettings::default()
         };
         let catalogue = TemplateCatalogue::builtin();

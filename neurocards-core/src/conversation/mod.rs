@@ -16,6 +16,7 @@ mod context;
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub(crate) mod dialogue_store;
 pub mod flood;
+pub mod formats;
 mod guards;
 mod handlers;
 pub mod input;

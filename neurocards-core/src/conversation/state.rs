@@ -1,7 +1,7 @@
 //! The dialogue state: where a chat is in the conversation. Stored as JSON behind teloxide's
 //! `Storage` (PostgreSQL in production), so a restart or a second replica continues the dialogue.
 
-use crate::domain::{ImageMime, ProductId, TemplateId, VideoCount};
+use crate::domain::{ImageMime, ProductId, TemplateId, VideoCount, VideoFormat};
 use serde::{Deserialize, Serialize};
 
 /// Where the product's picture comes from.
@@ -30,6 +30,10 @@ pub struct Draft {
     pub wishes: Option<String>,
     /// The approved prompt ("my own idea").
     pub user_prompt: Option<String>,
+    /// The model, aspect and length chosen on the summary; `None` keeps the template's format
+    /// on the primary model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<VideoFormat>,
 }
 
 /// One chat's place in the conversation.
@@ -121,6 +125,13 @@ mod tests {
             template: tpl("ugc"),
             wishes: Some("<b>sunny</b>".into()),
             user_prompt: None,
+            format: Some(VideoFormat {
+                model: Some("kling-3.0/video".into()),
+                options: crate::domain::GenerationOptions {
+                    aspect: crate::domain::AspectRatio::Landscape,
+                    duration_secs: 5,
+                },
+            }),
         };
         let states = vec![
             State::Idle,

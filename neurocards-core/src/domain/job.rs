@@ -201,6 +201,9 @@ pub struct JobSpec {
     pub wishes: Option<String>,
     /// A prompt the user wrote or approved ("my own idea"), used instead of the LLM.
     pub user_prompt: Option<String>,
+    /// The video model the seller chose (a configured model's slug): tried first, the other
+    /// configured models after it. `None`: the configured order.
+    pub model: Option<String>,
     pub options: GenerationOptions,
     pub language: Language,
 }

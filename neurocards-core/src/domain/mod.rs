@@ -17,5 +17,5 @@ pub use job::{
 pub use payment::{InvalidPackId, PackId, PurchaseId, Rail};
 pub use video::{
     AspectRatio, GenerationOptions, ImageData, ImageMime, InvalidPrompt, InvalidTemplateId,
-    InvalidVideoCount, Language, Prompt, TemplateId, VideoCount,
+    InvalidVideoCount, Language, Prompt, TemplateId, VideoCount, VideoFormat,
 };

@@ -190,6 +190,15 @@ impl Default for GenerationOptions {
     }
 }
 
+/// What a seller chose for an order's videos: the model (a configured model's slug; `None`
+/// for the configured order) and the aspect and length.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct VideoFormat {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub options: GenerationOptions,
+}
+
 /// Language of the texts a user sees.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -38,6 +38,26 @@ impl VideoModel {
         }
     }
 
+    /// The name a seller sees.
+    pub fn display_name(&self) -> String {
+        match self {
+            VideoModel::Sora2 { slug } if slug.to_ascii_lowercase().contains("pro") => {
+                "Sora 2 Pro".to_owned()
+            }
+            VideoModel::Sora2 { .. } => "Sora 2".to_owned(),
+            VideoModel::Kling3 { .. } => "Kling 3.0".to_owned(),
+            VideoModel::Seedance2 { .. } => "Seedance 2".to_owned(),
+        }
+    }
+
+    /// The clip lengths, in seconds, the model makes (see [`VideoModel::input`]).
+    pub fn durations(&self) -> &'static [u32] {
+        match self {
+            VideoModel::Sora2 { .. } => &[10, 15],
+            VideoModel::Kling3 { .. } | VideoModel::Seedance2 { .. } => &[5, 10, 15],
+        }
+    }
+
     /// The slug sent as `model`.
     pub fn slug(&self) -> &str {
         match self {

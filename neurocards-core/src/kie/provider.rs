@@ -101,15 +101,21 @@ impl KieProvider {
         out
     }
 
-    /// Models to try, primary first; recently paused ones are skipped while another remains.
-    fn models_to_try(&self) -> Vec<&VideoModel> {
+    /// Models to try: the `preferred` one first when it is configured, then the others in
+    /// their configured order; recently paused ones are skipped while another remains.
+    fn models_to_try(&self, preferred: Option<&str>) -> Vec<&VideoModel> {
         let now = Instant::now();
         let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
         paused.retain(|_, until| *until > now);
+        let mut ordered: Vec<&VideoModel> = self.models.iter().collect();
+        if let Some(at) = preferred.and_then(|p| ordered.iter().position(|m| m.slug() == p)) {
+            let chosen = ordered.remove(at);
+            ordered.insert(0, chosen);
+        }
         let live: Vec<&VideoModel> =
-            self.models.iter().filter(|m| !paused.contains_key(m.slug())).collect();
+            ordered.iter().copied().filter(|m| !paused.contains_key(m.slug())).collect();
         if live.is_empty() {
-            self.models.iter().collect()
+            ordered
         } else {
             live
         }
@@ -220,7 +226,7 @@ impl VideoProvider for KieProvider {
     #[tracing::instrument(skip_all, fields(model))]
     async fn submit(&self, request: &GenerationRequest) -> Result<ProviderTaskRef, ProviderError> {
         let mut last: Option<ProviderError> = None;
-        for model in self.models_to_try() {
+        for model in self.models_to_try(request.model.as_deref()) {
             tracing::Span::current().record("model", model.slug());
             match self.submit_with_model(model, request).await {
                 Ok(task) => return Ok(task),

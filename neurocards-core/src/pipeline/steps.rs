@@ -199,6 +199,7 @@ pub(super) async fn submit_task(
         image_url,
         prompt,
         options: job.spec.options,
+        model: job.spec.model.clone(),
         callback_url: inner
             .config
             .callback_url

@@ -35,6 +35,7 @@ fn claimed(progress: JobProgress) -> ClaimedJob {
             template: template_id(),
             wishes: None,
             user_prompt: None,
+            model: None,
             options: GenerationOptions::default(),
             language: Language::En,
         },

@@ -10,6 +10,8 @@ pub struct GenerationRequest {
     pub image_url: String,
     pub prompt: Prompt,
     pub options: GenerationOptions,
+    /// The model the seller chose, tried first when the provider has it configured.
+    pub model: Option<String>,
     /// Where the provider should POST its completion notice, when a public URL is configured.
     /// The notice is only a wake-up: the task's state is always read back with
     /// [`VideoProvider::check`].

@@ -4,7 +4,9 @@
 use crate::conversation::{
     DailyStats, DeliveredVideo, Draft, OrderHistory, StatsSource, VideoPage,
 };
-use crate::domain::{JobId, OrderId, ProductId, TemplateId, UserId};
+use crate::domain::{
+    GenerationOptions, JobId, OrderId, ProductId, TemplateId, UserId, VideoFormat,
+};
 use crate::ports::AccountsError;
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -59,8 +61,11 @@ impl OrderHistory for PgBotQueries {
         order: OrderId,
         owner: UserId,
     ) -> Result<Option<Draft>, AccountsError> {
-        let row: Option<(Option<i64>, String, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT product_id, template, wishes, user_prompt FROM orders \
+        type Row =
+            (Option<i64>, String, Option<String>, Option<String>, Option<String>, String, i32);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT product_id, template, wishes, user_prompt, model, aspect, duration_secs \
+             FROM orders \
              WHERE id = $1 AND user_id = $2",
         )
         .bind(order.get())
@@ -68,12 +73,17 @@ impl OrderHistory for PgBotQueries {
         .fetch_optional(&self.pool)
         .await
         .map_err(unavailable)?;
-        Ok(row.and_then(|(product, template, wishes, user_prompt)| {
+        Ok(row.and_then(|(product, template, wishes, user_prompt, model, aspect, secs)| {
+            let options = GenerationOptions {
+                aspect: crate::postgres::codec::parse_aspect(&aspect).ok()?,
+                duration_secs: u32::try_from(secs).ok()?,
+            };
             Some(Draft {
                 product_id: ProductId(product?),
                 template: TemplateId::parse(template).ok()?,
                 wishes,
                 user_prompt,
+                format: Some(VideoFormat { model, options }),
             })
         }))
     }

@@ -75,7 +75,7 @@ macro_rules! job_columns {
          j.provider_model, j.provider_key_id, j.provider_submitted_at, j.video_url, \
          j.delivered_message_id, j.delivered_file_id, j.undeliverable_reason, j.error_class, \
          j.error_message, j.created_at, j.finished_at, o.product_id, o.template, o.wishes, \
-         o.user_prompt, o.aspect, o.duration_secs, o.language"
+         o.user_prompt, o.aspect, o.duration_secs, o.language, o.model"
     };
 }
 pub(crate) use job_columns;
@@ -120,6 +120,7 @@ pub(crate) struct JobRow {
     aspect: String,
     duration_secs: i32,
     language: String,
+    model: Option<String>,
 }
 
 impl JobRow {
@@ -129,6 +130,7 @@ impl JobRow {
             template: TemplateId::parse(self.template.clone())?,
             wishes: self.wishes.clone(),
             user_prompt: self.user_prompt.clone(),
+            model: self.model.clone(),
             options: GenerationOptions {
                 aspect: parse_aspect(&self.aspect)?,
                 duration_secs: u32::try_from(self.duration_secs)

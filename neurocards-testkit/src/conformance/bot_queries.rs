@@ -5,7 +5,9 @@
 
 use chrono::Utc;
 use neurocards_core::conversation::{DailyStats, Draft, OrderHistory, StatsSource};
-use neurocards_core::domain::{OrderId, ProductId, TemplateId, UserId};
+use neurocards_core::domain::{
+    AspectRatio, GenerationOptions, OrderId, ProductId, TemplateId, UserId, VideoFormat,
+};
 use std::time::Duration;
 
 /// What an order row asks for, stored verbatim (so a template that no longer parses can be
@@ -42,6 +44,14 @@ pub trait BotQueriesFixture: Send + Sync {
 
     /// Marks the order's next undelivered job delivered with `file_id`, finished `age` ago.
     async fn deliver(&self, order: OrderId, file_id: &str, age: Duration);
+}
+
+/// The format the fixture stores with every order: vertical, 10 s, no model chosen.
+fn stored_format() -> VideoFormat {
+    VideoFormat {
+        model: None,
+        options: GenerationOptions { aspect: AspectRatio::Portrait, duration_secs: 10 },
+    }
 }
 
 const HOUR: Duration = Duration::from_secs(3600);
@@ -109,6 +119,7 @@ pub async fn order_request_returns_what_the_order_asked_for<F: BotQueriesFixture
             template: TemplateId::parse("ugc").expect("template"),
             wishes: Some("on a kitchen table".to_owned()),
             user_prompt: None,
+            format: Some(stored_format()),
         })
     );
     let second = f.queries().order_request(with_prompt, owner).await.expect("reads");
@@ -119,6 +130,7 @@ pub async fn order_request_returns_what_the_order_asked_for<F: BotQueriesFixture
             template: TemplateId::parse("own_idea").expect("template"),
             wishes: None,
             user_prompt: Some("A slow pan over the mug, steam rising".to_owned()),
+            format: Some(stored_format()),
         })
     );
 }

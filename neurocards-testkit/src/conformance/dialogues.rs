@@ -5,7 +5,10 @@
 use neurocards_core::conversation::{
     DialogueStorage, DialogueStoreError, Draft, SessionReader, State,
 };
-use neurocards_core::domain::{Credits, Language, ProductId, TemplateId, UserId, VideoCount};
+use neurocards_core::domain::{
+    AspectRatio, Credits, GenerationOptions, Language, ProductId, TemplateId, UserId, VideoCount,
+    VideoFormat,
+};
 use std::sync::Arc;
 use teloxide::dispatching::dialogue::Storage;
 use teloxide::types::ChatId;
@@ -40,6 +43,10 @@ fn draft() -> Draft {
         template: TemplateId::parse("ugc").expect("valid template id"),
         wishes: Some("on a <b>kitchen</b> table, «sunny»".to_owned()),
         user_prompt: None,
+        format: Some(VideoFormat {
+            model: Some("kling-3.0/video".to_owned()),
+            options: GenerationOptions { aspect: AspectRatio::Landscape, duration_secs: 5 },
+        }),
     }
 }
 

@@ -2,8 +2,8 @@
 //! does not hold. A backend's tests build a fresh [`QueueFixture`] per test and call them.
 
 use neurocards_core::domain::{
-    ClaimedJob, Credits, Delivery, ErrorClass, GenerationOptions, JobId, JobSpec, JobStatus,
-    JobStep, Language, Lease, LeaseToken, OrderKey, Prompt, ProviderTaskRef, StepResult,
+    AspectRatio, ClaimedJob, Credits, Delivery, ErrorClass, GenerationOptions, JobId, JobSpec,
+    JobStatus, JobStep, Language, Lease, LeaseToken, OrderKey, Prompt, ProviderTaskRef, StepResult,
     TemplateId, UserId, VideoCount, WorkerId,
 };
 use neurocards_core::ports::{CancelScope, JobFailure, JobQueue, NewOrder, QueueError, Reschedule};
@@ -48,6 +48,7 @@ pub fn spec() -> JobSpec {
         template: TemplateId::parse("ugc").expect("valid template id"),
         wishes: Some("on a kitchen table".to_owned()),
         user_prompt: None,
+        model: None,
         options: GenerationOptions::default(),
         language: Language::En,
     }
@@ -344,6 +345,21 @@ pub async fn fail_refunds_exactly_once<F: QueueFixture>(f: &F) {
     assert_eq!(snap.error_class, Some(ErrorClass::UserViolation));
     assert_eq!(snap.error_message.as_deref(), Some("content policy"));
     assert_eq!(snap.leased_by, None);
+}
+
+/// The model, aspect and length chosen for an order reach the worker with every job.
+pub async fn chosen_format_reaches_the_worker<F: QueueFixture>(f: &F) {
+    let user = f.funded_user(4).await;
+    let mut chosen = order(user, 2, 2);
+    chosen.spec.model = Some("kling-3.0/video".to_owned());
+    chosen.spec.options = GenerationOptions { aspect: AspectRatio::Landscape, duration_secs: 5 };
+    f.queue().place_order(&chosen).await.expect("order");
+    let jobs = f.queue().claim(&WorkerId::new("w"), 2).await.expect("claim");
+    assert_eq!(jobs.len(), 2);
+    for job in jobs {
+        assert_eq!(job.spec, chosen.spec);
+    }
+    assert_eq!(f.balance(user).await, credits(0), "charged the chosen price");
 }
 
 /// A queued job can be cancelled with refund; a running or finished one cannot; an unknown

@@ -32,6 +32,7 @@ pub fn request(fake: &FakeKie) -> GenerationRequest {
         prompt: Prompt::parse("A bottle of perfume turning slowly on a marble table")
             .expect("prompt"),
         options: GenerationOptions { aspect: AspectRatio::Portrait, duration_secs: 15 },
+        model: None,
         callback_url: None,
     }
 }

@@ -87,6 +87,7 @@ async fn run(
             account::show(bot, ctx, s).await?;
             Answer::Ack
         }
+        Action::Format(change) => handled(create::on_format(bot, ctx, s, state, change).await?),
         Action::MyVideos { page } => {
             videos::gallery(bot, ctx, s, page).await?;
             Answer::Ack

@@ -1,21 +1,24 @@
 //! The create-video flow: picture, description, template, wishes or own idea, count, summary.
 
-use super::{balance_line, send, set_state, t, tr, unavailable, HandlerResult};
+use super::{balance_line, balance_line_at, send, set_state, t, tr, unavailable, HandlerResult};
 use crate::conversation::action::new_order_token;
 use crate::conversation::context::{BotContext, BotCounters};
+use crate::conversation::formats::FormatChange;
 use crate::conversation::guards::IDEA_REFINE;
 use crate::conversation::input::{self, PictureRejection, TextRejection};
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
 use crate::conversation::state::{Draft, ProductSource, State};
-use crate::domain::{ImageMime, OrderId, ProductId, TemplateId, VideoCount};
+use crate::domain::{
+    Credits, ImageMime, Language, OrderId, ProductId, TemplateId, VideoCount, VideoFormat,
+};
 use crate::i18n::escape_html;
 use crate::ports::{NewProduct, PhotoRef};
 use crate::templates::TemplateKind;
 use std::sync::Arc;
 use std::time::Duration;
 use teloxide::prelude::*;
-use teloxide::types::{ChatAction, InputFile, ParseMode};
+use teloxide::types::{ChatAction, InlineKeyboardMarkup, InputFile, ParseMode};
 
 /// "Create video": consent first, then the photo question with its rules.
 pub(super) async fn begin(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
@@ -299,7 +302,7 @@ pub(in crate::conversation) async fn on_wishes(
             Err(why) => return reject_text(&bot, &ctx, &s, why).await,
         }
     };
-    let draft = Draft { product_id, template, wishes, user_prompt: None };
+    let draft = Draft { product_id, template, wishes, user_prompt: None, format: None };
     ask_count(&bot, &ctx, &s, draft).await
 }
 
@@ -316,6 +319,7 @@ pub(super) async fn skip_wishes(
         template: template.clone(),
         wishes: None,
         user_prompt: None,
+        format: None,
     };
     ask_count(bot, ctx, s, draft).await?;
     Ok(true)
@@ -476,6 +480,7 @@ pub(super) async fn on_idea_button(
             template: template.clone(),
             wishes: None,
             user_prompt: Some(prompt.clone()),
+            format: None,
         };
         ask_count(bot, ctx, s, draft).await?;
     } else {
@@ -492,11 +497,60 @@ pub(super) async fn on_idea_button(
 }
 
 async fn ask_count(bot: &Bot, ctx: &BotContext, s: &Session, draft: Draft) -> HandlerResult {
+    let price = unit_price(ctx, &draft_format(ctx, &draft));
     set_state(s, State::ChoosingCount { draft }).await?;
-    let line = balance_line(ctx, s).await;
+    let line = balance_line_at(ctx, s, price).await;
     let text = tr(ctx, s.lang, "bot.create.ask_count", &[("balance_line", &line)]);
-    let kb = keyboards::counts(ctx.texts, s.lang, ctx.settings.price_per_video);
+    let kb = keyboards::counts(ctx.texts, s.lang, price);
     send(bot, s, text, Some(kb)).await.map(|_| ())
+}
+
+/// The draft's format: the one chosen on the summary, or the template's on the primary model.
+pub(super) fn draft_format(ctx: &BotContext, draft: &Draft) -> VideoFormat {
+    draft.format.clone().unwrap_or_else(|| {
+        let options = ctx.templates.get(&draft.template).map(|t| t.options).unwrap_or_default();
+        ctx.settings.video_choices.default_format(options)
+    })
+}
+
+/// What one video in `format` costs.
+pub(super) fn unit_price(ctx: &BotContext, format: &VideoFormat) -> Credits {
+    ctx.settings.video_choices.price(format, ctx.settings.price_per_video)
+}
+
+/// The summary's keyboard for `draft` × `count` under order key `key`.
+pub(super) fn summary_keyboard(
+    ctx: &BotContext,
+    lang: Language,
+    draft: &Draft,
+    count: VideoCount,
+    key: &str,
+) -> InlineKeyboardMarkup {
+    let format = draft_format(ctx, draft);
+    let total = unit_price(ctx, &format).times(count.get());
+    let offer = keyboards::FormatOffer {
+        choices: &ctx.settings.video_choices,
+        chosen: &format,
+        base_price: ctx.settings.price_per_video,
+    };
+    keyboards::summary(ctx.texts, lang, key, total, &offer)
+}
+
+/// A format button on the summary: the summary again with the change and a fresh order key
+/// (so the old "Start", with the old total, no longer places anything). `false` when the
+/// button does not fit the dialogue or offers what is not on offer.
+pub(super) async fn on_format(
+    bot: &Bot,
+    ctx: &BotContext,
+    s: &Session,
+    state: &State,
+    change: FormatChange,
+) -> Result<bool, super::ConversationError> {
+    let State::Confirming { draft, count, .. } = state else { return Ok(false) };
+    let current = draft_format(ctx, draft);
+    let Some(next) = ctx.settings.video_choices.apply(&current, change) else { return Ok(false) };
+    let draft = Draft { format: Some(next), ..draft.clone() };
+    show_summary(bot, ctx, s, draft, *count).await
 }
 
 /// A count button: the summary with "Start (N credits)" and a fresh order key.
@@ -511,6 +565,17 @@ pub(super) async fn on_count(
         State::ChoosingCount { draft } | State::Confirming { draft, .. } => draft.clone(),
         _ => return Ok(false),
     };
+    show_summary(bot, ctx, s, draft, count).await
+}
+
+/// The order's summary with "Start (N credits)", the format buttons and a fresh order key.
+async fn show_summary(
+    bot: &Bot,
+    ctx: &BotContext,
+    s: &Session,
+    draft: Draft,
+    count: VideoCount,
+) -> Result<bool, super::ConversationError> {
     let product = match ctx.products.get(draft.product_id, s.user_id).await {
         Ok(Some(p)) => p,
         Ok(None) => {
@@ -528,7 +593,26 @@ pub(super) async fn on_count(
         .get(&draft.template)
         .map(|t| t.name.get(s.lang).to_owned())
         .unwrap_or_else(|| draft.template.to_string());
-    let total = ctx.settings.price_per_video.times(count.get());
+    let format = draft_format(ctx, &draft);
+    let price = unit_price(ctx, &format);
+    let total = price.times(count.get());
+    let model = ctx
+        .settings
+        .video_choices
+        .model(format.model.as_deref())
+        .map(|m| tr(ctx, s.lang, "bot.create.format_model", &[("name", &escape_html(&m.name))]))
+        .unwrap_or_default();
+    let format_line = tr(
+        ctx,
+        s.lang,
+        "bot.create.format_line",
+        &[
+            ("model", &model),
+            ("aspect", &keyboards::aspect_label(ctx.texts, s.lang, format.options.aspect)),
+            ("seconds", &format.options.duration_secs.to_string()),
+            ("price", &price.to_string()),
+        ],
+    );
     let wishes = draft
         .wishes
         .as_deref()
@@ -542,15 +626,17 @@ pub(super) async fn on_count(
         "bot.create.summary",
         &[
             ("template", &escape_html(&template_name)),
+            ("format", &format_line),
             ("count", &count.get().to_string()),
             ("total", &total.to_string()),
-            ("balance_line", &balance_line(ctx, s).await),
+            ("balance_line", &balance_line_at(ctx, s, price).await),
             ("description", &escape_html(&shorten(&product.description, 300))),
             ("wishes", &wishes),
         ],
     );
-    set_state(s, State::Confirming { draft, count, key: key.clone() }).await?;
-    send(bot, s, text, Some(keyboards::summary(ctx.texts, s.lang, &key, total))).await?;
+    let kb = summary_keyboard(ctx, s.lang, &draft, count, &key);
+    set_state(s, State::Confirming { draft, count, key }).await?;
+    send(bot, s, text, Some(kb)).await?;
     Ok(true)
 }
 

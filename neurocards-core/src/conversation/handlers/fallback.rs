@@ -21,8 +21,8 @@ fn step_keyboard(ctx: &BotContext, s: &Session, state: &State) -> InlineKeyboard
         State::AwaitingWishes { .. } => keyboards::wishes(texts, lang),
         State::ApprovingIdea { .. } => keyboards::idea_review(texts, lang),
         State::ChoosingCount { .. } => keyboards::counts(texts, lang, ctx.settings.price_per_video),
-        State::Confirming { count, key, .. } => {
-            keyboards::summary(texts, lang, key, ctx.settings.price_per_video.times(count.get()))
+        State::Confirming { draft, count, key } => {
+            super::create::summary_keyboard(ctx, lang, draft, *count, key)
         }
         State::AwaitingPhoto | State::AwaitingDescription { .. } | State::AwaitingIdea { .. } => {
             keyboards::menu_only(texts, lang)

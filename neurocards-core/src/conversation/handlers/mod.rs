@@ -15,7 +15,7 @@ pub(super) mod videos;
 use super::context::BotContext;
 use super::session::Session;
 use super::state::State;
-use crate::domain::Language;
+use crate::domain::{Credits, Language};
 use teloxide::prelude::*;
 use teloxide::types::{InlineKeyboardMarkup, LinkPreviewOptions, ParseMode};
 
@@ -90,15 +90,17 @@ pub(super) async fn balance(
 
 /// "Balance: N; one video costs P", or a "can't read it" line — never a false zero.
 pub(super) async fn balance_line(ctx: &BotContext, s: &Session) -> String {
+    balance_line_at(ctx, s, ctx.settings.price_per_video).await
+}
+
+/// The balance line with `price` as the price of one video (the order's chosen format).
+pub(super) async fn balance_line_at(ctx: &BotContext, s: &Session, price: Credits) -> String {
     match balance(ctx, s).await {
         Ok(balance) => tr(
             ctx,
             s.lang,
             "bot.create.balance_line",
-            &[
-                ("balance", &balance.to_string()),
-                ("price", &ctx.settings.price_per_video.to_string()),
-            ],
+            &[("balance", &balance.to_string()), ("price", &price.to_string())],
         ),
         Err(e) => {
             tracing::warn!(user_id = %s.user_id, error = %e, "balance unreadable");

@@ -54,25 +54,28 @@ pub(super) async fn on_start_order(
         }
     }
 
-    let Some(template) = ctx.templates.get(&draft.template) else {
+    if ctx.templates.get(&draft.template).is_none() {
         // The catalogue changed since the summary: choose again.
         super::create::choose_template(bot, ctx, s, draft.product_id).await?;
         return Ok(StartOutcome::Done);
-    };
+    }
     let Ok(order_key) = OrderKey::parse(format!("tg:{key}")) else {
         return Ok(StartOutcome::Stale);
     };
+    // The format and price the summary showed (its key changes with every format change).
+    let format = super::create::draft_format(ctx, draft);
     let order = NewOrder {
         user_id: s.user_id,
         key: order_key,
         count: *count,
-        price_per_video: ctx.settings.price_per_video,
+        price_per_video: super::create::unit_price(ctx, &format),
         spec: JobSpec {
             product_id: Some(draft.product_id),
             template: draft.template.clone(),
             wishes: draft.wishes.clone(),
             user_prompt: draft.user_prompt.clone(),
-            options: template.options,
+            model: format.model,
+            options: format.options,
             language: s.lang,
         },
     };

@@ -34,8 +34,8 @@ pub(super) async fn place_order(
 
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO orders (user_id, order_key, count, price_per_video, template, product_id, \
-                             wishes, user_prompt, aspect, duration_secs, language) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+                             wishes, user_prompt, aspect, duration_secs, language, model) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
          ON CONFLICT (user_id, order_key) DO NOTHING \
          RETURNING id",
     )
@@ -50,6 +50,7 @@ pub(super) async fn place_order(
     .bind(aspect_str(order.spec.options.aspect))
     .bind(i32::try_from(order.spec.options.duration_secs).unwrap_or(i32::MAX))
     .bind(order.spec.language.as_str())
+    .bind(order.spec.model.as_deref())
     .fetch_optional(&mut *tx)
     .await
     .map_err(|e| match sqlstate(&e).as_deref() {

@@ -24,6 +24,7 @@ mod finish;
 mod place;
 mod rescue;
 mod row;
+pub(crate) use row::parse_aspect;
 mod stats;
 
 use super::error::queue_error;

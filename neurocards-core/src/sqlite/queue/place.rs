@@ -53,8 +53,9 @@ pub(super) async fn place_order(
 
     let inserted: Option<i64> = sqlx::query_scalar(
         "INSERT INTO orders (user_id, order_key, count, price_per_video, template, product_id, \
-                             wishes, user_prompt, aspect, duration_secs, language, created_at) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
+                             wishes, user_prompt, aspect, duration_secs, language, created_at, \
+                             model) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) \
          ON CONFLICT (user_id, order_key) DO NOTHING \
          RETURNING id",
     )
@@ -70,6 +71,7 @@ pub(super) async fn place_order(
     .bind(i64::from(order.spec.options.duration_secs))
     .bind(order.spec.language.as_str())
     .bind(now)
+    .bind(order.spec.model.as_deref())
     .fetch_optional(&mut *tx)
     .await
     .map_err(|e| match &e {

@@ -20,7 +20,7 @@ macro_rules! job_columns {
          j.provider_model, j.provider_key_id, j.provider_submitted_at, j.video_url, \
          j.delivered_message_id, j.delivered_file_id, j.undeliverable_reason, j.error_class, \
          j.error_message, j.created_at, j.finished_at, o.product_id, o.template, o.wishes, \
-         o.user_prompt, o.aspect, o.duration_secs, o.language"
+         o.user_prompt, o.aspect, o.duration_secs, o.language, o.model"
     };
 }
 pub(super) use job_columns;
@@ -34,7 +34,7 @@ pub(super) fn aspect_str(a: AspectRatio) -> &'static str {
     }
 }
 
-fn parse_aspect(s: &str) -> anyhow::Result<AspectRatio> {
+pub(crate) fn parse_aspect(s: &str) -> anyhow::Result<AspectRatio> {
     match s {
         "portrait" => Ok(AspectRatio::Portrait),
         "landscape" => Ok(AspectRatio::Landscape),
@@ -93,6 +93,7 @@ pub(super) struct JobRow {
     aspect: String,
     duration_secs: i64,
     language: String,
+    model: Option<String>,
 }
 
 impl JobRow {
@@ -102,6 +103,7 @@ impl JobRow {
             template: TemplateId::parse(self.template.clone())?,
             wishes: self.wishes.clone(),
             user_prompt: self.user_prompt.clone(),
+            model: self.model.clone(),
             options: GenerationOptions {
                 aspect: parse_aspect(&self.aspect)?,
                 duration_secs: count(self.duration_secs, "orders.duration_secs")?,
