@@ -249,3 +249,29 @@ both_stores! {
         assert_eq!(h.message_count(&user), before);
     }
 }
+
+both_stores! {
+    async fn orders_videos_bans_and_floods_speak_russian(store) {
+        let settings = ConversationSettings { updates_per_minute: 4, ..admin_settings() };
+        let h = BotHarness::start(store, settings).await;
+        let admin = TgUser::new(ADMIN).language("ru");
+        let user = TgUser::new(91_401).language("ru");
+        h.onboard(&admin).await;
+        h.onboard(&user).await; // updates 1 and 2
+        h.say(&user, "/videos").await; // 3
+        assert!(h.last(&user).text.contains("Видео пока нет"), "{}", h.last(&user).text);
+        h.say(&user, "/orders").await; // 4
+        assert!(h.last(&user).text.contains("Мои заказы"), "{}", h.last(&user).text);
+        h.say(&user, "/menu").await; // 5: over the limit
+        h.say(&user, "/menu").await;
+        let last = h.last(&user).text;
+        assert!(last.contains("Слишком много сообщений") && last.contains("30 секунд"), "{last}");
+
+        h.say(&admin, "/ban 91401 спам").await;
+        let answer = h.last(&admin).text;
+        assert!(answer.contains("Причина: спам"), "{answer}");
+        assert!(answer.contains("Отменено ожидающих видео: 0"), "{answer}");
+        h.say(&admin, "/balance 91401").await;
+        assert!(h.last(&admin).text.contains("да, причина: спам"), "{}", h.last(&admin).text);
+    }
+}
