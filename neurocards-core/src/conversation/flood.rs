@@ -1,6 +1,7 @@
 //! The per-user flood limit: a user who sends more than the allowed updates in a minute gets
 //! one answer saying so, and their updates are then ignored for a short pause — no crash, no
-//! queue of replies, no database work for the flood.
+//! queue of replies; beyond recording each update as seen (so a redelivery is not handled
+//! twice), a flood reads and writes nothing.
 //!
 //! Counted in this process's memory (a flood is handled before anything is read or written);
 //! with several bot replicas behind one webhook each replica counts what it receives. The

@@ -507,10 +507,17 @@ async fn ask_count(bot: &Bot, ctx: &BotContext, s: &Session, draft: Draft) -> Ha
 
 /// The draft's format: the one chosen on the summary, or the template's on the primary model.
 pub(super) fn draft_format(ctx: &BotContext, draft: &Draft) -> VideoFormat {
-    draft.format.clone().unwrap_or_else(|| {
-        let options = ctx.templates.get(&draft.template).map(|t| t.options).unwrap_or_default();
-        ctx.settings.video_choices.default_format(options)
-    })
+    let choices = &ctx.settings.video_choices;
+    match &draft.format {
+        // Repeating an order from before models could be chosen: its aspect and length on
+        // the primary model.
+        Some(format) if format.model.is_none() => choices.default_format(format.options),
+        Some(format) => format.clone(),
+        None => {
+            let template = ctx.templates.get(&draft.template);
+            choices.default_format(template.map(|t| t.options).unwrap_or_default())
+        }
+    }
 }
 
 /// What one video in `format` costs.
