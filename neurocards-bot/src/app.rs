@@ -162,6 +162,12 @@ pub async fn run(
     let reconciler =
         StarsReconciler { bot: bot.clone(), service: payments.clone(), texts: ctx.texts };
     tokio::spawn(reconciler.run(settings.stars_reconcile_interval, stopped()));
+    // The queue's depth and waits on /metrics, for dashboards and alerts.
+    tokio::spawn(wiring::refresh_queue_gauges(
+        stores.queue.clone(),
+        Duration::from_secs(15),
+        stopped(),
+    ));
     // Every replica looks for broadcasts a stopped process left unfinished; each is taken once.
     tokio::spawn(conversation::broadcast::resume_broadcasts(bot.clone(), ctx.clone(), stopped()));
     if let (Some(rail), Some(y)) = (&yookassa, &settings.yookassa) {

@@ -329,6 +329,50 @@ impl Adapters {
     }
 }
 
+/// Publishes the queue's figures as gauges: `neurocards_queue_jobs{state}` (queued, ready,
+/// running), `neurocards_queue_wait_seconds{stat}` (avg_claim_wait and p95_claim_wait over the
+/// stats window, avg_queued_age of the jobs waiting now) and `neurocards_queue_workers`
+/// (workers holding a lease).
+pub fn publish_queue_stats(stats: &crate::ports::QueueStats, metrics: &Metrics) {
+    metrics.describe("neurocards_queue_jobs", "Jobs in the queue by state (ready: due now).");
+    metrics.describe(
+        "neurocards_queue_wait_seconds",
+        "Waits: creation to first claim (average, p95) over the window; age of the waiting jobs.",
+    );
+    metrics.describe("neurocards_queue_workers", "Workers holding a lease now.");
+    for (state, n) in [("queued", stats.queued), ("ready", stats.ready), ("running", stats.running)]
+    {
+        metrics.gauge_set("neurocards_queue_jobs", &[("state", state)], n as f64);
+    }
+    for (stat, secs) in [
+        ("avg_claim_wait", stats.avg_wait_secs),
+        ("p95_claim_wait", stats.p95_wait_secs),
+        ("avg_queued_age", stats.avg_queued_age_secs),
+    ] {
+        metrics.gauge_set("neurocards_queue_wait_seconds", &[("stat", stat)], secs);
+    }
+    metrics.gauge_set("neurocards_queue_workers", &[], stats.workers as f64);
+}
+
+/// Keeps the queue gauges ([`publish_queue_stats`]) fresh: every `every` until `stop` ends.
+pub async fn refresh_queue_gauges(
+    queue: Arc<dyn crate::ports::JobQueue>,
+    every: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        match queue.stats(Duration::from_secs(3600)).await {
+            Ok(stats) => publish_queue_stats(&stats, Metrics::global()),
+            Err(e) => tracing::warn!(error = %e, "queue figures unavailable for the metrics"),
+        }
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// Publishes the health of every KIE key as gauges (`neurocards_kie_key_healthy`,
 /// `neurocards_kie_key_creates`, `neurocards_kie_key_checks`), labelled by the key's id (a hash
 /// prefix, never the key).
