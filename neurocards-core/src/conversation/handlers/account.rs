@@ -1,6 +1,6 @@
 //! "My account" (balance, recent orders), top-up and help.
 
-use super::{balance, send, t, tr, HandlerResult};
+use super::{balance, send, t, template_name, tr, HandlerResult};
 use crate::conversation::context::BotContext;
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
@@ -111,12 +111,7 @@ async fn referral_text(ctx: &BotContext, s: &Session) -> String {
 }
 
 fn order_line(ctx: &BotContext, lang: Language, o: &OrderSummary) -> String {
-    let template = ctx
-        .templates
-        .iter()
-        .find(|t| t.id.as_str() == o.template)
-        .map(|t| t.name.get(lang).to_owned())
-        .unwrap_or_else(|| o.template.clone());
+    let template = template_name(ctx, lang, &o.template);
     let statuses = o
         .jobs
         .iter()

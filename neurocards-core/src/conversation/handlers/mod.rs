@@ -109,6 +109,26 @@ pub(super) async fn balance_line_at(ctx: &BotContext, s: &Session, price: Credit
     }
 }
 
+/// Takes the buttons off a message whose button was just used, so that it does not invite a
+/// second tap. Best effort: the message may be gone or too old to edit.
+pub(super) async fn take_buttons_off(
+    bot: &Bot,
+    message: Option<&teloxide::types::MaybeInaccessibleMessage>,
+) {
+    if let Some(message) = message {
+        let _ = bot.edit_message_reply_markup(message.chat().id, message.id()).await;
+    }
+}
+
+/// The name in `lang` of the template stored as `id`, or `id` itself when the catalogue no
+/// longer has it (past orders keep the id they were placed with).
+pub(super) fn template_name(ctx: &BotContext, lang: Language, id: &str) -> String {
+    ctx.templates
+        .iter()
+        .find(|t| t.id.as_str() == id)
+        .map_or_else(|| id.to_owned(), |t| t.name.get(lang).to_owned())
+}
+
 /// Tells the user storage is unavailable, keeping the dialogue where it is.
 pub(super) async fn unavailable(bot: &Bot, ctx: &BotContext, s: &Session) -> HandlerResult {
     send(bot, s, t(ctx, s.lang, "bot.unavailable"), None).await.map(|_| ())

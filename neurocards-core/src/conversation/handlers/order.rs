@@ -1,7 +1,7 @@
 //! "Start": placing the order. Idempotent on the dialogue's order key, so a double tap or a
 //! redelivered update charges once; "accepted" is said only after the order is committed.
 
-use super::{send, set_state, t, tr, unavailable};
+use super::{send, set_state, t, take_buttons_off, tr, unavailable};
 use crate::conversation::context::{BotContext, BotCounters};
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
@@ -88,10 +88,7 @@ pub(super) async fn on_start_order(
             }
             BotCounters::inc(&ctx.counters.orders_placed);
             tracing::info!(order_id = %placed.order_id, jobs = placed.jobs.len(), "order placed");
-            if let Some(message) = summary {
-                // The summary's "Start" must not invite a second tap.
-                let _ = bot.edit_message_reply_markup(message.chat().id, message.id()).await;
-            }
+            take_buttons_off(bot, summary).await;
             let text = tr(
                 ctx,
                 s.lang,
@@ -162,10 +159,7 @@ pub(super) async fn on_cancel_order(
         return Ok(CancelOutcome::Nothing);
     }
     BotCounters::add(&ctx.counters.jobs_cancelled, cancelled.jobs.len() as u64);
-    if let Some(message) = pressed {
-        // The pressed button must not invite a second tap (an answer would be "nothing").
-        let _ = bot.edit_message_reply_markup(message.chat().id, message.id()).await;
-    }
+    take_buttons_off(bot, pressed).await;
     let mut text = tr(
         ctx,
         s.lang,

@@ -2,7 +2,7 @@
 //! of the video when an earlier send of it may already have arrived), and "My videos", a paged
 //! gallery of the videos delivered, re-sent by their Telegram file ids.
 
-use super::{send, t, tr, unavailable, ConversationError};
+use super::{send, t, take_buttons_off, template_name, tr, unavailable, ConversationError};
 use crate::conversation::context::BotContext;
 use crate::conversation::keyboards;
 use crate::conversation::session::Session;
@@ -59,9 +59,7 @@ pub(super) async fn send_again(
         }
         Err(e) => return Err(e.into()),
     }
-    if let Some(message) = offer {
-        let _ = bot.edit_message_reply_markup(message.chat().id, message.id()).await;
-    }
+    take_buttons_off(bot, offer).await;
     tracing::info!(user_id = %s.user_id, job_id = %job_id, "video sent on request");
     Ok(true)
 }
@@ -100,12 +98,7 @@ pub(super) async fn gallery(
     }
     let offset = page.saturating_mul(GALLERY_PAGE_SIZE);
     for video in &found.videos {
-        let template = ctx
-            .templates
-            .iter()
-            .find(|t| t.id.as_str() == video.template)
-            .map(|t| t.name.get(s.lang).to_owned())
-            .unwrap_or_else(|| video.template.clone());
+        let template = template_name(ctx, s.lang, &video.template);
         let caption = tr(
             ctx,
             s.lang,
