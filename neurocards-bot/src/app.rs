@@ -53,8 +53,8 @@ pub async fn run(
     // Checked before anything starts: an all-in-one bot without a KIE key could take orders
     // it can never run.
     let adapters = if settings.all_in_one {
-        let provider =
-            wiring::kie_provider_from_env(&settings).context("the pipeline (ALL_IN_ONE)")?;
+        let provider = wiring::kie_provider_from_env(&settings, stores.keys.clone())
+            .context("the pipeline (ALL_IN_ONE)")?;
         Some(Adapters::build(&settings, stores.clone(), provider)?)
     } else {
         None
@@ -110,6 +110,7 @@ pub async fn run(
         conversation_settings,
     )
     .with_stats(bot_stores.stats.clone())
+    .with_keys(stores.keys.clone())
     .with_history(bot_stores.history.clone())
     .with_session_reader(bot_stores.sessions.clone())
     .with_update_claims(bot_stores.update_claims.clone())
@@ -163,11 +164,7 @@ pub async fn run(
         StarsReconciler { bot: bot.clone(), service: payments.clone(), texts: ctx.texts };
     tokio::spawn(reconciler.run(settings.stars_reconcile_interval, stopped()));
     // The queue's depth and waits on /metrics, for dashboards and alerts.
-    tokio::spawn(wiring::refresh_queue_gauges(
-        stores.queue.clone(),
-        Duration::from_secs(15),
-        stopped(),
-    ));
+    tokio::spawn(wiring::refresh_queue_gauges(stores.clone(), Duration::from_secs(15), stopped()));
     // Every replica looks for broadcasts a stopped process left unfinished; each is taken once.
     tokio::spawn(conversation::broadcast::resume_broadcasts(bot.clone(), ctx.clone(), stopped()));
     if let (Some(rail), Some(y)) = (&yookassa, &settings.yookassa) {
@@ -181,11 +178,12 @@ pub async fn run(
     let pipeline_metrics = Arc::new(PipelineMetrics::default());
     let mut metrics: Vec<Arc<dyn MetricsSource>> = Vec::new();
     if let Some(adapters) = &adapters {
-        // First: it publishes the key gauges into the global registry rendered next.
-        metrics.push(Arc::new(PipelineMetricsSource {
-            pipeline: pipeline_metrics.clone(),
-            provider: adapters.provider.clone(),
-        }));
+        metrics.push(Arc::new(PipelineMetricsSource { pipeline: pipeline_metrics.clone() }));
+        tokio::spawn(wiring::refresh_key_balances(
+            adapters.provider.clone(),
+            settings.kie_balance_every,
+            stopped(),
+        ));
     }
     metrics.extend([Arc::new(GlobalMetrics) as Arc<dyn MetricsSource>, ctx.clone()]);
     let deps = WebDeps {
@@ -263,15 +261,14 @@ async fn run_pipeline(
     Pipeline::with_metrics(adapters.pipeline_deps(), config, metrics).run(stopped).await
 }
 
-/// The pipeline's counters and the KIE key gauges on the bot's `/metrics`.
+/// The pipeline's counters on the bot's `/metrics` (the KIE key gauges come from the store,
+/// with the queue's).
 struct PipelineMetricsSource {
     pipeline: Arc<PipelineMetrics>,
-    provider: Arc<KieProvider>,
 }
 
 impl MetricsSource for PipelineMetricsSource {
     fn render(&self) -> String {
-        wiring::publish_key_health(&self.provider, neurocards_core::metrics::Metrics::global());
         self.pipeline.render()
     }
 }
@@ -325,6 +322,7 @@ fn kie_callback(
         return Ok(None);
     }
     let config = wiring::kie_config(settings, keys);
+    // The route only verifies signatures: it sends nothing with the keys.
     let provider = KieProvider::new(config).context("KIE provider")?;
     Ok(Some(CallbackRoute {
         secret: settings.kie_callback_secret.clone(),

@@ -154,6 +154,9 @@ pub struct Settings {
     /// Whole-request timeout of every KIE call (`KIE_REQUEST_TIMEOUT`, default 60 s); a worker
     /// stopping waits up to this long for a `createTask` in flight.
     pub kie_request_timeout: Duration,
+    /// How often each KIE key's balance is read, fleet-wide (`KIE_BALANCE_EVERY`, default
+    /// 5 min): one process reads each key per period.
+    pub kie_balance_every: Duration,
     /// How long a job whose create call lost its answer waits for the provider's callback
     /// naming the task before it creates a new one (`LOST_TASK_WAIT`, default 10 min).
     pub lost_task_wait: Duration,
@@ -424,6 +427,7 @@ impl Settings {
             video_prices,
             kie_callback_hmac_key: get("KIE_WEBHOOK_HMAC_KEY").map(Secret::new),
             kie_request_timeout: env.duration("KIE_REQUEST_TIMEOUT", "60s", ms(1000)..=hours(1))?,
+            kie_balance_every: env.duration("KIE_BALANCE_EVERY", "5m", ms(10_000)..=hours(24))?,
             lost_task_wait: env.duration("LOST_TASK_WAIT", "10m", Duration::ZERO..=hours(24))?,
             kie_callback_secret,
             openai_api_key: get("OPENAI_API_KEY").map(Secret::new),
@@ -950,6 +954,7 @@ mod tests {
             "HTTP_ADDR",
             "HTTP_MAX_CONNECTIONS",
             "KIE_MODEL",
+            "KIE_BALANCE_EVERY",
             "ADMIN_IDS",
             "RETRY_TEMPORARY_DELAYS",
             "RETRY_RATE_LIMIT_DELAYS",

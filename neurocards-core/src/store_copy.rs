@@ -6,7 +6,7 @@
 //! Balances are not copied as numbers: each ledger entry is inserted in order and the
 //! database's own ledger trigger rebuilds every balance, so the destination proves
 //! "balance = sum of the ledger" as it is filled. Short-lived rows (update claims, usage
-//! counters, provider wake-ups) are not copied.
+//! counters, provider wake-ups, the KIE keys' budgets and states) are not copied.
 //!
 //! Stop the bot first: a job running while the copy is taken keeps its lease in the copy and is
 //! rescued by the first worker once that lease has expired.

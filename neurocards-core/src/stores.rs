@@ -3,11 +3,13 @@
 //! [`sqlite::stores`](crate::sqlite::stores). Services take the ports, never a backend, so the
 //! same bot, pipeline and admin commands run on either.
 
-use crate::ports::{Accounts, JobQueue, OrderProgressStore, Payments, Products, TaskSignals};
+use crate::ports::{
+    Accounts, JobQueue, KeyBudgets, OrderProgressStore, Payments, Products, TaskSignals,
+};
 use std::sync::Arc;
 
 /// The ports every process uses: the queue, accounts and products, the pipeline's own state
-/// (order progress, provider task wake-ups) and payments. All on one database, so that one
+/// (order progress, provider task wake-ups), payments and the provider keys' shared state. All on one database, so that one
 /// transaction can cover an order, its jobs and its ledger charge, or a payment and its credit.
 #[derive(Clone)]
 pub struct Stores {
@@ -17,6 +19,8 @@ pub struct Stores {
     pub progress: Arc<dyn OrderProgressStore>,
     pub signals: Arc<dyn TaskSignals>,
     pub payments: Arc<dyn Payments>,
+    /// The provider keys' shared budgets, cool-downs, blocks and balances.
+    pub keys: Arc<dyn KeyBudgets>,
 }
 
 impl std::fmt::Debug for Stores {

@@ -6,7 +6,7 @@
 //! Nothing here runs anything: the host decides what to start with the pieces.
 
 use crate::config::{Settings, StoreLocation};
-use crate::kie::{collect_keys, KeyState, KieConfig, KieError, KieProvider};
+use crate::kie::{collect_keys, KieConfig, KieError, KieProvider};
 use crate::metrics::Metrics;
 use crate::openai::{OpenAiClient, OpenAiConfig, OpenAiError};
 use crate::pipeline::{PipelineConfig, PipelineDeps, WaitPolicy};
@@ -142,11 +142,34 @@ pub fn kie_config(settings: &Settings, keys: Vec<Secret>) -> KieConfig {
     config
 }
 
-/// The KIE provider with the keys of the process environment (see [`collect_keys`]).
-/// Fails with [`KieError::NoKeys`] when none is set.
-pub fn kie_provider_from_env(settings: &Settings) -> Result<KieProvider, WiringError> {
+/// The KIE provider with the keys of the process environment (see [`collect_keys`]), drawing
+/// its requests from `budgets` (the store's shared key state, so that the whole fleet keeps
+/// KIE's per-key limits). Fails with [`KieError::NoKeys`] when none is set.
+pub fn kie_provider_from_env(
+    settings: &Settings,
+    budgets: Arc<dyn crate::ports::KeyBudgets>,
+) -> Result<KieProvider, WiringError> {
     let keys = collect_keys(|k| std::env::var(k).ok());
-    Ok(KieProvider::new(kie_config(settings, keys))?)
+    Ok(KieProvider::with_budgets(kie_config(settings, keys), budgets)?)
+}
+
+/// Reads the KIE keys' balances into the shared key state: every `every`, fleet-wide (one
+/// process reads each key per period, whichever claims it first), until `stop` ends.
+pub async fn refresh_key_balances(
+    provider: Arc<KieProvider>,
+    every: Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        provider.refresh_balances(every).await;
+        // Look again well within the period, so that a reader that stopped is replaced soon.
+        let nap = (every / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(nap) => {}
+        }
+    }
 }
 
 /// The pipeline settings from the configuration: concurrency, retry schedules, heartbeats at a
@@ -354,17 +377,22 @@ pub fn publish_queue_stats(stats: &crate::ports::QueueStats, metrics: &Metrics) 
     metrics.gauge_set("neurocards_queue_workers", &[], stats.workers as f64);
 }
 
-/// Keeps the queue gauges ([`publish_queue_stats`]) fresh: every `every` until `stop` ends.
+/// Keeps the queue gauges ([`publish_queue_stats`]) and the KIE key gauges
+/// ([`publish_key_records`]) fresh from the store: every `every` until `stop` ends.
 pub async fn refresh_queue_gauges(
-    queue: Arc<dyn crate::ports::JobQueue>,
+    stores: Stores,
     every: Duration,
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
     loop {
-        match queue.stats(Duration::from_secs(3600)).await {
+        match stores.queue.stats(Duration::from_secs(3600)).await {
             Ok(stats) => publish_queue_stats(&stats, Metrics::global()),
             Err(e) => tracing::warn!(error = %e, "queue figures unavailable for the metrics"),
+        }
+        match stores.keys.keys().await {
+            Ok(records) => publish_key_records(&records, Metrics::global()),
+            Err(e) => tracing::warn!(error = %e, "KIE key state unavailable for the metrics"),
         }
         tokio::select! {
             () = &mut stop => return,
@@ -373,18 +401,54 @@ pub async fn refresh_queue_gauges(
     }
 }
 
-/// Publishes the health of every KIE key as gauges (`neurocards_kie_key_healthy`,
-/// `neurocards_kie_key_creates`, `neurocards_kie_key_checks`), labelled by the key's id (a hash
-/// prefix, never the key).
-pub fn publish_key_health(provider: &KieProvider, metrics: &Metrics) {
+/// Publishes the fleet-wide state of every KIE key as gauges, labelled by the key's id (a
+/// hash prefix, never the key): `neurocards_kie_key_healthy` (1 when it takes new tasks),
+/// `neurocards_kie_key_state{state}` (1 for its state: healthy, cooling, blocked),
+/// `neurocards_kie_key_checks_paused`, `neurocards_kie_key_creates` and
+/// `neurocards_kie_key_checks` (requests sent by the whole fleet), and
+/// `neurocards_kie_credits` (the last balance read; absent until one succeeded).
+pub fn publish_key_records(records: &[crate::ports::KeyRecord], metrics: &Metrics) {
     metrics.describe("neurocards_kie_key_healthy", "1 when the KIE key takes new tasks.");
-    metrics.describe("neurocards_kie_key_creates", "createTask requests sent with the key.");
-    metrics.describe("neurocards_kie_key_checks", "recordInfo requests sent with the key.");
-    for key in provider.key_health() {
-        let labels = [("key", key.id.as_str())];
-        let healthy = if matches!(key.state, KeyState::Healthy) { 1.0 } else { 0.0 };
+    metrics.describe(
+        "neurocards_kie_key_state",
+        "1 for the KIE key's state: healthy, cooling, blocked.",
+    );
+    metrics.describe(
+        "neurocards_kie_key_checks_paused",
+        "1 while status checks on the KIE key wait after a 429.",
+    );
+    metrics.describe(
+        "neurocards_kie_key_creates",
+        "createTask requests sent with the key by the fleet.",
+    );
+    metrics.describe(
+        "neurocards_kie_key_checks",
+        "recordInfo requests sent with the key by the fleet.",
+    );
+    metrics.describe(
+        "neurocards_kie_credits",
+        "The KIE key's balance at its last read, in KIE credits.",
+    );
+    let now = chrono::Utc::now();
+    for key in records {
+        let labels = [("key", key.key_id.as_str())];
+        let state = key.state_at(now);
+        let healthy = if state == "healthy" { 1.0 } else { 0.0 };
         metrics.gauge_set("neurocards_kie_key_healthy", &labels, healthy);
+        for s in ["healthy", "cooling", "blocked"] {
+            let value = if s == state { 1.0 } else { 0.0 };
+            metrics.gauge_set(
+                "neurocards_kie_key_state",
+                &[("key", key.key_id.as_str()), ("state", s)],
+                value,
+            );
+        }
+        let paused = key.checks_paused_until.is_some_and(|u| u > now);
+        metrics.gauge_set("neurocards_kie_key_checks_paused", &labels, f64::from(u8::from(paused)));
         metrics.gauge_set("neurocards_kie_key_creates", &labels, key.creates as f64);
         metrics.gauge_set("neurocards_kie_key_checks", &labels, key.checks as f64);
+        if let Some((credits, _)) = key.credits {
+            metrics.gauge_set("neurocards_kie_credits", &labels, credits);
+        }
     }
 }

@@ -199,6 +199,7 @@ impl BotHarness {
             settings,
         )
         .with_stats(bot_stores.stats.clone())
+        .with_keys(stores.keys.clone())
         .with_history(bot_stores.history.clone())
         .with_update_claims(bot_stores.update_claims.clone())
         .with_usage_quota(bot_stores.usage.clone())

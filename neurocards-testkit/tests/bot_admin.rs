@@ -212,3 +212,37 @@ neurocards_testkit::both_stores! {
         assert_eq!(store.take_abandoned("another-bot", short).await.expect("read"), None, "finished");
     }
 }
+
+neurocards_testkit::both_stores! {
+    async fn stats_show_the_fleets_key_states_and_an_admin_puts_keys_back(store) {
+        use neurocards_core::domain::ErrorClass;
+        use neurocards_core::ports::{KeyOff, KeyOffKind};
+        use neurocards_core::queue_config::QueueConfig;
+        let keys = store.stores(QueueConfig::default()).keys;
+        let h = BotHarness::start(store, admin_settings()).await;
+        let admin = TgUser::new(ADMIN).language("en");
+        h.onboard(&admin).await;
+        // What workers record: one key blocked for billing, one with a balance read.
+        let until = chrono::Utc::now() + chrono::Duration::hours(24);
+        keys.set_off("key-0a0a0a0a", KeyOff { kind: KeyOffKind::Blocked, until, class: ErrorClass::Billing })
+            .await
+            .expect("recorded");
+        keys.record_balance("key-0b0b0b0b", Ok(4321.0)).await.expect("recorded");
+
+        h.say(&admin, "/stats").await;
+        let stats = h.last(&admin).text;
+        assert!(stats.contains("key-0a0a0a0a: blocked until"), "{stats}");
+        assert!(stats.contains("(billing)"), "{stats}");
+        assert!(stats.contains("key-0b0b0b0b: in rotation · 4321 credits"), "{stats}");
+
+        h.say(&admin, "/unblock_keys sk-secret").await;
+        assert!(h.last(&admin).text.contains("Usage: /unblock_keys"));
+        h.say(&admin, "/unblock_keys key-0a0a0a0a").await;
+        let answer = h.last(&admin).text;
+        assert!(answer.contains("1 were out"), "{answer}");
+        h.say(&admin, "/stats").await;
+        let stats = h.last(&admin).text;
+        assert!(stats.contains("key-0a0a0a0a: in rotation"), "{stats}");
+        assert!(keys.keys().await.expect("listed").iter().all(|k| k.off.is_none()));
+    }
+}

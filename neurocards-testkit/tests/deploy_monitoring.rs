@@ -93,9 +93,13 @@ async fn dashboards_and_alerts_name_only_exported_metrics() {
         "neurocards_jobs_total{outcome=\"succeeded\"",
     )
     .await;
+    // The key gauges come from the fleet-wide key state, with a balance once the worker has
+    // read one: the bot publishes them every 15 s.
     let bot_body =
-        scrape(&http, &format!("http://127.0.0.1:{bot_port}/metrics"), "neurocards_queue_jobs")
+        scrape(&http, &format!("http://127.0.0.1:{bot_port}/metrics"), "neurocards_kie_credits{")
             .await;
+    assert!(bot_body.contains("neurocards_kie_credits{key=\"key-"), "{bot_body}");
+    assert!(!bot_body.contains("kie-test-key-1"), "no key in metrics");
     let _ = bot.start_kill();
     let _ = worker.start_kill();
     let _ = bot.wait().await;

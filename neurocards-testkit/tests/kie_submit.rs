@@ -4,7 +4,8 @@ mod kie_support;
 
 use kie_support::*;
 use neurocards_core::domain::{AspectRatio, ErrorClass, GenerationOptions};
-use neurocards_core::kie::{key_id, KeyState, KieProvider};
+use neurocards_core::kie::{key_id, KieProvider};
+use neurocards_core::ports::KeyOffKind;
 use neurocards_core::ports::{GenerationRequest, VideoProvider};
 use neurocards_core::secret::Secret;
 use neurocards_testkit::fake_kie::{Endpoint, Failure, FakeKie};
@@ -65,9 +66,10 @@ async fn billing_failure_on_one_key_switches_to_the_next_key() {
     assert_eq!(keys, [KEY_A, KEY_B]);
     assert_eq!(task.key_id, key_id(&Secret::new(KEY_B)));
     assert_eq!(fake.tasks_created(), 1);
-    let health = kie.key_health();
-    assert!(matches!(health[0].state, KeyState::Blocked { reason: ErrorClass::Billing, .. }));
-    assert_eq!(health[1].state, KeyState::Healthy);
+    let health = kie.key_health().await.expect("health");
+    let off = health[0].off.expect("key A is out");
+    assert_eq!((off.kind, off.class), (KeyOffKind::Blocked, ErrorClass::Billing));
+    assert!(health[1].off.is_none());
 }
 
 #[tokio::test]
@@ -82,10 +84,8 @@ async fn refused_key_is_blocked_and_not_used_again() {
 
     let keys: Vec<String> = fake.create_requests().into_iter().map(|c| c.key).collect();
     assert_eq!(keys, [KEY_A, KEY_B, KEY_B, KEY_B], "the 401 key is tried once");
-    assert!(matches!(
-        kie.key_health()[0].state,
-        KeyState::Blocked { reason: ErrorClass::Config, .. }
-    ));
+    let off = kie.key_health().await.expect("health")[0].off.expect("key A is out");
+    assert_eq!((off.kind, off.class), (KeyOffKind::Blocked, ErrorClass::Config));
 }
 
 #[tokio::test]
@@ -112,7 +112,8 @@ async fn rate_limited_key_cools_down_and_another_key_takes_the_task() {
     let task = kie.submit(&request(&fake)).await.expect("key B takes the task");
 
     assert_eq!(task.key_id, key_id(&Secret::new(KEY_B)));
-    assert_eq!(kie.key_health()[0].state.as_str(), "cooling");
+    let off = kie.key_health().await.expect("health")[0].off.expect("key A is out");
+    assert_eq!(off.kind, KeyOffKind::Cooling);
 }
 
 #[tokio::test]
@@ -144,9 +145,8 @@ async fn paused_primary_model_falls_back_to_the_next_model() {
     let kling_input = &fake.create_requests()[1].body["input"];
     assert_eq!(kling_input["duration"], "15");
     assert_eq!(kling_input["aspect_ratio"], "9:16");
-    assert_eq!(
-        kie.key_health()[0].state,
-        KeyState::Healthy,
+    assert!(
+        kie.key_health().await.expect("health")[0].off.is_none(),
         "a paused model is not the key's fault"
     );
 }
@@ -289,7 +289,11 @@ async fn rate_limiter_waits_instead_of_sending_the_21st_create_within_10_s() {
     assert_eq!(creates.len(), 20, "the 21st create waits for the window");
     assert!(creates.iter().all(|c| c.task_id.is_some()), "no request was answered 429");
     assert_eq!(handles.iter().filter(|h| h.is_finished()).count(), 20);
-    assert_eq!(kie.key_health()[0].creates, 20, "the 21st is still waiting for a slot");
+    assert_eq!(
+        kie.key_health().await.expect("health")[0].creates,
+        20,
+        "the 21st is still waiting for a slot"
+    );
     for h in handles {
         h.abort();
     }
@@ -317,6 +321,7 @@ async fn two_keys_double_the_create_budget() {
 async fn provider_debug_output_holds_no_key() {
     let fake = FakeKie::start().await;
     let kie = provider(&fake, &[KEY_A, KEY_B], &[SORA]);
-    let dump = format!("{kie:?} {:?} {:?}", kie.key_health(), config(&fake, &[KEY_A], &[SORA]));
+    let health = kie.key_health().await.expect("health");
+    let dump = format!("{kie:?} {health:?} {:?}", config(&fake, &[KEY_A], &[SORA]));
     assert!(!dump.contains(KEY_A) && !dump.contains(KEY_B), "{dump}");
 }

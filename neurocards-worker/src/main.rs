@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use neurocards_core::config::{Settings, StoreLocation};
-use neurocards_core::kie::KieProvider;
+use neurocards_core::kie::{collect_keys, KieError};
 use neurocards_core::metrics::Metrics;
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics};
 use neurocards_core::web::{self, HttpLimits};
@@ -86,14 +86,26 @@ async fn migrate() -> ExitCode {
 
 async fn run(settings: Settings) -> anyhow::Result<()> {
     // Checked before touching the database: without a key there is nothing to do.
-    let provider = wiring::kie_provider_from_env(&settings)?;
+    if collect_keys(|k| std::env::var(k).ok()).is_empty() {
+        return Err(KieError::NoKeys.into());
+    }
     let StoreLocation::Postgres(url) = &settings.store else {
         anyhow::bail!(EMBEDDED_STORE_REFUSAL);
     };
     let pool = postgres::connect(url.expose(), settings.database_max_connections).await?;
     postgres::migrate(&pool).await?;
     let stores = postgres::stores(&pool, wiring::queue_config(&settings));
+    // The keys' budgets and states are the fleet's, in the database.
+    let provider = wiring::kie_provider_from_env(&settings, stores.keys.clone())?;
     let adapters = Adapters::build(&settings, stores, provider)?;
+    let (stop_balances, balances_stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(wiring::refresh_key_balances(
+        adapters.provider.clone(),
+        settings.kie_balance_every,
+        async {
+            let _ = balances_stopped.await;
+        },
+    ));
 
     let mut config = wiring::pipeline_config(&settings);
     if let Some(url) = &config.callback_url {
@@ -121,7 +133,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(settings.worker_http_addr).await.with_context(|| {
             format!("WORKER_HTTP_ADDR {} cannot be bound", settings.worker_http_addr)
         })?;
-    let http_state = HttpState { metrics, provider: adapters.provider.clone() };
+    let http_state = HttpState { metrics };
     let metrics_route = Router::new().route("/metrics", get(render_metrics));
     let app = Router::new()
         .route("/healthz", get(|| async { "ok" }))
@@ -144,6 +156,7 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     let report = pipeline.run(neurocards_core::shutdown::signal()).await;
     tracing::info!(?report, "pipeline finished");
     let _ = stop_http.send(());
+    let _ = stop_balances.send(());
     match server.await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(anyhow::Error::new(e).context("HTTP server failed")),
@@ -154,13 +167,10 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
 #[derive(Clone)]
 struct HttpState {
     metrics: Arc<PipelineMetrics>,
-    provider: Arc<KieProvider>,
 }
 
 async fn render_metrics(State(state): State<HttpState>) -> impl IntoResponse {
-    let global = Metrics::global();
-    wiring::publish_key_health(&state.provider, global);
-    let mut body = global.render();
+    let mut body = Metrics::global().render();
     body.push_str(&state.metrics.render());
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
 }

@@ -60,6 +60,11 @@ pub enum AdminCommand {
     Refund {
         charge_id: String,
     },
+    /// Put one KIE key (by its id, `key-` and 8 hex digits) or every key back into rotation
+    /// for the whole fleet.
+    UnblockKeys {
+        key: Option<String>,
+    },
 }
 
 /// The commands registered with Telegram (`setMyCommands`) for everyone, with the locale key of
@@ -78,7 +83,7 @@ pub const PUBLIC_COMMANDS: [(&str, &str); 10] = [
 ];
 
 /// The admin commands, registered for each admin's chat only.
-pub const ADMIN_COMMANDS: [(&str, &str); 7] = [
+pub const ADMIN_COMMANDS: [(&str, &str); 8] = [
     ("stats", "bot.commands.stats"),
     ("grant", "bot.commands.grant"),
     ("balance", "bot.commands.balance"),
@@ -86,6 +91,7 @@ pub const ADMIN_COMMANDS: [(&str, &str); 7] = [
     ("unban", "bot.commands.unban"),
     ("broadcast", "bot.commands.broadcast"),
     ("refund", "bot.commands.refund"),
+    ("unblock_keys", "bot.commands.unblock_keys"),
 ];
 
 impl Command {
@@ -135,6 +141,7 @@ impl Command {
                 Ok(AdminCommand::Broadcast { text: args.to_owned() })
             }),
             "refund" => Command::Admin(parse_charge_id(args).ok_or(USAGE_REFUND)),
+            "unblock_keys" => Command::Admin(parse_key_id(args).ok_or(USAGE_UNBLOCK_KEYS)),
             _ => Command::Unknown,
         })
     }
@@ -151,6 +158,18 @@ const USAGE_BAN: &str = "bot.admin.usage_ban";
 const USAGE_UNBAN: &str = "bot.admin.usage_unban";
 const USAGE_BROADCAST: &str = "bot.admin.usage_broadcast";
 const USAGE_REFUND: &str = "bot.admin.usage_refund";
+const USAGE_UNBLOCK_KEYS: &str = "bot.admin.usage_unblock_keys";
+
+/// No argument (every key) or one key id: `key-` and 8 lowercase hex digits.
+fn parse_key_id(args: &str) -> Option<AdminCommand> {
+    let mut it = args.split_whitespace();
+    let Some(id) = it.next() else { return Some(AdminCommand::UnblockKeys { key: None }) };
+    let hex = id.strip_prefix("key-")?;
+    let ok = hex.len() == 8
+        && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && it.next().is_none();
+    ok.then(|| AdminCommand::UnblockKeys { key: Some(id.to_owned()) })
+}
 
 /// A Telegram charge id: one word of at most 128 printable ASCII characters.
 fn parse_charge_id(args: &str) -> Option<AdminCommand> {
@@ -194,6 +213,29 @@ fn parse_grant(args: &str) -> Result<AdminCommand, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn unblock_keys_takes_no_argument_or_one_key_id() {
+        let parse = |t: &str| Command::parse(t, None);
+        assert_eq!(
+            parse("/unblock_keys"),
+            Some(Command::Admin(Ok(AdminCommand::UnblockKeys { key: None })))
+        );
+        assert_eq!(
+            parse("/unblock_keys key-0a1b2c3d"),
+            Some(Command::Admin(Ok(AdminCommand::UnblockKeys {
+                key: Some("key-0a1b2c3d".into())
+            })))
+        );
+        for bad in [
+            "/unblock_keys sk-live-123",
+            "/unblock_keys key-0A1B2C3D",
+            "/unblock_keys key-0a1b2c3d x",
+            "/unblock_keys key-123",
+        ] {
+            assert_eq!(parse(bad), Some(Command::Admin(Err(USAGE_UNBLOCK_KEYS))), "{bad}");
+        }
+    }
 
     #[test]
     fn public_commands_parse_with_and_without_mention() {

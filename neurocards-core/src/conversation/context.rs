@@ -101,8 +101,6 @@ pub struct DailyStats {
     pub users_new: u64,
     pub orders: u64,
     pub jobs: u64,
-    /// API key health lines (`label`, `state`), as recorded by the workers.
-    pub key_health: Vec<(String, String)>,
 }
 
 /// Where `/stats` reads user and order counts since a moment.
@@ -260,6 +258,8 @@ pub struct BotContext {
     pub texts: &'static Texts,
     /// Extra `/stats` figures; without it `/stats` shows the queue only.
     pub stats: Option<Arc<dyn StatsSource>>,
+    /// The provider keys' shared state, for the `/stats` key block.
+    pub keys: Option<Arc<dyn crate::ports::KeyBudgets>>,
     /// Past orders for "Retry"; without it "Retry" starts a fresh order.
     pub history: Option<Arc<dyn OrderHistory>>,
     /// Reads dialogue state and account together; without it they are read separately.
@@ -314,6 +314,7 @@ impl BotContext {
             settings,
             texts: Texts::builtin(),
             stats: None,
+            keys: None,
             history: None,
             sessions: None,
             update_claims: None,
@@ -340,6 +341,12 @@ impl BotContext {
     /// Keeps broadcasts in `store`, so that they survive restarts.
     pub fn with_broadcasts(mut self, store: Arc<dyn super::broadcast::BroadcastStore>) -> Self {
         self.broadcasts = Some(store);
+        self
+    }
+
+    /// Adds the provider keys' shared state, shown in `/stats`.
+    pub fn with_keys(mut self, keys: Arc<dyn crate::ports::KeyBudgets>) -> Self {
+        self.keys = Some(keys);
         self
     }
 

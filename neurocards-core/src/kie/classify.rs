@@ -94,10 +94,14 @@ pub fn classify(signal: &FailureSignal<'_>) -> ProviderError {
 
     let class = if has(PAUSED) || any(&|c| c == 505) {
         ErrorClass::ProviderPaused
-    } else if any(&|c| c == 401 || c == 403) {
-        // 403 without a body code is Cloudflare refusing the client ("error code: 1010") or an IP
-        // allow-list: either way the operator must fix the setup.
+    } else if any(&|c| c == 401) || body == Some(403) {
+        // KIE itself refused the key.
         ErrorClass::Config
+    } else if http == Some(403) {
+        // A bare HTTP 403 is a proxy in front of KIE refusing this machine (Cloudflare's "error
+        // code: 1010") or an address allow-list: not the key, and fixable by the operator, so
+        // the job waits and tries again rather than failing at once.
+        ErrorClass::Temporary
     } else if any(&|c| c == 402) || has(BILLING) {
         ErrorClass::Billing
     } else if any(&|c| c == 429) || has(RATE_LIMIT) {
@@ -229,7 +233,8 @@ mod tests {
             // §1.4 create errors and §1.6 envelope codes
             (sig(ok, Some(401), None, "You do not have access permissions"), Config),
             (sig(Some(401), None, None, ""), Config),
-            (sig(Some(403), None, None, "error code: 1010"), Config),
+            (sig(Some(403), None, None, "error code: 1010"), Temporary),
+            (sig(Some(200), Some(403), None, "no access"), Config),
             (sig(ok, Some(402), None, "Credits insufficient"), Billing),
             (sig(Some(402), None, None, ""), Billing),
             (sig(ok, Some(422), None, "prompt exceeds range"), Config),

@@ -1,18 +1,17 @@
-//! The KIE key pool: round-robin over healthy keys, cool-down after 429, a long block after
-//! 402/401, and per-key request windows so we wait instead of collecting 429s.
-//!
-//! State is in memory per process, like KIE's own counters are per key: a second worker process
-//! keeps its own windows, so operators give each process its own keys or lower the limits.
+//! The KIE key pool: round-robin over the keys in rotation, drawing every request from the
+//! key's budget in the shared [`KeyBudgets`] (KIE's windows are per key, so every process of the
+//! fleet draws from the same one), a cool-down after a 429 on a create, a long block after 402
+//! or 401, and paused status checks after a 429 on a status check (creates go on).
 
-use super::limiter::{RateLimit, Window};
+use super::limiter::RateLimit;
 use crate::domain::ErrorClass;
-use crate::ports::ProviderError;
+use crate::ports::{KeyBudgets, KeyOff, KeyOffKind, KeyRecord, Permit, PermitKind, ProviderError};
 use crate::secret::Secret;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use sha2::{Digest, Sha256};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::time::Instant;
 
 /// Reads KIE keys from `KIE_API_KEY`, `KIE_API_KEYS` (comma list) and `KIE_API_KEY_1` ..
 /// `KIE_API_KEY_64` (gaps allowed). Values are trimmed, empty ones dropped, duplicates removed;
@@ -42,75 +41,6 @@ pub fn key_id(key: &Secret) -> String {
     format!("key-{hex}")
 }
 
-/// A key's health, for metrics and the admin command. Holds no secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct KeyHealth {
-    pub id: String,
-    pub state: KeyState,
-    /// createTask requests sent with this key since start.
-    pub creates: u64,
-    /// recordInfo requests sent with this key since start.
-    pub checks: u64,
-    /// The class of the last failure this key caused, if any.
-    pub last_error: Option<ErrorClass>,
-}
-
-/// Whether a key takes new tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyState {
-    Healthy,
-    /// Answered 429; used again after `until`.
-    Cooling {
-        until: DateTime<Utc>,
-    },
-    /// Answered 402 (billing) or 401 (config); used again after `until`.
-    Blocked {
-        until: DateTime<Utc>,
-        reason: ErrorClass,
-    },
-}
-
-impl KeyState {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            KeyState::Healthy => "healthy",
-            KeyState::Cooling { .. } => "cooling",
-            KeyState::Blocked { .. } => "blocked",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Unavailable {
-    Cooling,
-    Blocked(ErrorClass),
-}
-
-#[derive(Debug)]
-struct KeyRuntime {
-    off: Option<(Instant, Unavailable)>,
-    create: Window,
-    status: Window,
-    creates: u64,
-    checks: u64,
-    last_error: Option<ErrorClass>,
-}
-
-impl KeyRuntime {
-    fn usable(&mut self, now: Instant) -> bool {
-        if self.off.is_some_and(|(until, _)| until <= now) {
-            self.off = None;
-        }
-        self.off.is_none()
-    }
-}
-
-#[derive(Debug)]
-struct PoolState {
-    cursor: usize,
-    keys: Vec<KeyRuntime>,
-}
-
 /// Pool timings and budgets.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PoolSettings {
@@ -118,6 +48,15 @@ pub(crate) struct PoolSettings {
     pub block: Duration,
     pub create_limit: RateLimit,
     pub status_limit: RateLimit,
+}
+
+/// A budget as drawn from the shared window: the window is widened by a fortieth (at least
+/// 100 ms), so that two requests whose permits were granted a full window apart still reach KIE
+/// a full window apart when the first one travelled slower. KIE rejects, rather than queues,
+/// what goes beyond its window.
+pub(crate) fn guarded(limit: RateLimit) -> RateLimit {
+    let margin = (limit.per / 40).max(Duration::from_millis(100));
+    RateLimit { max: limit.max, per: limit.per.saturating_add(margin) }
 }
 
 /// One key of the pool.
@@ -139,34 +78,39 @@ impl std::fmt::Debug for PoolKey {
 pub(crate) struct KeyPool {
     keys: Vec<PoolKey>,
     settings: PoolSettings,
-    state: Mutex<PoolState>,
+    budgets: Arc<dyn KeyBudgets>,
+    cursor: AtomicUsize,
+    registered: AtomicBool,
+    /// The last off state this process saw per key, to explain a refusal when every key was
+    /// tried (the shared state is the truth; this only names the reason).
+    seen_off: Mutex<Vec<Option<KeyOff>>>,
 }
 
 impl KeyPool {
-    pub(crate) fn new(secrets: &[Secret], settings: PoolSettings) -> Self {
+    pub(crate) fn new(
+        secrets: &[Secret],
+        settings: PoolSettings,
+        budgets: Arc<dyn KeyBudgets>,
+    ) -> Self {
         let keys: Vec<PoolKey> = secrets
             .iter()
             .enumerate()
             .map(|(index, s)| PoolKey { index, id: key_id(s), secret: s.clone() })
             .collect();
-        let runtime = keys
-            .iter()
-            .map(|_| KeyRuntime {
-                off: None,
-                create: Window::new(settings.create_limit),
-                status: Window::new(settings.status_limit),
-                creates: 0,
-                checks: 0,
-                last_error: None,
-            })
-            .collect();
-        Self { keys, settings, state: Mutex::new(PoolState { cursor: 0, keys: runtime }) }
+        let seen_off = Mutex::new(vec![None; keys.len()]);
+        Self {
+            keys,
+            settings,
+            budgets,
+            cursor: AtomicUsize::new(0),
+            registered: AtomicBool::new(false),
+            seen_off,
+        }
     }
 
-    fn lock(&self) -> MutexGuard<'_, PoolState> {
-        // A panic while holding this lock cannot leave the counters inconsistent in a way that
-        // matters, so a poisoned lock is still used.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    fn seen_off(&self) -> MutexGuard<'_, Vec<Option<KeyOff>>> {
+        // Only a cache of reasons: a poisoned lock is still used.
+        self.seen_off.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Every key, in configuration order.
@@ -174,39 +118,60 @@ impl KeyPool {
         self.keys.clone()
     }
 
+    /// The ids of the configured keys, in configuration order.
+    pub(crate) fn key_ids(&self) -> Vec<String> {
+        self.keys.iter().map(|k| k.id.clone()).collect()
+    }
+
+    /// The shared state the pool draws from.
+    pub(crate) fn budgets(&self) -> &Arc<dyn KeyBudgets> {
+        &self.budgets
+    }
+
     /// The secrets, for redacting texts.
     pub(crate) fn secrets(&self) -> Vec<&Secret> {
         self.keys.iter().map(|k| &k.secret).collect()
     }
 
-    /// The next healthy key not in `exclude` whose create window has room, waiting for room when
-    /// every healthy key is at its limit. Errors when no healthy key is left.
+    /// Makes the configured keys known to the shared state once, so that the operator's view
+    /// lists them before their first request.
+    async fn ensure_registered(&self) {
+        if self.registered.load(Ordering::Relaxed) {
+            return;
+        }
+        match self.budgets.register(&self.key_ids()).await {
+            Ok(()) => self.registered.store(true, Ordering::Relaxed),
+            Err(e) => tracing::warn!(error = %e, "could not register the KIE keys; trying later"),
+        }
+    }
+
+    /// The next key in rotation, not in `exclude`, with room in its create budget, waiting for
+    /// room when every such key is at its limit. Errors when no key is left in rotation, or
+    /// when the shared state cannot be read (a temporary failure: nothing was sent).
     pub(crate) async fn acquire_create(&self, exclude: &[usize]) -> Result<PoolKey, ProviderError> {
+        self.ensure_registered().await;
+        let limit = guarded(self.settings.create_limit);
+        let n = self.keys.len();
         loop {
-            let wait = {
-                let mut st = self.lock();
-                let now = Instant::now();
-                let n = self.keys.len();
-                let mut best: Option<Duration> = None;
-                for step in 0..n {
-                    let i = (st.cursor + step) % n;
-                    if exclude.contains(&i) || !st.keys[i].usable(now) {
-                        continue;
-                    }
-                    let w = st.keys[i].create.wait(now);
-                    if w.is_zero() {
-                        st.keys[i].create.record(now);
-                        st.keys[i].creates += 1;
-                        st.cursor = (i + 1) % n;
-                        return Ok(self.keys[i].clone());
-                    }
-                    best = Some(best.map_or(w, |b| b.min(w)));
+            let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n.max(1);
+            let mut best: Option<Duration> = None;
+            for step in 0..n {
+                let i = (start + step) % n;
+                if exclude.contains(&i) {
+                    continue;
                 }
-                match best {
-                    Some(w) => w,
-                    None => return Err(self.no_key_error(&mut st, now)),
+                let key = &self.keys[i];
+                match self.budgets.take(&key.id, PermitKind::Create, limit).await {
+                    Ok(Permit::Granted) => {
+                        self.seen_off()[i] = None;
+                        return Ok(key.clone());
+                    }
+                    Ok(Permit::Wait(w)) => best = Some(best.map_or(w, |b| b.min(w))),
+                    Ok(Permit::Off(off)) => self.seen_off()[i] = Some(off),
+                    Err(e) => return Err(budget_unavailable(&e)),
                 }
-            };
+            }
+            let Some(wait) = best else { return Err(self.no_key_error()) };
             tracing::debug!(
                 wait_ms = wait.as_millis() as u64,
                 "KIE create budget used up; waiting"
@@ -216,71 +181,100 @@ impl KeyPool {
     }
 
     /// The key with this id (or, when it is gone from the configuration, the next usable key),
-    /// after waiting for room in its status window.
+    /// after waiting for room in its status budget.
     pub(crate) async fn acquire_status(&self, key_id: &str) -> Result<PoolKey, ProviderError> {
-        let index = match self.keys.iter().find(|k| k.id == key_id) {
-            Some(k) => k.index,
+        self.ensure_registered().await;
+        let key = match self.keys.iter().find(|k| k.id == key_id) {
+            Some(k) => k.clone(),
             None => {
                 tracing::warn!(key_id, "the key that created this task is no longer configured");
-                self.any_key(&[])?.index
+                self.any_key(&[]).await?
             }
         };
+        let limit = guarded(self.settings.status_limit);
         loop {
-            let wait = {
-                let mut st = self.lock();
-                let now = Instant::now();
-                let w = st.keys[index].status.wait(now);
-                if w.is_zero() {
-                    st.keys[index].status.record(now);
-                    st.keys[index].checks += 1;
-                    return Ok(self.keys[index].clone());
-                }
-                w
-            };
-            tokio::time::sleep(wait).await;
+            match self.budgets.take(&key.id, PermitKind::Status, limit).await {
+                Ok(Permit::Granted) => return Ok(key),
+                Ok(Permit::Wait(w)) => tokio::time::sleep(w).await,
+                // Following a task is allowed on a key out of rotation.
+                Ok(Permit::Off(_)) => return Ok(key),
+                Err(e) => return Err(budget_unavailable(&e)),
+            }
         }
     }
 
-    /// The next healthy key not in `exclude`, without a budget (uploads are not rate limited).
-    pub(crate) fn any_key(&self, exclude: &[usize]) -> Result<PoolKey, ProviderError> {
-        let mut st = self.lock();
-        let now = Instant::now();
+    /// The next key in rotation not in `exclude`, without a budget (uploads are not rate
+    /// limited). When the shared state cannot be read, the keys this process saw refused are
+    /// skipped.
+    pub(crate) async fn any_key(&self, exclude: &[usize]) -> Result<PoolKey, ProviderError> {
+        let now = Utc::now();
+        let shared = self.budgets.keys().await;
         let n = self.keys.len();
+        let start = self.cursor.fetch_add(1, Ordering::Relaxed) % n.max(1);
         for step in 0..n {
-            let i = (st.cursor + step) % n;
-            if !exclude.contains(&i) && st.keys[i].usable(now) {
-                st.cursor = (i + 1) % n;
-                return Ok(self.keys[i].clone());
+            let i = (start + step) % n;
+            if exclude.contains(&i) {
+                continue;
+            }
+            let off = match &shared {
+                Ok(records) => records
+                    .iter()
+                    .find(|r| r.key_id == self.keys[i].id)
+                    .and_then(|r| r.off)
+                    .filter(|off| off.until > now),
+                Err(_) => self.seen_off()[i].filter(|off| off.until > now),
+            };
+            match off {
+                None => return Ok(self.keys[i].clone()),
+                Some(off) => self.seen_off()[i] = Some(off),
             }
         }
-        Err(self.no_key_error(&mut st, now))
+        Err(self.no_key_error())
     }
 
-    /// Records what a key's failure says about the key: 429 cools it down, 402 and 401 block
-    /// it. Other failures are about the task, not the key, and change nothing.
+    /// Records what a key's failure says about the key, for the whole fleet: a 429 on a create
+    /// cools the key down, a 429 on a status check pauses its status checks (creates go on),
+    /// 402 and 401 block it. Other failures are about the task, not the key, and only noted.
     /// Returns whether another key may succeed where this one failed.
-    pub(crate) fn report_failure(&self, key: &PoolKey, err: &ProviderError) -> bool {
-        let now = Instant::now();
-        let mut st = self.lock();
-        let rt = &mut st.keys[key.index];
-        let key_level = match err.class {
-            ErrorClass::RateLimit => {
-                let asked = err.retry_after.map(crate::domain::cap_retry_after);
-                let wait = self.settings.cooldown.max(asked.unwrap_or_default());
-                rt.off = Some((later(now, wait), Unavailable::Cooling));
-                true
-            }
-            ErrorClass::Billing => {
-                rt.off = Some((later(now, self.settings.block), Unavailable::Blocked(err.class)));
-                true
-            }
-            ErrorClass::Config if is_auth_code(err.code.as_deref()) => {
-                rt.off = Some((later(now, self.settings.block), Unavailable::Blocked(err.class)));
-                true
-            }
-            _ => false,
+    pub(crate) async fn report_failure(
+        &self,
+        key: &PoolKey,
+        kind: PermitKind,
+        err: &ProviderError,
+    ) -> bool {
+        let now = Utc::now();
+        let off = |kind: KeyOffKind, wait: Duration| KeyOff {
+            kind,
+            until: later(now, wait),
+            class: err.class,
         };
-        rt.last_error = Some(err.class);
+        let asked = err.retry_after.map(crate::domain::cap_retry_after).unwrap_or_default();
+        let (result, key_level) = match (err.class, kind) {
+            (ErrorClass::RateLimit, PermitKind::Status) => {
+                let wait = asked.max(self.settings.status_limit.per);
+                let until = later(now, wait);
+                (self.budgets.pause_checks(&key.id, until).await, false)
+            }
+            (ErrorClass::RateLimit, PermitKind::Create) => {
+                let off = off(KeyOffKind::Cooling, self.settings.cooldown.max(asked));
+                self.seen_off()[key.index] = Some(off);
+                (self.budgets.set_off(&key.id, off).await, true)
+            }
+            (ErrorClass::Billing, _) => {
+                let off = off(KeyOffKind::Blocked, self.settings.block);
+                self.seen_off()[key.index] = Some(off);
+                (self.budgets.set_off(&key.id, off).await, true)
+            }
+            (ErrorClass::Config, _) if is_auth_code(err.code.as_deref()) => {
+                let off = off(KeyOffKind::Blocked, self.settings.block);
+                self.seen_off()[key.index] = Some(off);
+                (self.budgets.set_off(&key.id, off).await, true)
+            }
+            (class, _) => (self.budgets.note_error(&key.id, class).await, false),
+        };
+        if let Err(e) = result {
+            tracing::warn!(key_id = %key.id, error = %e, "could not record the KIE key's failure");
+        }
         if key_level {
             tracing::warn!(key_id = %key.id, class = %err.class, "KIE key taken out of rotation");
         }
@@ -288,66 +282,44 @@ impl KeyPool {
     }
 
     /// Puts every key back into rotation (the operator topped up or replaced a key).
-    pub(crate) fn reset(&self) {
-        let mut st = self.lock();
-        for rt in &mut st.keys {
-            rt.off = None;
-        }
+    pub(crate) async fn reset(&self) -> Result<u64, ProviderError> {
+        self.seen_off().iter_mut().for_each(|o| *o = None);
+        self.budgets.lift(None).await.map_err(|e| budget_unavailable(&e))
     }
 
-    pub(crate) fn health(&self) -> Vec<KeyHealth> {
-        let mut st = self.lock();
-        let now = Instant::now();
-        let wall = Utc::now();
-        let to_wall = |until: Instant| {
-            let left = until.saturating_duration_since(now);
-            wall + chrono::Duration::from_std(left).unwrap_or_else(|_| chrono::Duration::zero())
-        };
-        self.keys
+    /// The configured keys as the fleet knows them, in configuration order.
+    pub(crate) async fn health(&self) -> Result<Vec<KeyRecord>, ProviderError> {
+        self.ensure_registered().await;
+        let records = self.budgets.keys().await.map_err(|e| budget_unavailable(&e))?;
+        Ok(self
+            .keys
             .iter()
             .map(|k| {
-                let rt = &mut st.keys[k.index];
-                let usable = rt.usable(now);
-                let state = match rt.off {
-                    Some((until, Unavailable::Cooling)) if !usable => {
-                        KeyState::Cooling { until: to_wall(until) }
-                    }
-                    Some((until, Unavailable::Blocked(reason))) if !usable => {
-                        KeyState::Blocked { until: to_wall(until), reason }
-                    }
-                    _ => KeyState::Healthy,
-                };
-                KeyHealth {
-                    id: k.id.clone(),
-                    state,
-                    creates: rt.creates,
-                    checks: rt.checks,
-                    last_error: rt.last_error,
-                }
+                records
+                    .iter()
+                    .find(|r| r.key_id == k.id)
+                    .cloned()
+                    .unwrap_or_else(|| KeyRecord::new(&k.id))
             })
-            .collect()
+            .collect())
     }
 
     /// Why no key can be used: a cooling key means "wait" (rate limit), else blocked keys say
     /// billing or config.
-    fn no_key_error(&self, st: &mut PoolState, now: Instant) -> ProviderError {
-        let cooling = st
-            .keys
+    fn no_key_error(&self) -> ProviderError {
+        let now = Utc::now();
+        let offs: Vec<KeyOff> = self.seen_off().iter().flatten().copied().collect();
+        let cooling = offs
             .iter()
-            .filter_map(|k| match k.off {
-                Some((until, Unavailable::Cooling)) if until > now => Some(until - now),
-                _ => None,
-            })
+            .filter(|o| o.kind == KeyOffKind::Cooling && o.until > now)
+            .filter_map(|o| (o.until - now).to_std().ok())
             .min();
         if let Some(left) = cooling {
             let mut e = ProviderError::new(ErrorClass::RateLimit, "every KIE key is rate limited");
             e.retry_after = Some(left);
             return e;
         }
-        let billing = st.keys.iter().any(
-            |k| matches!(k.off, Some((u, Unavailable::Blocked(ErrorClass::Billing))) if u > now),
-        );
-        if billing {
+        if offs.iter().any(|o| o.class == ErrorClass::Billing && o.until > now) {
             ProviderError::new(ErrorClass::Billing, "every KIE key is out of credits or refused")
         } else {
             ProviderError::new(ErrorClass::Config, "no usable KIE key")
@@ -355,18 +327,29 @@ impl KeyPool {
     }
 }
 
-fn is_auth_code(code: Option<&str>) -> bool {
-    matches!(code, Some("401") | Some("403"))
+/// `now + wait`, saturating at a year instead of panicking on overflow (the waits given are
+/// capped far below that).
+fn later(now: chrono::DateTime<Utc>, wait: Duration) -> chrono::DateTime<Utc> {
+    let year = chrono::Duration::days(365);
+    let wait = chrono::Duration::from_std(wait).unwrap_or(year).min(year);
+    now.checked_add_signed(wait).unwrap_or(now)
 }
 
-/// `now + wait`, saturating far in the future instead of panicking on overflow.
-fn later(now: Instant, wait: Duration) -> Instant {
-    now.checked_add(wait).or_else(|| now.checked_add(crate::domain::MAX_DURATION)).unwrap_or(now)
+/// The shared key state could not be reached: nothing was sent, so trying later is safe.
+fn budget_unavailable(e: &crate::ports::KeyStoreError) -> ProviderError {
+    ProviderError::new(ErrorClass::Temporary, format!("KIE key budgets unavailable: {e}"))
+}
+
+/// A refusal of the key itself: 401. A bare HTTP 403 is a proxy or an address allow-list
+/// refusing this machine (classified temporary), which blocking the key would not change.
+fn is_auth_code(code: Option<&str>) -> bool {
+    matches!(code, Some("401"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kie::MemoryKeyBudgets;
     use std::collections::HashMap;
 
     fn settings() -> PoolSettings {
@@ -376,6 +359,15 @@ mod tests {
             create_limit: RateLimit::KIE_CREATE,
             status_limit: RateLimit::KIE_STATUS,
         }
+    }
+
+    fn pool(keys: &[&str]) -> KeyPool {
+        let secrets: Vec<Secret> = keys.iter().map(|k| Secret::new(*k)).collect();
+        KeyPool::new(&secrets, settings(), Arc::new(MemoryKeyBudgets::new()))
+    }
+
+    fn state(pool_health: &[KeyRecord], i: usize) -> &'static str {
+        pool_health[i].state_at(Utc::now())
     }
 
     #[test]
@@ -403,79 +395,111 @@ mod tests {
         assert!(!format!("{:?}", PoolKey { index: 0, id: id.clone(), secret: k }).contains("sk-"));
     }
 
+    #[test]
+    fn the_drawn_window_is_widened_by_a_safety_margin() {
+        assert_eq!(guarded(RateLimit::KIE_CREATE).per, Duration::from_millis(10_250));
+        assert_eq!(guarded(RateLimit::KIE_STATUS).per, Duration::from_millis(1_100));
+        assert_eq!(guarded(RateLimit::KIE_CREATE).max, 20);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn creates_rotate_over_keys_and_wait_when_every_window_is_full() {
-        let pool = KeyPool::new(&[Secret::new("a"), Secret::new("b")], settings());
+        let pool = pool(&["a", "b"]);
         let mut ids = Vec::new();
         for _ in 0..40 {
             ids.push(pool.acquire_create(&[]).await.expect("key").index);
         }
         assert_eq!(ids.iter().filter(|i| **i == 0).count(), 20);
         assert_eq!(ids[..4], [0, 1, 0, 1]);
-        let start = Instant::now();
+        let start = tokio::time::Instant::now();
         pool.acquire_create(&[]).await.expect("key after waiting");
-        assert_eq!(start.elapsed(), Duration::from_secs(10), "the 41st create waited a window");
+        assert_eq!(
+            start.elapsed(),
+            guarded(RateLimit::KIE_CREATE).per,
+            "the 41st create waited a window"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn status_checks_wait_for_the_per_second_budget_of_their_key() {
-        let pool = KeyPool::new(&[Secret::new("a")], settings());
+        let pool = pool(&["a"]);
         let id = key_id(&Secret::new("a"));
-        let start = Instant::now();
+        let start = tokio::time::Instant::now();
         for _ in 0..10 {
             pool.acquire_status(&id).await.expect("key");
         }
         assert_eq!(start.elapsed(), Duration::ZERO);
         pool.acquire_status(&id).await.expect("key");
-        assert_eq!(start.elapsed(), Duration::from_secs(1));
+        assert_eq!(start.elapsed(), guarded(RateLimit::KIE_STATUS).per);
     }
 
     #[tokio::test(start_paused = true)]
     async fn rate_limited_keys_cool_down_and_billing_keys_are_blocked() {
-        let pool = KeyPool::new(&[Secret::new("a"), Secret::new("b")], settings());
+        let pool = pool(&["a", "b"]);
         let a = pool.acquire_create(&[]).await.expect("key");
         let b = pool.acquire_create(&[]).await.expect("key");
-        assert!(pool.report_failure(&a, &ProviderError::new(ErrorClass::RateLimit, "429")));
-        assert!(pool.report_failure(&b, &ProviderError::new(ErrorClass::Billing, "402")));
+        let limited = ProviderError::new(ErrorClass::RateLimit, "429");
+        assert!(pool.report_failure(&a, PermitKind::Create, &limited).await);
+        let billing = ProviderError::new(ErrorClass::Billing, "402");
+        assert!(pool.report_failure(&b, PermitKind::Create, &billing).await);
         let err = pool.acquire_create(&[]).await.expect_err("no key");
         assert_eq!(err.class, ErrorClass::RateLimit);
-        assert_eq!(err.retry_after, Some(Duration::from_secs(60)));
-        let health = pool.health();
-        assert_eq!(health[0].state.as_str(), "cooling");
-        assert_eq!(health[1].state.as_str(), "blocked");
+        let left = err.retry_after.expect("a wait");
+        assert!(left <= Duration::from_secs(60) && left > Duration::from_secs(58), "{left:?}");
+        let health = pool.health().await.expect("health");
+        assert_eq!(state(&health, 0), "cooling");
+        assert_eq!(state(&health, 1), "blocked");
         tokio::time::advance(Duration::from_secs(61)).await;
         assert_eq!(pool.acquire_create(&[]).await.expect("a is back").index, 0);
         assert_eq!(pool.acquire_create(&[]).await.expect("a again").index, 0);
-        tokio::time::advance(Duration::from_secs(24 * 3600)).await;
-        assert_eq!(pool.health()[1].state, KeyState::Healthy);
+        assert_eq!(pool.reset().await.expect("lifted"), 1, "only b was still out");
+        assert_eq!(state(&pool.health().await.expect("health"), 1), "healthy");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_on_a_status_check_pauses_checks_but_not_creates() {
+        let pool = pool(&["a"]);
+        let a = pool.acquire_create(&[]).await.expect("key");
+        let limited = ProviderError::new(ErrorClass::RateLimit, "429");
+        assert!(!pool.report_failure(&a, PermitKind::Status, &limited).await);
+        assert_eq!(pool.acquire_create(&[]).await.expect("creates go on").index, 0);
+        let start = tokio::time::Instant::now();
+        pool.acquire_status(&a.id).await.expect("after the pause");
+        assert!(start.elapsed() >= Duration::from_millis(900), "{:?}", start.elapsed());
+        assert_eq!(state(&pool.health().await.expect("health"), 0), "healthy");
     }
 
     #[tokio::test]
-    async fn auth_failures_block_but_task_failures_do_not() {
-        let pool = KeyPool::new(&[Secret::new("a")], settings());
+    async fn auth_failures_block_but_task_failures_and_a_bare_403_do_not() {
+        let pool = pool(&["a"]);
         let a = pool.acquire_create(&[]).await.expect("key");
         let violation = ProviderError::new(ErrorClass::UserViolation, "prohibited");
-        assert!(!pool.report_failure(&a, &violation));
+        assert!(!pool.report_failure(&a, PermitKind::Create, &violation).await);
         let unsupported = ProviderError::new(ErrorClass::Config, "model not supported");
-        assert!(!pool.report_failure(&a, &unsupported));
-        assert_eq!(pool.health()[0].state, KeyState::Healthy);
+        assert!(!pool.report_failure(&a, PermitKind::Create, &unsupported).await);
+        let gateway =
+            ProviderError::new(ErrorClass::Temporary, "error code: 1010").with_code("403");
+        assert!(!pool.report_failure(&a, PermitKind::Create, &gateway).await);
+        assert_eq!(state(&pool.health().await.expect("health"), 0), "healthy");
         let auth = ProviderError::new(ErrorClass::Config, "no access").with_code("401");
-        assert!(pool.report_failure(&a, &auth));
+        assert!(pool.report_failure(&a, PermitKind::Create, &auth).await);
         let err = pool.acquire_create(&[]).await.expect_err("blocked");
         assert_eq!(err.class, ErrorClass::Config);
-        pool.reset();
+        pool.reset().await.expect("lifted");
         assert!(pool.acquire_create(&[]).await.is_ok());
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_retry_after_of_centuries_cools_a_key_for_an_hour_without_overflowing() {
-        let pool = KeyPool::new(&[Secret::new("a")], settings());
+        let pool = pool(&["a"]);
         let a = pool.acquire_create(&[]).await.expect("key");
         let mut absurd = ProviderError::new(ErrorClass::RateLimit, "429");
         absurd.retry_after = Some(Duration::MAX);
-        assert!(pool.report_failure(&a, &absurd));
+        assert!(pool.report_failure(&a, PermitKind::Create, &absurd).await);
         let err = pool.acquire_create(&[]).await.expect_err("cooling");
-        assert_eq!(err.retry_after, Some(crate::domain::MAX_RETRY_AFTER));
+        let left = err.retry_after.expect("a wait");
+        assert!(left <= crate::domain::MAX_RETRY_AFTER, "{left:?}");
+        assert!(left > crate::domain::MAX_RETRY_AFTER - Duration::from_secs(5), "{left:?}");
         tokio::time::advance(crate::domain::MAX_RETRY_AFTER + Duration::from_secs(1)).await;
         assert!(pool.acquire_create(&[]).await.is_ok(), "back after the capped hour");
     }

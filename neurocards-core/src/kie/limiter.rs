@@ -4,23 +4,10 @@
 //! keeps its own window never sees those 429s. Time is `tokio::time::Instant`, so tests drive
 //! it with `tokio::time::pause()`.
 
+pub use crate::ports::RateLimit;
 use std::collections::VecDeque;
 use std::time::Duration;
 use tokio::time::Instant;
-
-/// A request budget: `max` requests per `per`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimit {
-    pub max: u32,
-    pub per: Duration,
-}
-
-impl RateLimit {
-    /// KIE's documented budget for new tasks: 20 per 10 s.
-    pub const KIE_CREATE: RateLimit = RateLimit { max: 20, per: Duration::from_secs(10) };
-    /// KIE's documented budget for status checks: 10 per second per key.
-    pub const KIE_STATUS: RateLimit = RateLimit { max: 10, per: Duration::from_secs(1) };
-}
 
 /// The times of the requests made in the current window.
 #[derive(Debug)]
@@ -34,16 +21,23 @@ impl Window {
         Self { limit: RateLimit { max: limit.max.max(1), per: limit.per }, sent: VecDeque::new() }
     }
 
+    /// Follows a changed budget (the caller's configuration is the truth).
+    pub(crate) fn set_limit(&mut self, limit: RateLimit) {
+        self.limit = RateLimit { max: limit.max.max(1), per: limit.per };
+    }
+
     /// How long until a request may be sent; zero when one may go now.
     pub(crate) fn wait(&mut self, now: Instant) -> Duration {
         while self.sent.front().is_some_and(|t| now.duration_since(*t) >= self.limit.per) {
             self.sent.pop_front();
         }
-        if self.sent.len() < self.limit.max as usize {
+        let max = self.limit.max as usize;
+        if self.sent.len() < max {
             Duration::ZERO
         } else {
+            // The request whose leaving brings the count below the maximum.
             self.sent
-                .front()
+                .get(self.sent.len() - max)
                 .map(|t| (*t + self.limit.per).saturating_duration_since(now))
                 .unwrap_or(Duration::ZERO)
         }

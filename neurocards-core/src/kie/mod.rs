@@ -5,14 +5,17 @@
 //!   the next configured model when one is paused; requests that KIE rejected cost nothing, so
 //!   switching never pays twice, and a request without a readable answer is never repeated.
 //! - [`KieProvider::check`] polls with the key that created the task.
-//! - Keys rotate round-robin over healthy keys, and each key keeps KIE's documented budgets
-//!   (20 creates per 10 s, 10 status checks per second) by waiting, not by collecting 429s.
+//! - Keys rotate round-robin over the keys in rotation, and each key keeps KIE's documented
+//!   budgets (20 creates per 10 s, 10 status checks per second) by waiting, not by collecting
+//!   429s. Budgets, cool-downs and blocks live in a [`KeyBudgets`](crate::ports::KeyBudgets):
+//!   the store's, shared by the fleet, or [`MemoryKeyBudgets`] for one process.
 
 mod callback;
 mod classify;
 mod client;
 mod keys;
 mod limiter;
+mod memory_budgets;
 mod models;
 mod provider;
 mod types;
@@ -22,8 +25,9 @@ pub use callback::{
     callback_task_id, sign, verify_callback, verify_signature, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
 pub use classify::{classify, is_model_unsupported, FailureSignal, DEFAULT_RATE_LIMIT_WAIT};
-pub use keys::{collect_keys, key_id, KeyHealth, KeyState};
+pub use keys::{collect_keys, key_id};
 pub use limiter::RateLimit;
+pub use memory_budgets::MemoryKeyBudgets;
 pub use models::{UnknownModel, VideoModel};
 pub use provider::{KeyCredits, KieProvider};
 pub use upload::upload_file_name;

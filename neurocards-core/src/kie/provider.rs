@@ -3,18 +3,19 @@
 use super::callback;
 use super::classify::is_model_unsupported;
 use super::client::{CallError, JobsApi};
-use super::keys::{KeyHealth, KeyPool, PoolKey, PoolSettings};
+use super::keys::{KeyPool, PoolKey, PoolSettings};
 use super::models::VideoModel;
 use super::upload::{upload_file_name, UploadApi};
 use super::{KieConfig, KieError};
 use crate::domain::{ErrorClass, ImageData, ImageMime, ProviderTaskRef};
 use crate::ports::{
-    CallbackError, CallbackHeaders, GenerationRequest, ProviderError, TaskState, VideoProvider,
+    CallbackError, CallbackHeaders, GenerationRequest, KeyBudgets, KeyRecord, PermitKind,
+    ProviderError, TaskState, VideoProvider,
 };
 use crate::secret::Secret;
 use chrono::Utc;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -41,9 +42,18 @@ pub struct KeyCredits {
 }
 
 impl KieProvider {
-    /// Builds the provider. Fails when there is no key, no model, or a model we have no input
-    /// mapping for.
+    /// Builds the provider with its keys' budgets and states in this process only
+    /// ([`MemoryKeyBudgets`](super::MemoryKeyBudgets)): right for one process; a fleet passes
+    /// the store's shared state to [`KieProvider::with_budgets`]. Fails when there is no key,
+    /// no model, or a model we have no input mapping for.
     pub fn new(config: KieConfig) -> Result<Self, KieError> {
+        Self::with_budgets(config, Arc::new(super::MemoryKeyBudgets::new()))
+    }
+
+    /// Builds the provider drawing every request from `budgets`, the keys' state shared by
+    /// every process using them (the store's [`KeyBudgets`]): KIE's per-key limits then hold
+    /// for the whole fleet, and a key refused for one process is out of rotation for all.
+    pub fn with_budgets(config: KieConfig, budgets: Arc<dyn KeyBudgets>) -> Result<Self, KieError> {
         if config.keys.is_empty() {
             return Err(KieError::NoKeys);
         }
@@ -61,6 +71,7 @@ impl KieProvider {
                 create_limit: config.create_limit,
                 status_limit: config.status_limit,
             },
+            budgets,
         );
         Ok(Self {
             jobs: JobsApi { http: http.clone(), base: config.base_url },
@@ -75,14 +86,45 @@ impl KieProvider {
         })
     }
 
-    /// Each key's health: healthy, cooling or blocked (with until when), and request counts.
-    pub fn key_health(&self) -> Vec<KeyHealth> {
-        self.pool.health()
+    /// Each configured key as the fleet knows it: in rotation, cooling or blocked (until
+    /// when, and why), paused status checks, request counts, the last balance read.
+    pub async fn key_health(&self) -> Result<Vec<KeyRecord>, ProviderError> {
+        self.pool.health().await
     }
 
-    /// Puts every key back into rotation, e.g. after the operator topped up the account.
-    pub fn reset_keys(&self) {
-        self.pool.reset();
+    /// Puts every key back into rotation for the whole fleet, e.g. after the operator topped
+    /// up the account. Returns how many keys were out.
+    pub async fn reset_keys(&self) -> Result<u64, ProviderError> {
+        self.pool.reset().await
+    }
+
+    /// Reads the balance of every key whose turn it is (one reader per key per `every`,
+    /// fleet-wide) and records it in the shared state; a failed read is recorded as such and
+    /// never as a zero balance.
+    pub async fn refresh_balances(&self, every: Duration) {
+        let budgets = self.pool.budgets();
+        let secrets = self.pool.secrets();
+        for key in self.pool.all_keys() {
+            match budgets.claim_balance_read(&key.id, every).await {
+                Ok(true) => {}
+                Ok(false) => continue,
+                Err(e) => {
+                    tracing::warn!(error = %e, "KIE key state unavailable; balances not read");
+                    return;
+                }
+            }
+            let credits = self
+                .jobs
+                .credits(&key, &secrets)
+                .await
+                .map_err(|e| CallError::into_error(e).message);
+            if let Err(why) = &credits {
+                tracing::warn!(key_id = %key.id, reason = %why, "KIE balance could not be read");
+            }
+            if let Err(e) = budgets.record_balance(&key.id, credits).await {
+                tracing::warn!(key_id = %key.id, error = %e, "KIE balance not recorded");
+            }
+        }
     }
 
     /// The configured model slugs, primary first.
@@ -172,11 +214,15 @@ impl KieProvider {
                     return Err(ProviderError { task_may_exist: true, ..e });
                 }
                 // KIE refused before billing: another key may take it.
-                Err(CallError::Rejected(e)) if self.pool.report_failure(&key, &e) => {
-                    tracing::warn!(key_id = %key.id, class = %e.class, "KIE key refused the task; trying another key");
-                    tried.push(key.index);
+                Err(CallError::Rejected(e)) => {
+                    if self.pool.report_failure(&key, PermitKind::Create, &e).await {
+                        tracing::warn!(key_id = %key.id, class = %e.class, "KIE key refused the task; trying another key");
+                        tried.push(key.index);
+                    } else {
+                        warn_if_refused_machine(&e);
+                        return Err(e);
+                    }
                 }
-                Err(CallError::Rejected(e)) => return Err(e),
                 // The task may exist: never send it again within this attempt, and tell the
                 // caller so that the next attempt adopts it instead of paying twice.
                 Err(CallError::Unclear { error, answered }) => {
@@ -185,6 +231,18 @@ impl KieProvider {
                 }
             }
         }
+    }
+}
+
+/// A bare HTTP 403 is a proxy or an address allow-list in front of KIE refusing this machine;
+/// the operator has to act, so it is said plainly (the job waits and tries again).
+fn warn_if_refused_machine(e: &ProviderError) {
+    if e.code.as_deref() == Some("403") && e.class == ErrorClass::Temporary {
+        tracing::warn!(
+            reason = %e.message,
+            "KIE's gateway refused this machine (HTTP 403): check the server's address in KIE's \
+             allow-list and any proxy in between"
+        );
     }
 }
 
@@ -211,10 +269,12 @@ impl VideoProvider for KieProvider {
         let file_name = upload_file_name(file_stem, image);
         let mut tried: Vec<usize> = Vec::new();
         loop {
-            let key = self.pool.any_key(&tried)?;
+            let key = self.pool.any_key(&tried).await?;
             match self.upload.upload(&key, image, &file_name, &secrets).await {
                 Ok(url) => return Ok(url),
-                Err(CallError::Rejected(e)) if self.pool.report_failure(&key, &e) => {
+                Err(CallError::Rejected(e))
+                    if self.pool.report_failure(&key, PermitKind::Create, &e).await =>
+                {
                     tried.push(key.index);
                 }
                 // Uploading twice is free and harmless, so an unclear answer is just temporary.
@@ -253,7 +313,8 @@ impl VideoProvider for KieProvider {
         match self.jobs.record_info(&key, &task.task_id, &secrets).await {
             Ok(record) => Ok(super::client::record_to_state(&record)),
             Err(CallError::Rejected(e)) => {
-                self.pool.report_failure(&key, &e);
+                self.pool.report_failure(&key, PermitKind::Status, &e).await;
+                warn_if_refused_machine(&e);
                 Err(e)
             }
             // Asking again is harmless, so an unreadable status is temporary.

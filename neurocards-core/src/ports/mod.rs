@@ -3,6 +3,7 @@
 
 mod accounts;
 mod job_queue;
+mod key_budgets;
 mod notifier;
 mod payments;
 mod pipeline_store;
@@ -11,6 +12,7 @@ mod video_provider;
 
 pub use accounts::*;
 pub use job_queue::*;
+pub use key_budgets::*;
 pub use notifier::*;
 pub use payments::*;
 pub use pipeline_store::*;

@@ -49,7 +49,6 @@ impl StatsSource for PgBotQueries {
             users_new: count(users_new),
             orders: count(orders),
             jobs: count(jobs),
-            key_health: Vec::new(),
         })
     }
 }

@@ -8,6 +8,7 @@
 mod accounts;
 mod codec;
 mod error;
+mod key_budgets;
 mod order_progress;
 mod payments;
 mod products;
@@ -15,6 +16,7 @@ mod queue;
 mod task_signals;
 
 pub use accounts::PgAccounts;
+pub use key_budgets::PgKeyBudgets;
 pub use order_progress::PgOrderProgress;
 pub use payments::PgPayments;
 pub use products::PgProducts;
@@ -117,6 +119,7 @@ pub fn stores(pool: &PgPool, config: QueueConfig) -> crate::stores::Stores {
         progress: std::sync::Arc::new(PgOrderProgress::new(pool.clone())),
         signals: std::sync::Arc::new(PgTaskSignals::new(pool.clone())),
         payments: std::sync::Arc::new(PgPayments::new(pool.clone())),
+        keys: std::sync::Arc::new(PgKeyBudgets::new(pool.clone())),
     }
 }
 

@@ -73,3 +73,12 @@ pub(crate) fn pipeline_store_error(e: sqlx::Error) -> PipelineStoreError {
         PipelineStoreError::Unexpected(anyhow::Error::new(e).context("sqlite pipeline store"))
     }
 }
+
+/// The key store's error for `e`.
+pub(crate) fn key_store_error(e: sqlx::Error) -> crate::ports::KeyStoreError {
+    if is_unavailable(&e) {
+        crate::ports::KeyStoreError::Unavailable(format!("sqlite: {e}"))
+    } else {
+        crate::ports::KeyStoreError::Unexpected(anyhow::Error::new(e).context("sqlite key budgets"))
+    }
+}

@@ -21,6 +21,7 @@ mod stores;
 mod time;
 
 mod accounts;
+mod key_budgets;
 mod order_progress;
 mod payments;
 mod products;
@@ -28,6 +29,7 @@ mod task_signals;
 
 pub use accounts::SqliteAccounts;
 pub use error::SqliteError;
+pub use key_budgets::SqliteKeyBudgets;
 pub use queue::SqliteJobQueue;
 #[cfg(feature = "telegram")]
 pub use stores::bot_stores;

@@ -1,8 +1,8 @@
 //! The storage port bundles on the embedded store.
 
 use super::{
-    SqliteAccounts, SqliteJobQueue, SqliteOrderProgress, SqlitePayments, SqliteProducts,
-    SqliteStore, SqliteTaskSignals,
+    SqliteAccounts, SqliteJobQueue, SqliteKeyBudgets, SqliteOrderProgress, SqlitePayments,
+    SqliteProducts, SqliteStore, SqliteTaskSignals,
 };
 use crate::queue_config::QueueConfig;
 use crate::stores::Stores;
@@ -19,6 +19,7 @@ pub fn stores(store: &SqliteStore, config: QueueConfig) -> Stores {
         progress: Arc::new(SqliteOrderProgress::new(store)),
         signals: Arc::new(SqliteTaskSignals::new(store)),
         payments: Arc::new(SqlitePayments::new(store)),
+        keys: Arc::new(SqliteKeyBudgets::new(store)),
     }
 }
 

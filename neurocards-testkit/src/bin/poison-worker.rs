@@ -64,10 +64,10 @@ async fn main() -> anyhow::Result<()> {
         .ok()
         .filter(|m| !m.trim().is_empty())
         .context("POISON_MARKER is not set")?;
-    let provider = wiring::kie_provider_from_env(&settings)?;
     let store = wiring::OpenedStore::open(&settings).await?;
-    let adapters =
-        Adapters::build(&settings, store.stores(wiring::queue_config(&settings)), provider)?;
+    let stores = store.stores(wiring::queue_config(&settings));
+    let provider = wiring::kie_provider_from_env(&settings, stores.keys.clone())?;
+    let adapters = Adapters::build(&settings, stores, provider)?;
     let mut deps = adapters.pipeline_deps();
     deps.provider = Arc::new(Poisoned { inner: deps.provider, marker });
     let pipeline = Pipeline::new(deps, wiring::pipeline_config(&settings));

@@ -6,6 +6,7 @@ pub mod bot_queries;
 pub mod broadcasts;
 pub mod dialogues;
 pub mod job_queue;
+pub mod key_budgets;
 pub mod order_progress;
 pub mod payments;
 pub mod products;

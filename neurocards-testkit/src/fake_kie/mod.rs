@@ -165,6 +165,10 @@ struct State {
     /// Per-key request times for limit enforcement: (max, window).
     limits: HashMap<Endpoint, (u32, Duration)>,
     seen: HashMap<(Endpoint, String), VecDeque<Instant>>,
+    /// Whether the windows are exactly KIE's (no slack for the client's travel time).
+    strict_limits: bool,
+    /// Requests answered 429 for going beyond a limit, per endpoint.
+    rate_limited: HashMap<Endpoint, u64>,
     credits: f64,
     callback_mode: CallbackMode,
     callback_hmac: Option<String>,
@@ -176,14 +180,20 @@ struct State {
 impl State {
     fn over_limit(&mut self, ep: Endpoint, key: &str) -> bool {
         let Some((max, per)) = self.limits.get(&ep).copied() else { return false };
-        // A little slack: the client's window starts when it sends, ours when we receive.
-        let per = per.saturating_sub((per / 10).min(Duration::from_millis(250)));
+        // A little slack unless strict: the client's window starts when it sends, ours when
+        // we receive.
+        let per = if self.strict_limits {
+            per
+        } else {
+            per.saturating_sub((per / 10).min(Duration::from_millis(250)))
+        };
         let now = Instant::now();
         let q = self.seen.entry((ep, key.to_owned())).or_default();
         while q.front().is_some_and(|t| now.duration_since(*t) >= per) {
             q.pop_front();
         }
         if q.len() >= max as usize {
+            *self.rate_limited.entry(ep).or_default() += 1;
             return true;
         }
         q.push_back(now);
@@ -486,6 +496,8 @@ impl FakeKie {
                 (Endpoint::Status, (10, Duration::from_secs(1))),
             ]),
             seen: HashMap::new(),
+            strict_limits: false,
+            rate_limited: HashMap::new(),
             credits: 1000.0,
             callback_mode: CallbackMode::Off,
             callback_hmac: None,
@@ -597,6 +609,18 @@ impl FakeKie {
     /// Every answer of `endpoint` is delayed by `delay`.
     pub fn delay(&self, endpoint: Endpoint, delay: Duration) {
         lock(&self.state).delays.insert(endpoint, delay);
+    }
+
+    /// Enforces the limits exactly as KIE states them, without the default slack for the
+    /// client's travel time: a request arriving when `max` others arrived within the window
+    /// is answered 429.
+    pub fn strict_limits(&self) {
+        lock(&self.state).strict_limits = true;
+    }
+
+    /// Requests to `endpoint` answered 429 for going beyond its per-key limit.
+    pub fn rate_limited_count(&self, endpoint: Endpoint) -> u64 {
+        lock(&self.state).rate_limited.get(&endpoint).copied().unwrap_or(0)
     }
 
     /// Sets (or with `None` lifts) the per-key limit enforced on `endpoint`.

@@ -95,6 +95,13 @@ pub(super) async fn run(
         AdminCommand::Ban { user, reason } => ban(&ctx, &s, user, &reason).await,
         AdminCommand::Unban { user } => unban(&ctx, &s, user).await,
         AdminCommand::Refund { charge_id } => refund(&bot, &ctx, &s, &charge_id).await,
+        AdminCommand::UnblockKeys { key } => match &ctx.keys {
+            Some(keys) => match keys.lift(key.as_deref()).await {
+                Ok(n) => tr(&ctx, s.lang, "bot.admin.keys_unblocked", &[("count", &n.to_string())]),
+                Err(e) => error_text(&ctx, &s, &e),
+            },
+            None => t(&ctx, s.lang, "bot.admin.none").to_owned(),
+        },
         AdminCommand::Broadcast { text } => {
             let started = crate::conversation::broadcast::start_broadcast(
                 bot.clone(),
@@ -314,16 +321,7 @@ async fn stats(ctx: &BotContext, s: &Session) -> String {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let keys = if daily.key_health.is_empty() {
-        none
-    } else {
-        daily
-            .key_health
-            .iter()
-            .map(|(k, v)| format!("{}: {}", escape_html(k), escape_html(v)))
-            .collect::<Vec<_>>()
-            .join("\n")
-    };
+    let keys = key_lines(ctx, s, now).await.unwrap_or(none);
     tr(
         ctx,
         s.lang,
@@ -346,4 +344,50 @@ async fn stats(ctx: &BotContext, s: &Session) -> String {
             ("keys", &keys),
         ],
     )
+}
+
+/// The `/stats` key block: one line per known key with its state, paused checks and last
+/// balance; `None` when there are no keys to show (or their state cannot be read).
+async fn key_lines(
+    ctx: &BotContext,
+    s: &Session,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let records = match ctx.keys.as_ref()?.keys().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "KIE key state unavailable for /stats");
+            return None;
+        }
+    };
+    let lines: Vec<String> = records
+        .iter()
+        .map(|k| {
+            let mut parts = vec![match k.off.filter(|o| o.until > now) {
+                Some(off) => tr(
+                    ctx,
+                    s.lang,
+                    &format!("bot.admin.key_{}", off.kind.as_str()),
+                    &[
+                        ("until", &off.until.format("%Y-%m-%d %H:%M UTC").to_string()),
+                        ("class", t(ctx, s.lang, &format!("bot.admin.class.{}", off.class))),
+                    ],
+                ),
+                None => t(ctx, s.lang, "bot.admin.key_healthy").to_owned(),
+            }];
+            if k.checks_paused_until.is_some_and(|u| u > now) {
+                parts.push(t(ctx, s.lang, "bot.admin.key_checks_paused").to_owned());
+            }
+            if let Some((credits, _)) = k.credits {
+                parts.push(tr(
+                    ctx,
+                    s.lang,
+                    "bot.admin.key_credits",
+                    &[("credits", &format!("{credits:.0}"))],
+                ));
+            }
+            format!("{}: {}", escape_html(&k.key_id), parts.join(" · "))
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
 }
