@@ -15,7 +15,7 @@ use axum::routing::get;
 use axum::Router;
 use neurocards_core::config::{Settings, StoreLocation};
 use neurocards_core::kie::{collect_keys, KieError};
-use neurocards_core::metrics::Metrics;
+use neurocards_core::metrics::{Metrics, CONTENT_TYPE};
 use neurocards_core::pipeline::{Pipeline, PipelineMetrics};
 use neurocards_core::web::{self, HttpLimits};
 use neurocards_core::wiring::{self, Adapters};
@@ -172,5 +172,5 @@ struct HttpState {
 async fn render_metrics(State(state): State<HttpState>) -> impl IntoResponse {
     let mut body = Metrics::global().render();
     body.push_str(&state.metrics.render());
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    ([(header::CONTENT_TYPE, CONTENT_TYPE)], body)
 }

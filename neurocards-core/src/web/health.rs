@@ -99,5 +99,5 @@ pub(super) async fn queue_stats(State(deps): State<Arc<WebDeps>>) -> Response {
 
 pub(super) async fn metrics(State(deps): State<Arc<WebDeps>>) -> Response {
     let body: String = deps.metrics.iter().map(|m| m.render()).collect();
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], body).into_response()
 }
