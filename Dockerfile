@@ -28,10 +28,10 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS builder
 COPY --from=planner /app/recipe.json recipe.json
 # Dependencies only: this layer stays cached until the recipe changes.
-RUN cargo chef cook --release --locked -p neurocards-bot -p neurocards-worker \
+RUN cargo chef cook --release --locked -p neurocards-bot -p neurocards-worker -p neurocards-admin \
     --recipe-path recipe.json
 COPY . .
-RUN cargo build --release --locked -p neurocards-bot -p neurocards-worker
+RUN cargo build --release --locked -p neurocards-bot -p neurocards-worker -p neurocards-admin
 
 FROM debian:bookworm-slim AS runtime
 # ca-certificates: TLS to Telegram, KIE.AI, OpenAI, YooKassa and PostgreSQL (rustls with the
@@ -45,7 +45,7 @@ RUN groupadd --system --gid 10001 neurocards \
        --shell /usr/sbin/nologin neurocards \
     && install -d -o neurocards -g neurocards -m 0750 /data
 COPY --from=builder /app/target/release/neurocards-bot /app/target/release/neurocards-worker \
-     /usr/local/bin/
+     /app/target/release/neurocards-admin /usr/local/bin/
 # The health check speaks HTTP over bash's /dev/tcp: the slim image has no curl or wget, and
 # installing one only for this would add a TLS stack and its updates to the image.
 COPY --chmod=0755 deploy/docker/healthcheck /usr/local/bin/neurocards-healthcheck

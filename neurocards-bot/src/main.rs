@@ -15,11 +15,33 @@ mod polling;
 mod polling_lock;
 
 use anyhow::Context as _;
+use clap::{Parser, Subcommand};
 use neurocards_core::config::Settings;
 use neurocards_core::wiring::OpenedStore;
 
+/// The Neurocards Telegram bot. Settings come from the environment (and `.env`); without a
+/// subcommand it runs the bot until SIGTERM or Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "neurocards-bot", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<BotCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum BotCommand {
+    /// Apply the configured store's migrations and exit.
+    Migrate,
+    /// Copy the embedded store into an empty PostgreSQL database (migrated first) and exit.
+    CopyToPostgres {
+        /// The target database: postgres://user@host/database
+        url: String,
+    },
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
     let _ = dotenvy::dotenv();
     let settings = match Settings::from_env() {
         Ok(s) => s,
@@ -30,13 +52,14 @@ async fn main() -> anyhow::Result<()> {
     };
     neurocards_core::telemetry::init(settings.log_format);
     let store = OpenedStore::open(&settings).await.context("opening the store")?;
-    if std::env::args().nth(1).as_deref() == Some("copy-to-postgres") {
-        return copy_to_postgres(&store, std::env::args().nth(2)).await;
-    }
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
-        tracing::info!(store = %store.describe(), "migrations applied");
-        store.close().await;
-        return Ok(());
+    match cli.command {
+        Some(BotCommand::CopyToPostgres { url }) => return copy_to_postgres(&store, &url).await,
+        Some(BotCommand::Migrate) => {
+            tracing::info!(store = %store.describe(), "migrations applied");
+            store.close().await;
+            return Ok(());
+        }
+        None => {}
     }
     // The embedded store serves one process: a second bot on the same file would run a second
     // pipeline and poll Telegram twice.
@@ -67,14 +90,15 @@ async fn main() -> anyhow::Result<()> {
 
 /// `copy-to-postgres <url>`: the embedded store into a fresh PostgreSQL database, migrated
 /// first. Refuses a database that already has users.
-async fn copy_to_postgres(store: &OpenedStore, url: Option<String>) -> anyhow::Result<()> {
+async fn copy_to_postgres(store: &OpenedStore, url: &str) -> anyhow::Result<()> {
     let OpenedStore::Sqlite(sqlite) = store else {
         anyhow::bail!("copy-to-postgres copies the embedded store: unset DATABASE_URL (or set it to sqlite://…)");
     };
-    let url = url
-        .filter(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
-        .context("usage: neurocards-bot copy-to-postgres postgres://user@host/database")?;
-    let pool = neurocards_core::postgres::connect(&url, 2).await.context("opening PostgreSQL")?;
+    anyhow::ensure!(
+        url.starts_with("postgres://") || url.starts_with("postgresql://"),
+        "usage: neurocards-bot copy-to-postgres postgres://user@host/database"
+    );
+    let pool = neurocards_core::postgres::connect(url, 2).await.context("opening PostgreSQL")?;
     neurocards_core::postgres::migrate(&pool).await.context("migrating PostgreSQL")?;
     let report = neurocards_core::store_copy::copy_sqlite_to_postgres(sqlite, &pool).await?;
     tracing::info!(%report, from = %sqlite.path().display(), "copied to PostgreSQL");

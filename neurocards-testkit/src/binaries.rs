@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-/// The path of the workspace binary `name` (`neurocards-bot`, `neurocards-worker`), freshly
-/// built: the environment variable `override_var` names a prebuilt binary to use instead.
+/// The path of the workspace binary `name` (`neurocards-bot`, `neurocards-worker`,
+/// `neurocards-admin`), freshly built: the environment variable `override_var` names a
+/// prebuilt binary to use instead.
 ///
 /// The first call in a test process runs `cargo build --workspace --bins` (same profile and
 /// target directory as the running test) so that a binary left over from an older build is
@@ -178,4 +179,9 @@ impl CapturedLog {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     }
+}
+
+/// The path of `neurocards-admin`, freshly built (or `NEUROCARDS_ADMIN_BIN`).
+pub fn admin_binary() -> PathBuf {
+    workspace_binary("neurocards-admin", "NEUROCARDS_ADMIN_BIN")
 }

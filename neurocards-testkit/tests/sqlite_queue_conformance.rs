@@ -56,6 +56,9 @@ conformance!(
     stats_count_by_state,
     new_order_wakes_waiting_worker,
     work_arriving_before_the_wait_is_not_missed,
+    list_jobs_by_state_newest_first,
+    cancel_queued_job_scope_takes_one_job,
+    retry_failed_charges_a_new_job_once,
 );
 
 /// Eight tasks claim from one queue at once over 200 jobs of five users: every job is claimed

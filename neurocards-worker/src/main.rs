@@ -13,6 +13,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use clap::{Parser, Subcommand};
 use neurocards_core::config::{Settings, StoreLocation};
 use neurocards_core::kie::{collect_keys, KieError};
 use neurocards_core::metrics::{Metrics, CONTENT_TYPE};
@@ -23,11 +24,27 @@ use neurocards_core::{postgres, telemetry};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+/// The Neurocards worker: runs generation jobs from PostgreSQL. Settings come from the
+/// environment (and `.env`); without a subcommand it works until SIGTERM or Ctrl-C.
+#[derive(Debug, Parser)]
+#[command(name = "neurocards-worker", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<WorkerCommand>,
+}
+
+#[derive(Debug, Subcommand)]
+enum WorkerCommand {
+    /// Apply the PostgreSQL migrations (DATABASE_URL) and exit.
+    Migrate,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
+    let cli = Cli::parse();
     // A missing .env file is normal (production sets the environment itself).
     let _ = dotenvy::dotenv();
-    if std::env::args().nth(1).as_deref() == Some("migrate") {
+    if let Some(WorkerCommand::Migrate) = cli.command {
         return migrate().await;
     }
     let settings = match Settings::from_env() {

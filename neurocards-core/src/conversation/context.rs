@@ -95,7 +95,7 @@ impl Default for ConversationSettings {
 }
 
 /// Daily figures for `/stats` beyond the queue's own.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct DailyStats {
     pub users_total: u64,
     pub users_new: u64,
@@ -107,6 +107,43 @@ pub struct DailyStats {
 #[async_trait::async_trait]
 pub trait StatsSource: Send + Sync {
     async fn daily(&self, since: DateTime<Utc>) -> Result<DailyStats, AccountsError>;
+}
+
+/// The figures of `/stats` (and `neurocards-admin stats`) for the current UTC day.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct TodayStats {
+    /// The start of the day the figures count from (UTC midnight).
+    pub since: DateTime<Utc>,
+    /// The queue now, its terminal counts and waits since `since`.
+    pub queue: crate::ports::QueueStats,
+    /// Users, orders, jobs and key health since `since` (all zero without a stats source).
+    pub daily: DailyStats,
+}
+
+/// Why [`today_stats`] could not read the figures.
+#[derive(Debug, thiserror::Error)]
+pub enum TodayStatsError {
+    #[error(transparent)]
+    Queue(#[from] crate::ports::QueueError),
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
+}
+
+/// Reads today's figures (the UTC day of `now`) from the queue and, when given, the stats
+/// source: the one source of `/stats`, so every front end shows the same numbers. Reads only.
+pub async fn today_stats(
+    queue: &dyn JobQueue,
+    source: Option<&dyn StatsSource>,
+    now: DateTime<Utc>,
+) -> Result<TodayStats, TodayStatsError> {
+    let midnight = now.date_naive().and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or(now);
+    let window = (now - midnight).to_std().unwrap_or_default().max(Duration::from_secs(1));
+    let queue = queue.stats(window).await?;
+    let daily = match source {
+        Some(source) => source.daily(midnight).await?,
+        None => DailyStats::default(),
+    };
+    Ok(TodayStats { since: midnight, queue, daily })
 }
 
 /// A video the user received, as "My videos" shows it again.

@@ -28,8 +28,9 @@ mod state;
 pub use action::{new_order_token, Action, MAX_CALLBACK_BYTES};
 pub use command::{AdminCommand, Command, ADMIN_COMMANDS, MAX_GRANT, PUBLIC_COMMANDS};
 pub use context::{
-    BotContext, BotCounters, ConversationSettings, DailyStats, DeliveredVideo, OrderHistory,
-    OrderRateLimit, SessionReader, StatsSource, VideoPage,
+    today_stats, BotContext, BotCounters, ConversationSettings, DailyStats, DeliveredVideo,
+    OrderHistory, OrderRateLimit, SessionReader, StatsSource, TodayStats, TodayStatsError,
+    VideoPage,
 };
 #[cfg(any(feature = "postgres", feature = "sqlite"))]
 pub use dialogue_store::DialogueStoreError;

@@ -17,6 +17,9 @@ impl VideoCount {
     /// The counts offered to users, in the order the buttons show them.
     pub const CHOICES: [u32; 3] = [1, 3, 5];
 
+    /// One video.
+    pub const ONE: VideoCount = VideoCount(1);
+
     pub fn parse(n: u32) -> Result<Self, InvalidVideoCount> {
         if Self::CHOICES.contains(&n) {
             Ok(Self(n))

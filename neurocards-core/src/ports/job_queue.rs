@@ -69,6 +69,9 @@ pub enum CancelScope {
     Order { order: OrderId, user: UserId },
     /// Every waiting job of the user (an admin bans them).
     User(UserId),
+    /// One job (an operator cancels it). An unknown job is [`QueueError::NotFound`]; a job that
+    /// has started generating or has finished cancels nothing.
+    Job(JobId),
 }
 
 /// What a cancellation did.
@@ -155,6 +158,87 @@ pub struct JobSnapshot {
     pub refunded: bool,
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// Which jobs [`JobQueue::list_jobs`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobFilter {
+    /// Every job.
+    Any,
+    /// The jobs in one state.
+    Status(JobStatus),
+    /// The jobs waiting in the queue again after at least one run (a provider retry, a
+    /// snooze, a rescue or a release): `queued` with a claim behind them.
+    Retrying,
+}
+
+/// What [`JobQueue::retry_failed`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RetryOutcome {
+    /// A new job for the same video was queued in a new order of one video, and its price was
+    /// charged (a `charge` ledger entry) in the same transaction.
+    Queued { order_id: OrderId, job: JobId, charged: Credits, balance_after: Credits },
+    /// The failed job was retried before: the order of that retry; nothing was charged.
+    AlreadyRetried { order_id: OrderId, job: JobId },
+    /// The job is not finally failed (it is in this state): nothing was written.
+    NotFailed(JobStatus),
+    /// No such job: nothing was written.
+    NotFound,
+}
+
+/// The order key of the retry of `failed`: one per failed job, so that a repeated retry
+/// finds the first one instead of charging again.
+pub fn retry_order_key(failed: JobId) -> OrderKey {
+    // Visible ASCII well under the key's length limit; `OrderKey::random` never looks like it.
+    OrderKey::parse(format!("retry-of-job-{failed}")).unwrap_or_else(|_| OrderKey::random())
+}
+
+/// The one-video order that runs `failed` again at `price_per_video`, with the same spec.
+pub fn retry_order(failed: &JobSnapshot, price_per_video: Credits) -> NewOrder {
+    NewOrder {
+        user_id: failed.user_id,
+        key: retry_order_key(failed.id),
+        count: VideoCount::ONE,
+        price_per_video,
+        spec: failed.spec.clone(),
+    }
+}
+
+/// Checks that `snapshot` (the stored `job`) may be retried: `Err` holds the refusal.
+pub(crate) fn retry_candidate(
+    job: JobId,
+    snapshot: Option<JobSnapshot>,
+) -> Result<Result<JobSnapshot, RetryOutcome>, QueueError> {
+    let Some(snapshot) = snapshot else { return Ok(Err(RetryOutcome::NotFound)) };
+    if snapshot.status != JobStatus::Failed {
+        return Ok(Err(RetryOutcome::NotFailed(snapshot.status)));
+    }
+    if !snapshot.refunded {
+        // A failure refunds in its own transaction; charging again here would charge twice.
+        return Err(QueueError::Unexpected(anyhow::anyhow!(
+            "failed job {job} has no refund: not retried"
+        )));
+    }
+    Ok(Ok(snapshot))
+}
+
+/// The outcome of placing [`retry_order`].
+pub(crate) fn retry_outcome(placed: PlacedOrder) -> Result<RetryOutcome, QueueError> {
+    let job = placed
+        .jobs
+        .first()
+        .copied()
+        .ok_or_else(|| QueueError::Unexpected(anyhow::anyhow!("a retry order has no job")))?;
+    Ok(if placed.newly_placed {
+        RetryOutcome::Queued {
+            order_id: placed.order_id,
+            job,
+            charged: placed.charged,
+            balance_after: placed.balance_after,
+        }
+    } else {
+        RetryOutcome::AlreadyRetried { order_id: placed.order_id, job }
+    })
 }
 
 /// Errors of the queue.
@@ -285,4 +369,21 @@ pub trait JobQueue: Send + Sync {
 
     /// The job as stored.
     async fn job(&self, id: JobId) -> Result<Option<JobSnapshot>, QueueError>;
+
+    /// Up to `limit` jobs that `filter` selects, newest first (by id). Reads only.
+    async fn list_jobs(
+        &self,
+        filter: JobFilter,
+        limit: u32,
+    ) -> Result<Vec<JobSnapshot>, QueueError>;
+
+    /// Runs a finally failed (and so refunded) job again, for the operator: a new one-video
+    /// order with the same spec at the failed order's price per video, charged and queued in
+    /// one transaction like [`JobQueue::place_order`] ([`QueueError::InsufficientCredits`] when
+    /// the balance does not cover it, writing nothing). The failed job stays failed and
+    /// refunded, so every job keeps at most one refund and every credit moved is a ledger
+    /// entry. Idempotent per failed job (its order key is [`retry_order_key`]): a second retry
+    /// charges nothing and returns [`RetryOutcome::AlreadyRetried`]. A job in any other state,
+    /// or an unknown one, writes nothing.
+    async fn retry_failed(&self, job: JobId) -> Result<RetryOutcome, QueueError>;
 }

@@ -6,7 +6,9 @@ use neurocards_core::domain::{
     JobStatus, JobStep, Language, Lease, LeaseToken, OrderKey, Prompt, ProviderTaskRef, StepResult,
     TemplateId, UserId, VideoCount, WorkerId,
 };
-use neurocards_core::ports::{CancelScope, JobFailure, JobQueue, NewOrder, QueueError, Reschedule};
+use neurocards_core::ports::{
+    CancelScope, JobFailure, JobFilter, JobQueue, NewOrder, QueueError, Reschedule, RetryOutcome,
+};
 use std::collections::HashSet;
 use std::time::Duration;
 
@@ -1039,4 +1041,148 @@ pub async fn work_arriving_before_the_wait_is_not_missed<F: QueueFixture>(f: &F)
             .await;
     assert!(woke.is_ok(), "the wait must return at once, not after its 60 s timeout");
     assert_eq!(q.claim(&WorkerId::new("w"), 1).await.expect("claim").len(), 1);
+}
+
+/// The ids of `user`'s jobs that `filter` lists (newest first), at most `limit` of all jobs.
+async fn listed<Q: JobQueue>(q: &Q, user: UserId, filter: JobFilter, limit: u32) -> Vec<JobId> {
+    q.list_jobs(filter, limit)
+        .await
+        .expect("list jobs")
+        .into_iter()
+        .filter(|j| j.user_id == user)
+        .map(|j| j.id)
+        .collect()
+}
+
+/// Listing jobs selects by state (and "retrying": waiting again after a run), newest first,
+/// at most `limit`, with the same snapshot as a single read.
+pub async fn list_jobs_by_state_newest_first<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let user = f.funded_user(10).await;
+    let first = q.place_order(&order(user, 2, 1)).await.expect("first order");
+    let second = q.place_order(&order(user, 1, 1)).await.expect("second order");
+    let mut all: Vec<JobId> = first.jobs.iter().chain(&second.jobs).copied().collect();
+    all.sort_unstable_by(|a, b| b.cmp(a));
+
+    assert_eq!(listed(q, user, JobFilter::Any, 100).await, all);
+    let newest = listed(q, user, JobFilter::Any, 1).await;
+    assert_eq!(newest, vec![all[0]], "the limit keeps the newest");
+
+    let w = WorkerId::new("w");
+    let running = q.claim(&w, 1).await.expect("claim").remove(0);
+    let running_id = running.lease.job_id;
+    let queued: Vec<JobId> = all.iter().copied().filter(|j| *j != running_id).collect();
+    assert_eq!(listed(q, user, JobFilter::Status(JobStatus::Running), 100).await, vec![running_id]);
+    assert_eq!(listed(q, user, JobFilter::Status(JobStatus::Queued), 100).await, queued);
+    assert!(listed(q, user, JobFilter::Retrying, 100).await.is_empty(), "none ran yet");
+
+    let snooze = Reschedule::Snooze { reason: "no key has a free slot".to_owned() };
+    q.reschedule(running.lease, &snooze, Duration::from_secs(60)).await.expect("snooze");
+    assert_eq!(listed(q, user, JobFilter::Retrying, 100).await, vec![running_id]);
+    assert!(listed(q, user, JobFilter::Status(JobStatus::Running), 100).await.is_empty());
+    assert!(listed(q, user, JobFilter::Status(JobStatus::Failed), 100).await.is_empty());
+
+    let snapshots = q.list_jobs(JobFilter::Retrying, 100).await.expect("list");
+    let snap = snapshots.into_iter().find(|j| j.id == running_id).expect("listed");
+    let single = q.job(running_id).await.expect("read").expect("exists");
+    assert_eq!(snap, single, "a listed job reads as the job itself");
+}
+
+/// Cancelling one job takes that job only, when it has not started, with its refund; a running
+/// job is left (counted as still running); an unknown job is not found.
+pub async fn cancel_queued_job_scope_takes_one_job<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let user = f.funded_user(10).await;
+    let placed = q.place_order(&order(user, 3, 2)).await.expect("order");
+    assert_eq!(f.balance(user).await, credits(4));
+    let w = WorkerId::new("w");
+    let running = q.claim(&w, 1).await.expect("claim").remove(0).lease.job_id;
+    let waiting: Vec<JobId> = placed.jobs.iter().copied().filter(|j| *j != running).collect();
+
+    let cancelled = q.cancel_queued(CancelScope::Job(waiting[0])).await.expect("cancel one job");
+    assert_eq!(cancelled.jobs, vec![waiting[0]]);
+    assert_eq!(cancelled.refunded, credits(2));
+    assert_eq!(cancelled.balance_after, credits(6));
+    assert_eq!(cancelled.still_running, 0);
+    let snap = q.job(waiting[0]).await.expect("read").expect("exists");
+    assert_eq!(snap.status, JobStatus::Cancelled);
+    assert!(snap.refunded);
+    let other = q.job(waiting[1]).await.expect("read").expect("exists");
+    assert_eq!(other.status, JobStatus::Queued, "the order's other job stays");
+
+    let again = q.cancel_queued(CancelScope::Job(waiting[0])).await.expect("cancel again");
+    assert!(again.jobs.is_empty());
+    assert_eq!(again.refunded, Credits::ZERO);
+    let busy = q.cancel_queued(CancelScope::Job(running)).await.expect("cancel running");
+    assert!(busy.jobs.is_empty());
+    assert_eq!(busy.still_running, 1);
+    assert_eq!(f.balance(user).await, credits(6), "refunded once");
+
+    let unknown = q.cancel_queued(CancelScope::Job(JobId(i64::MAX))).await;
+    assert!(matches!(unknown, Err(QueueError::NotFound(_))), "got {unknown:?}");
+}
+
+/// Retrying a failed job queues a new job with the same spec, charged again in the same
+/// transaction; the failed job keeps its one refund; a second retry charges nothing; the new
+/// job has its own refund if it fails too; other states, unknown jobs and a balance that does
+/// not cover the price write nothing.
+pub async fn retry_failed_charges_a_new_job_once<F: QueueFixture>(f: &F) {
+    let q = f.queue();
+    let user = f.funded_user(5).await;
+    let mut placed_order = order(user, 1, 2);
+    placed_order.spec.model = Some("kling-3.0/video".to_owned());
+    let placed = q.place_order(&placed_order).await.expect("order");
+    let failed = placed.jobs[0];
+    let w = WorkerId::new("w");
+    let job = q.claim(&w, 1).await.expect("claim").remove(0);
+    q.fail(job.lease, &failure(ErrorClass::Temporary, "provider down")).await.expect("fail");
+    assert_eq!(f.balance(user).await, credits(5), "refunded");
+
+    let outcome = q.retry_failed(failed).await.expect("retry");
+    let RetryOutcome::Queued { order_id, job: retried, charged, balance_after } = outcome else {
+        panic!("expected a queued retry, got {outcome:?}");
+    };
+    assert_ne!(retried, failed);
+    assert_ne!(order_id, placed.order_id);
+    assert_eq!(charged, credits(2));
+    assert_eq!(balance_after, credits(3));
+    assert_eq!(f.balance(user).await, credits(3));
+    let new = q.job(retried).await.expect("read").expect("exists");
+    assert_eq!(new.status, JobStatus::Queued);
+    assert_eq!(new.user_id, user);
+    assert_eq!(new.spec, placed_order.spec, "the same video is asked for");
+    assert!(!new.refunded);
+    let old = q.job(failed).await.expect("read").expect("exists");
+    assert_eq!(old.status, JobStatus::Failed, "the failed job stays failed");
+    assert!(old.refunded);
+
+    let again = q.retry_failed(failed).await.expect("retry again");
+    assert_eq!(again, RetryOutcome::AlreadyRetried { order_id, job: retried });
+    assert_eq!(f.balance(user).await, credits(3), "a second retry charges nothing");
+    assert_eq!(
+        q.retry_failed(retried).await.expect("retry a queued job"),
+        RetryOutcome::NotFailed(JobStatus::Queued)
+    );
+    assert_eq!(q.retry_failed(JobId(i64::MAX)).await.expect("unknown"), RetryOutcome::NotFound);
+
+    // The retry fails too: it has its own refund.
+    let claimed = q.claim(&w, 1).await.expect("claim the retry").remove(0);
+    assert_eq!(claimed.lease.job_id, retried);
+    let refund =
+        q.fail(claimed.lease, &failure(ErrorClass::Temporary, "down again")).await.expect("fail");
+    assert_eq!(refund.refunded, credits(2));
+    assert_eq!(f.balance(user).await, credits(5));
+
+    // A balance that does not cover the price: refused, nothing written.
+    q.place_order(&order(user, 1, 5)).await.expect("spend the balance");
+    let err = q.retry_failed(retried).await.expect_err("refused");
+    match err {
+        QueueError::InsufficientCredits { needed, available } => {
+            assert_eq!(needed, credits(2));
+            assert_eq!(available, credits(0));
+        }
+        other => panic!("expected InsufficientCredits, got {other:?}"),
+    }
+    assert_eq!(f.balance(user).await, credits(0));
+    assert_eq!(listed(q, user, JobFilter::Any, 100).await.len(), 3, "no job was added");
 }

@@ -3,13 +3,12 @@
 
 use super::{send, t, tr, HandlerResult};
 use crate::conversation::command::AdminCommand;
-use crate::conversation::context::{BotContext, BotCounters, DailyStats};
+use crate::conversation::context::{BotContext, BotCounters, TodayStats};
 use crate::conversation::session::Session;
 use crate::domain::{LedgerReason, UserId};
 use crate::i18n::escape_html;
 use crate::ports::CancelScope;
 use std::sync::Arc;
-use std::time::Duration;
 use teloxide::prelude::*;
 
 pub(super) async fn run(
@@ -293,21 +292,17 @@ fn error_text(ctx: &BotContext, s: &Session, error: &dyn std::fmt::Display) -> S
 
 /// Today's figures (UTC day) from the queue and, when configured, the stats source.
 async fn stats(ctx: &BotContext, s: &Session) -> String {
-    let now = chrono::Utc::now();
-    let midnight = now.date_naive().and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or(now);
-    let window = (now - midnight).to_std().unwrap_or_default().max(Duration::from_secs(1));
-    let queue = match ctx.queue.stats(window).await {
-        Ok(q) => q,
+    let today = crate::conversation::context::today_stats(
+        ctx.queue.as_ref(),
+        ctx.stats.as_deref(),
+        chrono::Utc::now(),
+    )
+    .await;
+    let TodayStats { since, queue, daily } = match today {
+        Ok(today) => today,
         Err(e) => return error_text(ctx, s, &e),
     };
-    let daily = match &ctx.stats {
-        Some(source) => match source.daily(midnight).await {
-            Ok(d) => d,
-            Err(e) => return error_text(ctx, s, &e),
-        },
-        None => DailyStats::default(),
-    };
-    let purchases = purchases_today(ctx, s, midnight).await;
+    let purchases = purchases_today(ctx, s, since).await;
     let none = t(ctx, s.lang, "bot.admin.none").to_owned();
     let failures = if queue.failed_by_class.is_empty() {
         none.clone()

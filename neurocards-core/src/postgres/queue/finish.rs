@@ -3,7 +3,7 @@
 
 use super::place::credits;
 use super::{clip, lease_arrays, lease_lost_or_missing, PgJobQueue};
-use crate::domain::{Delivery, JobId, JobStep, Lease, StepResult};
+use crate::domain::{Delivery, JobId, JobStep, Lease, StepResult, UserId};
 use crate::ports::{CancelScope, Cancelled, JobFailure, QueueError, Refund, Reschedule};
 use sqlx::PgConnection;
 use std::time::Duration;
@@ -273,20 +273,30 @@ pub(super) async fn cancel_queued(
     q: &PgJobQueue,
     scope: CancelScope,
 ) -> Result<Cancelled, QueueError> {
-    let (user, order) = match scope {
-        CancelScope::Order { order, user } => (user, Some(order.get())),
-        CancelScope::User(user) => (user, None),
+    let (user, order, only_job) = match scope {
+        CancelScope::Order { order, user } => (user, Some(order.get()), None),
+        CancelScope::User(user) => (user, None, None),
+        CancelScope::Job(job) => {
+            let user: Option<i64> = sqlx::query_scalar("SELECT user_id FROM jobs WHERE id = $1")
+                .bind(job.get())
+                .fetch_optional(&q.pool)
+                .await?;
+            let user = user.ok_or_else(|| QueueError::NotFound(format!("job {job}")))?;
+            (UserId(user), None, Some(job.get()))
+        }
     };
     let mut tx = q.pool.begin().await?;
     // Row locks make this and a claim take turns: whichever comes second sees the other's
     // state and leaves the job alone.
     let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
         "UPDATE jobs SET state = 'cancelled', finished_at = now() \
-         WHERE user_id = $1 AND ($2::bigint IS NULL OR order_id = $2) AND {NOT_STARTED} \
+         WHERE user_id = $1 AND ($2::bigint IS NULL OR order_id = $2) \
+           AND ($3::bigint IS NULL OR id = $3) AND {NOT_STARTED} \
          RETURNING id, order_id"
     ))
     .bind(user.get())
     .bind(order)
+    .bind(only_job)
     .fetch_all(&mut *tx)
     .await?;
     let mut refunded = 0i64;
@@ -298,10 +308,11 @@ pub(super) async fn cancel_queued(
     }
     let still_running: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM jobs WHERE user_id = $1 AND ($2::bigint IS NULL OR order_id = $2) \
-         AND state IN ('queued', 'running')",
+         AND ($3::bigint IS NULL OR id = $3) AND state IN ('queued', 'running')",
     )
     .bind(user.get())
     .bind(order)
+    .bind(only_job)
     .fetch_one(&mut *tx)
     .await?;
     let balance: Option<i64> = sqlx::query_scalar("SELECT balance FROM users WHERE id = $1")

@@ -24,8 +24,8 @@ mod stats;
 use crate::domain::{ClaimedJob, JobId, Lease, WorkerId};
 use crate::domain::{JobStep, StepResult};
 use crate::ports::{
-    CancelScope, Cancelled, JobFailure, JobQueue, JobSnapshot, NewOrder, PlacedOrder, QueueError,
-    QueueStats, Refund, Reschedule, RescueReport,
+    CancelScope, Cancelled, JobFailure, JobFilter, JobQueue, JobSnapshot, NewOrder, PlacedOrder,
+    QueueError, QueueStats, Refund, Reschedule, RescueReport, RetryOutcome,
 };
 use listener::Listener;
 use sqlx::PgPool;
@@ -171,5 +171,25 @@ impl JobQueue for PgJobQueue {
 
     async fn job(&self, id: JobId) -> Result<Option<JobSnapshot>, QueueError> {
         stats::job(self, id).await
+    }
+
+    async fn list_jobs(
+        &self,
+        filter: JobFilter,
+        limit: u32,
+    ) -> Result<Vec<JobSnapshot>, QueueError> {
+        stats::list_jobs(self, filter, limit).await
+    }
+
+    async fn retry_failed(&self, job: JobId) -> Result<RetryOutcome, QueueError> {
+        // A failed job never changes again, so the check needs no lock; the order key makes
+        // concurrent retries of one job place one order.
+        let failed = match crate::ports::retry_candidate(job, stats::job(self, job).await?)? {
+            Ok(failed) => failed,
+            Err(refusal) => return Ok(refusal),
+        };
+        let price = stats::order_price(self, failed.order_id).await?;
+        let placed = place::place_order(self, &crate::ports::retry_order(&failed, price)).await?;
+        crate::ports::retry_outcome(placed)
     }
 }

@@ -3,7 +3,7 @@
 
 use super::place::credits;
 use super::{clip, lease_lost_or_missing, SqliteJobQueue};
-use crate::domain::{Delivery, JobId, JobStep, Lease, StepResult};
+use crate::domain::{Delivery, JobId, JobStep, Lease, StepResult, UserId};
 use crate::ports::{CancelScope, Cancelled, JobFailure, QueueError, Refund, Reschedule};
 use crate::sqlite::error::queue_error;
 use crate::sqlite::time::{duration_ms, now_ms, to_ms};
@@ -324,20 +324,31 @@ pub(super) async fn cancel_queued(
     q: &SqliteJobQueue,
     scope: CancelScope,
 ) -> Result<Cancelled, QueueError> {
-    let (user, order) = match scope {
-        CancelScope::Order { order, user } => (user, Some(order.get())),
-        CancelScope::User(user) => (user, None),
-    };
     // One writer at a time: a claim and this never interleave.
     let mut tx = q.store.writer().begin().await.map_err(queue_error)?;
+    let (user, order, only_job) = match scope {
+        CancelScope::Order { order, user } => (user, Some(order.get()), None),
+        CancelScope::User(user) => (user, None, None),
+        CancelScope::Job(job) => {
+            let user: Option<i64> = sqlx::query_scalar("SELECT user_id FROM jobs WHERE id = ?")
+                .bind(job.get())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(queue_error)?;
+            let user = user.ok_or_else(|| QueueError::NotFound(format!("job {job}")))?;
+            (UserId(user), None, Some(job.get()))
+        }
+    };
     let rows: Vec<(i64, i64)> = sqlx::query_as(&format!(
         "UPDATE jobs SET state = 'cancelled', finished_at = ?1 \
-         WHERE user_id = ?2 AND (?3 IS NULL OR order_id = ?3) AND {NOT_STARTED} \
+         WHERE user_id = ?2 AND (?3 IS NULL OR order_id = ?3) AND (?4 IS NULL OR id = ?4) \
+           AND {NOT_STARTED} \
          RETURNING id, order_id"
     ))
     .bind(now_ms())
     .bind(user.get())
     .bind(order)
+    .bind(only_job)
     .fetch_all(&mut *tx)
     .await
     .map_err(queue_error)?;
@@ -350,10 +361,11 @@ pub(super) async fn cancel_queued(
     }
     let still_running: i64 = sqlx::query_scalar(
         "SELECT count(*) FROM jobs WHERE user_id = ?1 AND (?2 IS NULL OR order_id = ?2) \
-         AND state IN ('queued', 'running')",
+         AND (?3 IS NULL OR id = ?3) AND state IN ('queued', 'running')",
     )
     .bind(user.get())
     .bind(order)
+    .bind(only_job)
     .fetch_one(&mut *tx)
     .await
     .map_err(queue_error)?;

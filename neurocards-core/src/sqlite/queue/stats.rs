@@ -2,8 +2,8 @@
 
 use super::row::{job_columns, parse_error_class, JobRow};
 use super::SqliteJobQueue;
-use crate::domain::JobId;
-use crate::ports::{JobSnapshot, QueueError, QueueStats};
+use crate::domain::{Credits, JobId, OrderId};
+use crate::ports::{JobFilter, JobSnapshot, QueueError, QueueStats};
 use crate::sqlite::error::queue_error;
 use crate::sqlite::time::{duration_ms, now_ms};
 use anyhow::anyhow;
@@ -28,6 +28,53 @@ pub(super) async fn job(q: &SqliteJobQueue, id: JobId) -> Result<Option<JobSnaps
     let refunded: bool = row.try_get("refunded").map_err(queue_error)?;
     let job = JobRow::from_row(&row).map_err(queue_error)?;
     Ok(Some(job.into_snapshot(refunded).map_err(QueueError::Unexpected)?))
+}
+
+const JOBS: &str = concat!(
+    "SELECT ",
+    job_columns!(),
+    ", EXISTS (SELECT 1 FROM ledger l WHERE l.job_id = j.id AND l.reason = 'refund') \
+       AS refunded \
+     FROM jobs j JOIN orders o ON o.id = j.order_id \
+     WHERE (?1 IS NULL OR j.state = ?1) AND (NOT ?2 OR j.attempt > 0) \
+     ORDER BY j.id DESC LIMIT ?3"
+);
+
+pub(super) async fn list_jobs(
+    q: &SqliteJobQueue,
+    filter: JobFilter,
+    limit: u32,
+) -> Result<Vec<JobSnapshot>, QueueError> {
+    let (state, retrying) = match filter {
+        JobFilter::Any => (None, false),
+        JobFilter::Status(status) => (Some(status.as_str()), false),
+        JobFilter::Retrying => (Some("queued"), true),
+    };
+    let rows = sqlx::query(JOBS)
+        .bind(state)
+        .bind(retrying)
+        .bind(i64::from(limit))
+        .fetch_all(q.store.reader())
+        .await
+        .map_err(queue_error)?;
+    rows.iter()
+        .map(|row| {
+            let refunded: bool = row.try_get("refunded").map_err(queue_error)?;
+            let job = JobRow::from_row(row).map_err(queue_error)?;
+            job.into_snapshot(refunded).map_err(QueueError::Unexpected)
+        })
+        .collect()
+}
+
+/// The price per video of `order`.
+pub(super) async fn order_price(q: &SqliteJobQueue, order: OrderId) -> Result<Credits, QueueError> {
+    let price: Option<i64> = sqlx::query_scalar("SELECT price_per_video FROM orders WHERE id = ?")
+        .bind(order.get())
+        .fetch_optional(q.store.reader())
+        .await
+        .map_err(queue_error)?;
+    let price = price.ok_or_else(|| QueueError::NotFound(format!("order {order}")))?;
+    Credits::new(price).map_err(|e| QueueError::Unexpected(anyhow!("stored price: {e}")))
 }
 
 fn count(v: i64) -> u64 {
