@@ -7,10 +7,11 @@
 //! an amount out of range. Money moves only through the store's ports, so every credit or
 //! debit is a ledger entry written in the same transaction as what it pays for.
 //!
-//! One module per command group: [`accounts`] (grant, balance), [`stats`], [`jobs`].
+//! One module per command group: [`accounts`] (grant, balance), [`stats`], [`jobs`], [`keys`].
 
 mod accounts;
 mod jobs;
+mod keys;
 mod stats;
 
 use anyhow::Context as _;
@@ -42,6 +43,9 @@ enum Command {
     /// Generation jobs: list, retry a failed one, cancel a waiting one.
     #[command(subcommand)]
     Jobs(jobs::JobsCommand),
+    /// KIE keys across the fleet: health, unblock, balances.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 /// The opened store and its ports.
@@ -98,6 +102,7 @@ async fn run(command: Command, settings: Settings) -> anyhow::Result<()> {
         Command::Balance(args) => accounts::balance(&store, args).await,
         Command::Stats(args) => stats::run(&store, args).await,
         Command::Jobs(command) => jobs::run(&store, command).await,
+        Command::Keys(command) => keys::run(&store, &settings, command).await,
     };
     store.opened.close().await;
     result

@@ -4,7 +4,7 @@
 use crate::Store;
 use clap::Args;
 use neurocards_core::conversation::{today_stats, TodayStats};
-use neurocards_core::ports::PurchaseTally;
+use neurocards_core::ports::{KeyRecord, PurchaseTally};
 
 #[derive(Debug, Args)]
 pub struct StatsArgs {
@@ -21,15 +21,20 @@ pub async fn run(store: &Store, args: StatsArgs) -> anyhow::Result<()> {
     )
     .await?;
     let purchases = store.stores.payments.tally_since(today.since).await?;
+    let keys = store.stores.keys.keys().await?;
     if args.json {
-        println!("{}", serde_json::to_string(&as_json(&today, &purchases)?)?);
+        println!("{}", serde_json::to_string(&as_json(&today, &purchases, &keys)?)?);
     } else {
-        print!("{}", as_text(&today, &purchases));
+        print!("{}", as_text(&today, &purchases, &keys));
     }
     Ok(())
 }
 
-fn as_json(today: &TodayStats, purchases: &[PurchaseTally]) -> anyhow::Result<serde_json::Value> {
+fn as_json(
+    today: &TodayStats,
+    purchases: &[PurchaseTally],
+    keys: &[KeyRecord],
+) -> anyhow::Result<serde_json::Value> {
     let mut value = serde_json::to_value(today)?;
     let purchases: Vec<serde_json::Value> = purchases
         .iter()
@@ -45,11 +50,13 @@ fn as_json(today: &TodayStats, purchases: &[PurchaseTally]) -> anyhow::Result<se
         .collect();
     if let Some(object) = value.as_object_mut() {
         object.insert("purchases".to_owned(), serde_json::Value::Array(purchases));
+        let keys = keys.iter().map(crate::keys::as_json).collect();
+        object.insert("keys".to_owned(), serde_json::Value::Array(keys));
     }
     Ok(value)
 }
 
-fn as_text(today: &TodayStats, purchases: &[PurchaseTally]) -> String {
+fn as_text(today: &TodayStats, purchases: &[PurchaseTally], keys: &[KeyRecord]) -> String {
     let (q, d) = (&today.queue, &today.daily);
     let mut out = format!("today since {} (UTC)\n", today.since.format("%Y-%m-%d %H:%M"));
     out.push_str(&format!("users: {} total, {} new\n", d.users_total, d.users_new));
@@ -87,13 +94,13 @@ fn as_text(today: &TodayStats, purchases: &[PurchaseTally]) -> String {
             ));
         }
     }
-    out.push_str("API keys:");
-    if d.key_health.is_empty() {
+    out.push_str("KIE keys:");
+    if keys.is_empty() {
         out.push_str(" none\n");
     } else {
         out.push('\n');
-        for (key, state) in &d.key_health {
-            out.push_str(&format!("  {key}: {state}\n"));
+        for key in keys {
+            out.push_str(&format!("  {}\n", crate::keys::as_line(key)));
         }
     }
     out

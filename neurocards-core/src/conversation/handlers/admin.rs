@@ -316,7 +316,7 @@ async fn stats(ctx: &BotContext, s: &Session) -> String {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    let keys = key_lines(ctx, s, now).await.unwrap_or(none);
+    let keys = key_lines(ctx, s, chrono::Utc::now()).await.unwrap_or(none);
     tr(
         ctx,
         s.lang,
