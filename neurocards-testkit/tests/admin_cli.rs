@@ -160,6 +160,8 @@ async fn scenario(admin: &Admin, stores: &Stores) {
     assert!(json["purchases"].is_array(), "{json}");
     assert!(json["since"].is_string(), "{json}");
 
+    keys_scenario(admin, stores).await;
+
     // Bad input: refused with a sentence, nothing written.
     admin
         .refused(&["grant", "77001", "-5"], "refused: a grant adds 1..=100000 credits (got -5)")
@@ -172,6 +174,51 @@ async fn scenario(admin: &Admin, stores: &Stores) {
     admin.refused(&["jobs", "list", "--state", "lost"], "invalid value 'lost'").await;
     admin.refused(&["grant", "77001"], "required").await;
     assert_eq!(stores.accounts.balance(user).await.expect("balance"), credits(3));
+}
+
+/// The KIE keys as the workers record them: health, an operator's unblock, balances recorded and
+/// read fresh from KIE (the fake) with the environment's key.
+async fn keys_scenario(admin: &Admin, stores: &Stores) {
+    use neurocards_core::ports::{KeyOff, KeyOffKind};
+    let out = admin.ok(&["keys", "health"]).await;
+    assert!(out.contains("no KIE key has been used"), "{out}");
+    let until = chrono::Utc::now() + chrono::Duration::hours(24);
+    let blocked = KeyOff { kind: KeyOffKind::Blocked, until, class: ErrorClass::Billing };
+    stores.keys.set_off("key-0a0a0a0a", blocked).await.expect("recorded");
+    stores.keys.record_balance("key-0b0b0b0b", Ok(2500.0)).await.expect("recorded");
+
+    let out = admin.ok(&["keys", "health"]).await;
+    assert!(out.contains("key-0a0a0a0a: blocked until") && out.contains("(billing)"), "{out}");
+    assert!(out.contains("key-0b0b0b0b: in rotation") && out.contains("2500 credits"), "{out}");
+    let out = admin.ok(&["keys", "health", "--json"]).await;
+    let json: serde_json::Value = serde_json::from_str(out.trim()).expect("keys health --json");
+    assert_eq!(json[0]["state"], "blocked", "{json}");
+    assert_eq!(json[0]["reason"], "billing", "{json}");
+    let out = admin.ok(&["stats", "--json"]).await;
+    let stats: serde_json::Value = serde_json::from_str(out.trim()).expect("stats --json");
+    assert_eq!(stats["keys"][0]["state"], "blocked", "{stats}");
+
+    admin.refused(&["keys", "unblock", "sk-live-1"], "is not a key id").await;
+    admin.refused(&["keys", "unblock", "key-0c0c0c0c"], "no key key-0c0c0c0c").await;
+    let out = admin.ok(&["keys", "unblock", "key-0a0a0a0a"]).await;
+    assert!(out.contains("key-0a0a0a0a is back in rotation"), "{out}");
+    assert!(stores.keys.keys().await.expect("listed").iter().all(|k| k.off.is_none()));
+    let out = admin.ok(&["keys", "unblock"]).await;
+    assert!(out.contains("0 were out"), "{out}");
+
+    let out = admin.ok(&["keys", "balances"]).await;
+    assert!(out.contains("key-0b0b0b0b: 2500.00 credits"), "{out}");
+    assert!(out.contains("key-0a0a0a0a: no balance read yet"), "{out}");
+    admin.refused(&["keys", "balances", "--refresh"], "no KIE key in this environment").await;
+    let kie = neurocards_testkit::fake_kie::FakeKie::start().await;
+    kie.set_credits(777.5);
+    let mut with_key = Admin { env: admin.env.clone() };
+    with_key.env.push(("KIE_API_KEY".to_owned(), "kie-admin-key".to_owned()));
+    with_key.env.push(("KIE_BASE_URL".to_owned(), kie.base_url().to_string()));
+    let out = with_key.ok(&["keys", "balances", "--refresh"]).await;
+    let id = neurocards_core::kie::key_id(&neurocards_core::secret::Secret::new("kie-admin-key"));
+    assert!(out.contains(&format!("{id}: 777.50 credits")), "{out}");
+    assert!(!out.contains("kie-admin-key"), "the key itself is never printed: {out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -203,7 +250,7 @@ async fn admin_without_configuration_says_what_is_missing() {
 #[tokio::test]
 async fn every_binary_explains_its_commands() {
     let bins = [
-        (admin_binary(), vec!["migrate", "grant", "balance", "stats", "jobs"]),
+        (admin_binary(), vec!["migrate", "grant", "balance", "stats", "jobs", "keys"]),
         (neurocards_testkit::bot_harness::bot_binary(), vec!["migrate", "copy-to-postgres"]),
         (neurocards_testkit::system::worker_binary(), vec!["migrate"]),
     ];
