@@ -5,7 +5,7 @@
 use super::limiter::Window;
 use crate::domain::ErrorClass;
 use crate::ports::{
-    clip_key_note, KeyBudgets, KeyOff, KeyRecord, KeyStoreError, Permit, PermitKind, RateLimit,
+    balance_to_store, KeyBudgets, KeyOff, KeyRecord, KeyStoreError, Permit, PermitKind, RateLimit,
 };
 use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
@@ -184,16 +184,12 @@ impl KeyBudgets for MemoryKeyBudgets {
     ) -> Result<(), KeyStoreError> {
         let mut keys = self.lock();
         let slot = keys.entry(key_id.to_owned()).or_insert_with(|| KeySlot::new(key_id));
-        match credits {
-            Ok(c) if c.is_finite() => {
+        match balance_to_store(credits) {
+            Ok(c) => {
                 slot.record.credits = Some((c, Utc::now()));
                 slot.record.credits_error = None;
             }
-            Ok(_) => {
-                slot.record.credits_error =
-                    Some("the provider answered a balance that is not a number".to_owned());
-            }
-            Err(why) => slot.record.credits_error = Some(clip_key_note(&why)),
+            Err(why) => slot.record.credits_error = Some(why),
         }
         Ok(())
     }

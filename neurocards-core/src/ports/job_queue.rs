@@ -172,6 +172,18 @@ pub enum JobFilter {
     Retrying,
 }
 
+impl JobFilter {
+    /// The filter as a store's query takes it: the state to match (`None`: any) and whether
+    /// the job must have run before (`attempt > 0`).
+    pub fn state_and_rerun(self) -> (Option<&'static str>, bool) {
+        match self {
+            JobFilter::Any => (None, false),
+            JobFilter::Status(status) => (Some(status.as_str()), false),
+            JobFilter::Retrying => (Some("queued"), true),
+        }
+    }
+}
+
 /// What [`JobQueue::retry_failed`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RetryOutcome {

@@ -77,6 +77,22 @@ pub struct KeyOff {
     pub class: ErrorClass,
 }
 
+impl KeyOff {
+    /// The off state as a store keeps it (kind, until, class columns): `None` when the key is
+    /// in rotation or the stored kind is not one we write; an unreadable class is `unknown`.
+    pub fn from_stored(
+        kind: Option<&str>,
+        until: Option<DateTime<Utc>>,
+        class: Option<&str>,
+    ) -> Option<Self> {
+        Some(Self {
+            kind: KeyOffKind::parse(kind?)?,
+            until: until?,
+            class: class.and_then(ErrorClass::parse).unwrap_or(ErrorClass::Unknown),
+        })
+    }
+}
+
 /// The answer to a permit request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Permit {
@@ -87,6 +103,14 @@ pub enum Permit {
     /// The key is out of rotation (creates only; status checks of a cooling or blocked key are
     /// still allowed, since the task it created must be followed). Nothing was counted.
     Off(KeyOff),
+}
+
+impl Permit {
+    /// A wait of `ms` milliseconds as a store computed it: at least 1 ms, a negative or zero
+    /// figure (the clock moved on meanwhile) included, so a caller never spins.
+    pub fn wait_ms(ms: i64) -> Self {
+        Permit::Wait(Duration::from_millis(u64::try_from(ms).unwrap_or(1).max(1)))
+    }
 }
 
 /// One key as the fleet knows it. Holds no secret: keys are named by their id.
@@ -197,6 +221,16 @@ pub trait KeyBudgets: Send + Sync + std::fmt::Debug {
 
     /// Every known key, ordered by id.
     async fn keys(&self) -> Result<Vec<KeyRecord>, KeyStoreError>;
+}
+
+/// A balance read as every store keeps it: a finite figure, or why there is none (cut to
+/// [`MAX_KEY_NOTE_CHARS`]); a figure that is not a number is a failed read, never a balance.
+pub fn balance_to_store(credits: Result<f64, String>) -> Result<f64, String> {
+    match credits {
+        Ok(c) if c.is_finite() => Ok(c),
+        Ok(_) => Err("the provider answered a balance that is not a number".to_owned()),
+        Err(why) => Err(clip_key_note(&why)),
+    }
 }
 
 /// Cuts a note to [`MAX_KEY_NOTE_CHARS`] at a character boundary.

@@ -4,8 +4,7 @@
 
 use crate::domain::ErrorClass;
 use crate::ports::{
-    clip_key_note, KeyBudgets, KeyOff, KeyOffKind, KeyRecord, KeyStoreError, Permit, PermitKind,
-    RateLimit,
+    balance_to_store, KeyBudgets, KeyOff, KeyRecord, KeyStoreError, Permit, PermitKind, RateLimit,
 };
 use chrono::{DateTime, Utc};
 use sqlx::PgPool;
@@ -36,18 +35,6 @@ fn millis(d: Duration) -> i64 {
 }
 
 type PermitRow = (bool, i64, Option<String>, Option<DateTime<Utc>>, Option<String>);
-
-fn off_from(
-    kind: Option<&str>,
-    until: Option<DateTime<Utc>>,
-    class: Option<&str>,
-) -> Option<KeyOff> {
-    Some(KeyOff {
-        kind: KeyOffKind::parse(kind?)?,
-        until: until?,
-        class: class.and_then(ErrorClass::parse).unwrap_or(ErrorClass::Unknown),
-    })
-}
 
 #[async_trait::async_trait]
 impl KeyBudgets for PgKeyBudgets {
@@ -83,10 +70,11 @@ impl KeyBudgets for PgKeyBudgets {
         if granted {
             return Ok(Permit::Granted);
         }
-        if let Some(off) = off_from(off_kind.as_deref(), off_until, off_class.as_deref()) {
+        if let Some(off) = KeyOff::from_stored(off_kind.as_deref(), off_until, off_class.as_deref())
+        {
             return Ok(Permit::Off(off));
         }
-        Ok(Permit::Wait(Duration::from_millis(u64::try_from(wait_ms).unwrap_or(1).max(1))))
+        Ok(Permit::wait_ms(wait_ms))
     }
 
     async fn set_off(&self, key_id: &str, off: KeyOff) -> Result<(), KeyStoreError> {
@@ -189,26 +177,20 @@ impl KeyBudgets for PgKeyBudgets {
         key_id: &str,
         credits: Result<f64, String>,
     ) -> Result<(), KeyStoreError> {
-        let query = match credits {
-            Ok(credits) if credits.is_finite() => sqlx::query(
+        let query = match balance_to_store(credits) {
+            Ok(credits) => sqlx::query(
                 "INSERT INTO kie_keys (key_id, credits, credits_at) VALUES ($1, $2, now()) \
                  ON CONFLICT (key_id) DO UPDATE SET credits = $2, credits_at = now(), \
                    credits_error = NULL",
             )
             .bind(key_id)
             .bind(credits),
-            Ok(_) => sqlx::query(
-                "INSERT INTO kie_keys (key_id, credits_error) VALUES ($1, $2) \
-                 ON CONFLICT (key_id) DO UPDATE SET credits_error = $2",
-            )
-            .bind(key_id)
-            .bind("the provider answered a balance that is not a number"),
             Err(why) => sqlx::query(
                 "INSERT INTO kie_keys (key_id, credits_error) VALUES ($1, $2) \
                  ON CONFLICT (key_id) DO UPDATE SET credits_error = $2",
             )
             .bind(key_id)
-            .bind(clip_key_note(&why)),
+            .bind(why),
         };
         query.execute(&self.pool).await.map_err(key_store_error)?;
         Ok(())
@@ -250,8 +232,12 @@ impl KeyRow {
         let now = self.now;
         KeyRecord {
             key_id: self.key_id,
-            off: off_from(self.off_kind.as_deref(), self.off_until, self.off_class.as_deref())
-                .filter(|off| off.until > now),
+            off: KeyOff::from_stored(
+                self.off_kind.as_deref(),
+                self.off_until,
+                self.off_class.as_deref(),
+            )
+            .filter(|off| off.until > now),
             checks_paused_until: self.checks_paused_until.filter(|until| *until > now),
             creates: u64::try_from(self.creates).unwrap_or(0),
             checks: u64::try_from(self.checks).unwrap_or(0),

@@ -8,8 +8,7 @@ use super::time::{duration_ms, from_ms, now_ms, to_ms};
 use super::SqliteStore;
 use crate::domain::ErrorClass;
 use crate::ports::{
-    clip_key_note, KeyBudgets, KeyOff, KeyOffKind, KeyRecord, KeyStoreError, Permit, PermitKind,
-    RateLimit,
+    balance_to_store, KeyBudgets, KeyOff, KeyRecord, KeyStoreError, Permit, PermitKind, RateLimit,
 };
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -28,18 +27,6 @@ impl SqliteKeyBudgets {
 
 const ENSURE_KEY: &str =
     "INSERT INTO kie_keys (key_id, first_seen_at_ms) VALUES (?1, ?2) ON CONFLICT (key_id) DO NOTHING";
-
-fn off_from(kind: Option<&str>, until_ms: Option<i64>, class: Option<&str>) -> Option<KeyOff> {
-    Some(KeyOff {
-        kind: KeyOffKind::parse(kind?)?,
-        until: from_ms(until_ms?),
-        class: class.and_then(ErrorClass::parse).unwrap_or(ErrorClass::Unknown),
-    })
-}
-
-fn wait_ms(ms: i64) -> Permit {
-    Permit::Wait(Duration::from_millis(u64::try_from(ms).unwrap_or(1).max(1)))
-}
 
 #[async_trait::async_trait]
 impl KeyBudgets for SqliteKeyBudgets {
@@ -88,15 +75,19 @@ impl KeyBudgets for SqliteKeyBudgets {
         .map_err(key_store_error)?;
         match kind {
             PermitKind::Create => {
-                if let Some(off) = off_from(off_kind.as_deref(), off_until, off_class.as_deref())
-                    .filter(|_| off_until.is_some_and(|u| u > now))
+                if let Some(off) = KeyOff::from_stored(
+                    off_kind.as_deref(),
+                    off_until.map(from_ms),
+                    off_class.as_deref(),
+                )
+                .filter(|_| off_until.is_some_and(|u| u > now))
                 {
                     return Ok(Permit::Off(off));
                 }
             }
             PermitKind::Status => {
                 if let Some(until) = paused_until.filter(|u| *u > now) {
-                    return Ok(wait_ms(until - now));
+                    return Ok(Permit::wait_ms(until - now));
                 }
             }
         }
@@ -124,7 +115,7 @@ impl KeyBudgets for SqliteKeyBudgets {
         if (sent.len() as i64) >= max {
             // The max-th newest permit is the one whose leaving frees a place.
             let freeing = sent.last().copied().unwrap_or(now);
-            return Ok(wait_ms(freeing.saturating_add(duration_ms(limit.per)) - now));
+            return Ok(Permit::wait_ms(freeing.saturating_add(duration_ms(limit.per)) - now));
         }
         sqlx::query("INSERT INTO kie_key_permits (key_id, kind, sent_ms) VALUES (?1, ?2, ?3)")
             .bind(key_id)
@@ -255,8 +246,8 @@ impl KeyBudgets for SqliteKeyBudgets {
         credits: Result<f64, String>,
     ) -> Result<(), KeyStoreError> {
         let now = now_ms();
-        let query = match credits {
-            Ok(credits) if credits.is_finite() => sqlx::query(
+        let query = match balance_to_store(credits) {
+            Ok(credits) => sqlx::query(
                 "INSERT INTO kie_keys (key_id, first_seen_at_ms, credits, credits_at_ms) \
                  VALUES (?1, ?2, ?3, ?2) \
                  ON CONFLICT (key_id) DO UPDATE SET credits = ?3, credits_at_ms = ?2, \
@@ -265,16 +256,13 @@ impl KeyBudgets for SqliteKeyBudgets {
             .bind(key_id)
             .bind(now)
             .bind(credits),
-            other => sqlx::query(
+            Err(why) => sqlx::query(
                 "INSERT INTO kie_keys (key_id, first_seen_at_ms, credits_error) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (key_id) DO UPDATE SET credits_error = ?3",
             )
             .bind(key_id)
             .bind(now)
-            .bind(match other {
-                Err(why) => clip_key_note(&why),
-                Ok(_) => "the provider answered a balance that is not a number".to_owned(),
-            }),
+            .bind(why),
         };
         query.execute(self.store.writer()).await.map_err(key_store_error)?;
         Ok(())
@@ -315,8 +303,12 @@ impl KeyRow {
     fn into_record(self, now: i64) -> KeyRecord {
         KeyRecord {
             key_id: self.key_id,
-            off: off_from(self.off_kind.as_deref(), self.off_until_ms, self.off_class.as_deref())
-                .filter(|_| self.off_until_ms.is_some_and(|u| u > now)),
+            off: KeyOff::from_stored(
+                self.off_kind.as_deref(),
+                self.off_until_ms.map(from_ms),
+                self.off_class.as_deref(),
+            )
+            .filter(|_| self.off_until_ms.is_some_and(|u| u > now)),
             checks_paused_until: self.checks_paused_until_ms.filter(|u| *u > now).map(from_ms),
             creates: u64::try_from(self.creates).unwrap_or(0),
             checks: u64::try_from(self.checks).unwrap_or(0),

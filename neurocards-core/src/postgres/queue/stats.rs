@@ -39,11 +39,7 @@ pub(super) async fn list_jobs(
     filter: JobFilter,
     limit: u32,
 ) -> Result<Vec<JobSnapshot>, QueueError> {
-    let (state, retrying) = match filter {
-        JobFilter::Any => (None, false),
-        JobFilter::Status(status) => (Some(status.as_str()), false),
-        JobFilter::Retrying => (Some("queued"), true),
-    };
+    let (state, retrying) = filter.state_and_rerun();
     let rows = sqlx::query(JOBS)
         .bind(state)
         .bind(retrying)
